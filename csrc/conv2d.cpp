@@ -1,0 +1,98 @@
+// The convolution ops, backend-neutral: check, pick the route and memory format,
+// allocate, and hand contiguous NCHW tensors to the backend's kernels.
+#include <ATen/ATen.h>
+#include <c10/core/DeviceGuard.h>
+#include <torch/library.h>
+
+#include "kernels.h"
+
+namespace classic_ops {
+namespace {
+
+at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor& input,
+                       const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  c10::DeviceGuard guard(input.device());
+  at::Tensor output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, input.options());
+  if (output.numel() > 0) {
+    const at::Tensor bias_contiguous =
+        bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+    kernels_for(input).conv(route).forward(input.contiguous(), weight.contiguous(),
+                                           bias_contiguous, output, g);
+  }
+  return output.contiguous(conv2d_output_format(input, weight));
+}
+
+at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
+                  const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  const ConvGeometry g =
+      check_conv2d("classic_ops.conv2d", input, weight, bias, stride, padding, dilation, groups);
+  return run_forward(route_conv2d(g), g, input, weight, bias);
+}
+
+at::Tensor depthwise_conv2d(const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                            at::IntArrayRef padding, at::IntArrayRef dilation) {
+  constexpr const char* op = "classic_ops.depthwise_conv2d";
+  const int64_t channels = input.dim() == 4 ? std::max<int64_t>(input.size(1), 1) : 1;
+  const ConvGeometry g =
+      check_conv2d(op, input, weight, bias, stride, padding, dilation, channels);
+  check_depthwise_weight(op, g);
+  return run_forward(ConvRoute::Depthwise, g, input, weight, bias);
+}
+
+at::Tensor pointwise_conv2d(const at::Tensor& input, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride) {
+  constexpr const char* op = "classic_ops.pointwise_conv2d";
+  const int64_t no_padding[2] = {0, 0};
+  const int64_t no_dilation[2] = {1, 1};
+  const ConvGeometry g =
+      check_conv2d(op, input, weight, bias, stride, no_padding, no_dilation, /*groups=*/1);
+  check_pointwise_weight(op, g);
+  return run_forward(ConvRoute::Pointwise, g, input, weight, bias);
+}
+
+at::Tensor conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& input,
+                             const at::Tensor& weight, at::IntArrayRef stride,
+                             at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  const ConvGeometry g = check_conv2d_backward("classic_ops.conv2d_grad_input", grad_output, input,
+                                               weight, stride, padding, dilation, groups);
+  c10::DeviceGuard guard(input.device());
+  at::Tensor grad_input = at::empty(input.sizes(), input.options(), at::MemoryFormat::Contiguous);
+  if (grad_input.numel() > 0) {
+    kernels_for(input).conv(route_conv2d(g)).grad_input(grad_output.contiguous(),
+                                                        weight.contiguous(), grad_input, g);
+  }
+  return grad_input.contiguous(conv2d_output_format(input, weight));
+}
+
+at::Tensor conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                              const at::Tensor& weight, at::IntArrayRef stride,
+                              at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  const ConvGeometry g = check_conv2d_backward("classic_ops.conv2d_grad_weight", grad_output,
+                                               input, weight, stride, padding, dilation, groups);
+  c10::DeviceGuard guard(input.device());
+  const at::MemoryFormat format = conv2d_output_format(input, weight);
+  if (g.batch == 0) return at::zeros(weight.sizes(), weight.options().memory_format(format));
+  at::Tensor grad_weight = at::empty(weight.sizes(), weight.options(), at::MemoryFormat::Contiguous);
+  kernels_for(input).conv(route_conv2d(g)).grad_weight(grad_output.contiguous(),
+                                                       input.contiguous(), grad_weight, g);
+  return grad_weight.contiguous(format);
+}
+
+void register_conv_ops(torch::Library& m) {
+  m.impl("conv2d", &conv2d);
+  m.impl("depthwise_conv2d", &depthwise_conv2d);
+  m.impl("pointwise_conv2d", &pointwise_conv2d);
+  m.impl("conv2d_grad_input", &conv2d_grad_input);
+  m.impl("conv2d_grad_weight", &conv2d_grad_weight);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(classic_ops, CPU, m) { register_conv_ops(m); }
+#ifdef CLASSIC_OPS_WITH_CUDA
+TORCH_LIBRARY_IMPL(classic_ops, CUDA, m) { register_conv_ops(m); }
+#endif
+
+}  // namespace classic_ops

@@ -1,0 +1,64 @@
+// The index geometry every CPU convolution kernel walks: for one kernel tap (r, s), the
+// rows of output positions whose input position lies inside the (unpadded) input. The
+// forward pass, grad_input and grad_weight differ only in what they do with each row.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "../checks.h"
+
+namespace classic_ops::cpu {
+
+struct Span {
+  int64_t begin, end;
+};
+
+// Output positions o in [0, out) with 0 <= o * stride - pad + offset < in.
+inline Span valid_outputs(int64_t in, int64_t out, int64_t stride, int64_t pad, int64_t offset) {
+  const int64_t shift = offset - pad;
+  const int64_t begin = shift >= 0 ? 0 : (-shift + stride - 1) / stride;
+  const int64_t end = in - 1 - shift >= 0 ? std::min(out, (in - 1 - shift) / stride + 1) : 0;
+  return {std::min(begin, end), end};
+}
+
+// Calls row(output_offset, input_offset, length) for each output row of tap (r, s):
+// output elements output_offset + j pair with input elements input_offset + j * stride_w,
+// offsets taken within one H*W plane.
+template <typename RowFn>
+inline void for_each_tap_row(const ConvGeometry& g, int64_t r, int64_t s, RowFn&& row) {
+  const Span rows = valid_outputs(g.in_h, g.out_h, g.stride_h, g.pad_h, r * g.dilation_h);
+  const Span cols = valid_outputs(g.in_w, g.out_w, g.stride_w, g.pad_w, s * g.dilation_w);
+  if (cols.begin >= cols.end) return;
+  const int64_t first_iw = cols.begin * g.stride_w - g.pad_w + s * g.dilation_w;
+  for (int64_t oh = rows.begin; oh < rows.end; ++oh) {
+    const int64_t ih = oh * g.stride_h - g.pad_h + r * g.dilation_h;
+    row(oh * g.out_w + cols.begin, ih * g.in_w + first_iw, cols.end - cols.begin);
+  }
+}
+
+// y[j] += a * x[j * stride]; the unit-stride loop is split out so it vectorizes.
+template <typename acc_t, typename scalar_t>
+inline void axpy_strided(acc_t* y, const scalar_t* x, acc_t a, int64_t n, int64_t stride) {
+  if (stride == 1) {
+    for (int64_t j = 0; j < n; ++j) y[j] += a * static_cast<acc_t>(x[j]);
+  } else {
+    for (int64_t j = 0; j < n; ++j) y[j] += a * static_cast<acc_t>(x[j * stride]);
+  }
+}
+
+// y[j * stride] += a * x[j]
+template <typename acc_t, typename scalar_t>
+inline void axpy_scatter(acc_t* y, const scalar_t* x, acc_t a, int64_t n, int64_t stride) {
+  for (int64_t j = 0; j < n; ++j) y[j * stride] += a * static_cast<acc_t>(x[j]);
+}
+
+// sum_j x[j] * y[j * stride]
+template <typename acc_t, typename scalar_t>
+inline acc_t dot_strided(const scalar_t* x, const scalar_t* y, int64_t n, int64_t stride) {
+  acc_t sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += static_cast<acc_t>(x[j]) * static_cast<acc_t>(y[j * stride]);
+  return sum;
+}
+
+}  // namespace classic_ops::cpu

@@ -1,0 +1,31 @@
+// CPU kernel entry points; cpu/backend.cpp gathers them into the CPU kernel table.
+#pragma once
+
+#include "../kernels.h"
+
+namespace classic_ops::cpu {
+
+// Direct convolution over groups; with groups == channels it is the depthwise kernel.
+void grouped_conv2d_forward(const at::Tensor& input, const at::Tensor& weight,
+                            const at::Tensor& bias, const at::Tensor& output,
+                            const ConvGeometry& g);
+void grouped_conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                               const at::Tensor& grad_input, const ConvGeometry& g);
+void grouped_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                const at::Tensor& grad_weight, const ConvGeometry& g);
+
+// 1x1 convolution as a matrix product per image.
+void pointwise_conv2d_forward(const at::Tensor& input, const at::Tensor& weight,
+                              const at::Tensor& bias, const at::Tensor& output,
+                              const ConvGeometry& g);
+void pointwise_conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                 const at::Tensor& grad_input, const ConvGeometry& g);
+void pointwise_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                  const at::Tensor& grad_weight, const ConvGeometry& g);
+
+void max_pool2d_forward(const at::Tensor& input, const at::Tensor& output,
+                        const at::Tensor& indices, const PoolGeometry& g);
+void max_pool2d_grad_input(const at::Tensor& grad_output, const at::Tensor& indices,
+                           const at::Tensor& grad_input, const PoolGeometry& g);
+
+}  // namespace classic_ops::cpu

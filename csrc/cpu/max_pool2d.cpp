@@ -1,0 +1,176 @@
+// Max-pooling over NCHW or channels_last tensors, indexed by strides. NCHW walks one plane
+// per task; channels_last walks one output pixel per task with the channels innermost, so
+// both read memory in order. NaN wins, as in PyTorch: a NaN in a window is the window's max.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "conv_taps.h"
+#include "kernels.h"
+
+namespace classic_ops::cpu {
+namespace {
+
+struct Strides4 {
+  int64_t n, c, h, w;
+  explicit Strides4(const at::Tensor& t)
+      : n(t.stride(0)), c(t.stride(1)), h(t.stride(2)), w(t.stride(3)) {}
+  int64_t at(int64_t ni, int64_t ci, int64_t hi, int64_t wi) const {
+    return ni * n + ci * c + hi * h + wi * w;
+  }
+};
+
+// Taps k in [0, kernel) of a window starting at `start` that land inside [0, in).
+Span window_taps(int64_t start, int64_t kernel, int64_t dilation, int64_t in) {
+  const int64_t begin = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
+  const int64_t end = std::min(kernel, (in - 1 - start) / dilation + 1);
+  return {begin, std::max(begin, end)};
+}
+
+template <typename acc_t>
+inline bool replaces_max(acc_t value, acc_t current) {
+  return value > current || std::isnan(value);
+}
+
+struct Window {
+  int64_t h0, w0;  // first input row / column the window covers (may be padding)
+  Span rows, cols;
+  Window(const PoolGeometry& g, int64_t oh, int64_t ow)
+      : h0(oh * g.stride_h - g.pad_h), w0(ow * g.stride_w - g.pad_w),
+        rows(window_taps(h0, g.kernel_h, g.dilation_h, g.in_h)),
+        cols(window_taps(w0, g.kernel_w, g.dilation_w, g.in_w)) {}
+  int64_t row(const PoolGeometry& g, int64_t kh) const { return h0 + kh * g.dilation_h; }
+  int64_t col(const PoolGeometry& g, int64_t kw) const { return w0 + kw * g.dilation_w; }
+};
+
+template <typename scalar_t>
+void forward_planes(const at::Tensor& input, const at::Tensor& output, const at::Tensor& indices,
+                    const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  scalar_t* out = output.mutable_data_ptr<scalar_t>();
+  int64_t* idx = indices.defined() ? indices.mutable_data_ptr<int64_t>() : nullptr;
+  const Strides4 si(input), so(output);
+  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t n = plane / g.channels, c = plane % g.channels;
+      const scalar_t* in_p = in + si.at(n, c, 0, 0);
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          const Window win(g, oh, ow);
+          acc_t best = -std::numeric_limits<acc_t>::infinity();
+          int64_t best_at = win.row(g, win.rows.begin) * g.in_w + win.col(g, win.cols.begin);
+          for (int64_t kh = win.rows.begin; kh < win.rows.end; ++kh) {
+            const int64_t ih = win.row(g, kh);
+            for (int64_t kw = win.cols.begin; kw < win.cols.end; ++kw) {
+              const int64_t iw = win.col(g, kw);
+              const acc_t v = static_cast<acc_t>(in_p[ih * si.h + iw * si.w]);
+              if (replaces_max(v, best)) {
+                best = v;
+                best_at = ih * g.in_w + iw;
+              }
+            }
+          }
+          const int64_t o = so.at(n, c, oh, ow);
+          out[o] = static_cast<scalar_t>(best);
+          if (idx) idx[o] = best_at;
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void forward_channels_last(const at::Tensor& input, const at::Tensor& output,
+                           const at::Tensor& indices, const PoolGeometry& g) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  scalar_t* out = output.mutable_data_ptr<scalar_t>();
+  int64_t* idx = indices.defined() ? indices.mutable_data_ptr<int64_t>() : nullptr;
+  const Strides4 si(input), so(output);
+  at::parallel_for(0, g.batch * g.out_h * g.out_w, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> best(g.channels);
+    std::vector<int64_t> best_at(g.channels);
+    for (int64_t pixel = begin; pixel < end; ++pixel) {
+      const int64_t n = pixel / (g.out_h * g.out_w);
+      const int64_t oh = pixel / g.out_w % g.out_h, ow = pixel % g.out_w;
+      const Window win(g, oh, ow);
+      std::fill(best.begin(), best.end(), -std::numeric_limits<acc_t>::infinity());
+      std::fill(best_at.begin(), best_at.end(),
+                win.row(g, win.rows.begin) * g.in_w + win.col(g, win.cols.begin));
+      for (int64_t kh = win.rows.begin; kh < win.rows.end; ++kh) {
+        const int64_t ih = win.row(g, kh);
+        for (int64_t kw = win.cols.begin; kw < win.cols.end; ++kw) {
+          const int64_t iw = win.col(g, kw);
+          const scalar_t* in_px = in + si.at(n, 0, ih, iw);
+          for (int64_t c = 0; c < g.channels; ++c) {
+            const acc_t v = static_cast<acc_t>(in_px[c * si.c]);
+            if (replaces_max(v, best[c])) {
+              best[c] = v;
+              best_at[c] = ih * g.in_w + iw;
+            }
+          }
+        }
+      }
+      const int64_t o = so.at(n, 0, oh, ow);
+      for (int64_t c = 0; c < g.channels; ++c) out[o + c * so.c] = static_cast<scalar_t>(best[c]);
+      if (idx) {
+        for (int64_t c = 0; c < g.channels; ++c) idx[o + c * so.c] = best_at[c];
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void grad_input_impl(const at::Tensor& grad_output, const at::Tensor& indices,
+                     const at::Tensor& grad_input, const PoolGeometry& g) {
+  const scalar_t* gout = grad_output.const_data_ptr<scalar_t>();
+  const int64_t* idx = indices.const_data_ptr<int64_t>();
+  scalar_t* gin = grad_input.mutable_data_ptr<scalar_t>();
+  const Strides4 si(grad_input), so(grad_output);
+  const int64_t plane = g.in_h * g.in_w;
+  grad_input.zero_();
+  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / g.channels, c = task % g.channels;
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          const int64_t o = so.at(n, c, oh, ow);
+          const int64_t i = idx[o];
+          TORCH_CHECK_VALUE(i >= 0 && i < plane, "classic_ops.max_pool2d_grad_input: indices ",
+                            "must lie in [0, H*W) = [0, ", plane, "), found ", i);
+          gin[si.at(n, c, i / g.in_w, i % g.in_w)] += gout[o];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void max_pool2d_forward(const at::Tensor& input, const at::Tensor& output,
+                        const at::Tensor& indices, const PoolGeometry& g) {
+  const bool channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                  "classic_ops_max_pool2d_forward", [&] {
+    if (channels_last) {
+      forward_channels_last<scalar_t>(input, output, indices, g);
+    } else {
+      forward_planes<scalar_t>(input, output, indices, g);
+    }
+  });
+}
+
+void max_pool2d_grad_input(const at::Tensor& grad_output, const at::Tensor& indices,
+                           const at::Tensor& grad_input, const PoolGeometry& g) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
+                                  "classic_ops_max_pool2d_grad_input",
+                                  [&] { grad_input_impl<scalar_t>(grad_output, indices, grad_input, g); });
+}
+
+}  // namespace classic_ops::cpu
