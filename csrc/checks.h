@@ -9,16 +9,9 @@
 #include <cstdint>
 #include <optional>
 
+#include "geometry.h"
+
 namespace classic_ops {
-
-struct ConvGeometry {
-  int64_t batch, in_channels, in_h, in_w;
-  int64_t out_channels, kernel_h, kernel_w, out_h, out_w;
-  int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
-
-  int64_t in_channels_per_group() const { return in_channels / groups; }
-  int64_t out_channels_per_group() const { return out_channels / groups; }
-};
 
 enum class ConvRoute { Direct, Depthwise, Pointwise };
 
@@ -41,11 +34,6 @@ ConvRoute route_conv2d(const ConvGeometry& g);
 
 // The memory format PyTorch's own convolution gives its output (and gradients).
 at::MemoryFormat conv2d_output_format(const at::Tensor& input, const at::Tensor& weight);
-
-struct PoolGeometry {
-  int64_t batch, channels, in_h, in_w, out_h, out_w;
-  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
-};
 
 // An empty stride means stride = kernel_size, as in ATen.
 PoolGeometry check_max_pool2d(const char* op, const at::Tensor& input, at::IntArrayRef kernel_size,

@@ -1,0 +1,65 @@
+// Accumulation types and conversions shared by the CUDA kernels: half and bfloat16
+// accumulate in float, double in double.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace classic_ops::cuda {
+
+template <typename T>
+struct AccType {
+  using type = float;
+};
+template <>
+struct AccType<double> {
+  using type = double;
+};
+template <typename T>
+using acc_t = typename AccType<T>::type;
+
+template <typename T>
+__device__ __forceinline__ acc_t<T> to_acc(T v) {
+  return static_cast<acc_t<T>>(v);
+}
+template <>
+__device__ __forceinline__ float to_acc<__half>(__half v) {
+  return __half2float(v);
+}
+template <>
+__device__ __forceinline__ float to_acc<__nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+
+template <typename T>
+__device__ __forceinline__ T from_acc(acc_t<T> v) {
+  return static_cast<T>(v);
+}
+template <>
+__device__ __forceinline__ __half from_acc<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+constexpr int kThreads = 256;
+// Grid-stride loops cover the rest; this keeps the grid within every device's limits.
+constexpr int64_t kMaxBlocks = int64_t{1} << 20;
+
+inline unsigned int blocks_for(int64_t work) {
+  const int64_t blocks = (work + kThreads - 1) / kThreads;
+  return static_cast<unsigned int>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
+}
+
+// Instantiates a launcher template for every supported element type.
+#define CLASSIC_OPS_FOR_EACH_CUDA_TYPE(MACRO) \
+  MACRO(float)                                \
+  MACRO(double)                               \
+  MACRO(__half)                               \
+  MACRO(__nv_bfloat16)
+
+}  // namespace classic_ops::cuda

@@ -1,0 +1,121 @@
+// Max-pooling on CUDA over NCHW or channels_last tensors, indexed by strides. Consecutive
+// threads take consecutive memory: W fastest for NCHW, C fastest for channels_last. The
+// backward pass gathers (each input element sums the outputs whose argmax it is), so it
+// needs no atomics and its sum is deterministic. NaN wins, as in PyTorch.
+#include "device_math.cuh"
+#include "launchers.h"
+
+namespace classic_ops::cuda {
+namespace {
+
+struct Coord {
+  int64_t n, c, h, w;
+};
+
+// Splits a linear thread index over (n, c, h, w) with W or C varying fastest.
+__device__ __forceinline__ Coord unravel(int64_t i, int64_t channels, int64_t height,
+                                         int64_t width, bool channels_last) {
+  if (channels_last) {
+    return {i / (channels * width * height), i % channels, i / (channels * width) % height,
+            i / channels % width};
+  }
+  return {i / (width * height * channels), i / (width * height) % channels, i / width % height,
+          i % width};
+}
+
+__device__ __forceinline__ int64_t offset(const Strides4& s, int64_t n, int64_t c, int64_t h,
+                                          int64_t w) {
+  return n * s.n + c * s.c + h * s.h + w * s.w;
+}
+
+template <typename T>
+__global__ void forward_kernel(const T* __restrict__ input, Strides4 in_strides,
+                               T* __restrict__ output, int64_t* __restrict__ indices,
+                               Strides4 out_strides, bool channels_last, PoolGeometry g) {
+  const int64_t total = g.batch * g.channels * g.out_h * g.out_w;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const Coord o = unravel(i, g.channels, g.out_h, g.out_w, channels_last);
+    int64_t h0 = o.h * g.stride_h - g.pad_h, w0 = o.w * g.stride_w - g.pad_w;
+    while (h0 < 0) h0 += g.dilation_h;
+    while (w0 < 0) w0 += g.dilation_w;
+    const int64_t h_end = min(o.h * g.stride_h - g.pad_h + (g.kernel_h - 1) * g.dilation_h + 1, g.in_h);
+    const int64_t w_end = min(o.w * g.stride_w - g.pad_w + (g.kernel_w - 1) * g.dilation_w + 1, g.in_w);
+    const T* in_plane = input + offset(in_strides, o.n, o.c, 0, 0);
+    acc_t<T> best = -INFINITY;
+    int64_t best_at = h0 * g.in_w + w0;
+    for (int64_t ih = h0; ih < h_end; ih += g.dilation_h) {
+      for (int64_t iw = w0; iw < w_end; iw += g.dilation_w) {
+        const acc_t<T> v = to_acc(in_plane[ih * in_strides.h + iw * in_strides.w]);
+        if (v > best || isnan(v)) {
+          best = v;
+          best_at = ih * g.in_w + iw;
+        }
+      }
+    }
+    const int64_t out_at = offset(out_strides, o.n, o.c, o.h, o.w);
+    output[out_at] = from_acc<T>(best);
+    if (indices) indices[out_at] = best_at;
+  }
+}
+
+template <typename T>
+__global__ void grad_input_kernel(const T* __restrict__ grad_output,
+                                  const int64_t* __restrict__ indices, Strides4 out_strides,
+                                  T* __restrict__ grad_input, Strides4 in_strides,
+                                  bool channels_last, PoolGeometry g) {
+  const int64_t total = g.batch * g.channels * g.in_h * g.in_w;
+  const int64_t extent_h = (g.kernel_h - 1) * g.dilation_h + 1;
+  const int64_t extent_w = (g.kernel_w - 1) * g.dilation_w + 1;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const Coord x = unravel(i, g.channels, g.in_h, g.in_w, channels_last);
+    // Windows that can cover (x.h, x.w); the index comparison picks the right ones.
+    const int64_t oh_begin = x.h + g.pad_h < extent_h ? 0 : (x.h + g.pad_h - extent_h) / g.stride_h + 1;
+    const int64_t ow_begin = x.w + g.pad_w < extent_w ? 0 : (x.w + g.pad_w - extent_w) / g.stride_w + 1;
+    const int64_t oh_end = min((x.h + g.pad_h) / g.stride_h + 1, g.out_h);
+    const int64_t ow_end = min((x.w + g.pad_w) / g.stride_w + 1, g.out_w);
+    const int64_t self = x.h * g.in_w + x.w;
+    acc_t<T> acc = 0;
+    for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
+      for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
+        const int64_t at = offset(out_strides, x.n, x.c, oh, ow);
+        if (indices[at] == self) acc += to_acc(grad_output[at]);
+      }
+    }
+    grad_input[offset(in_strides, x.n, x.c, x.h, x.w)] = from_acc<T>(acc);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+cudaError_t max_pool2d_forward(const T* input, Strides4 in_strides, T* output, int64_t* indices,
+                               Strides4 out_strides, bool channels_last, const PoolGeometry& g,
+                               cudaStream_t stream) {
+  const int64_t total = g.batch * g.channels * g.out_h * g.out_w;
+  forward_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
+      input, in_strides, output, indices, out_strides, channels_last, g);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t max_pool2d_grad_input(const T* grad_output, const int64_t* indices,
+                                  Strides4 out_strides, T* grad_input, Strides4 in_strides,
+                                  bool channels_last, const PoolGeometry& g, cudaStream_t stream) {
+  const int64_t total = g.batch * g.channels * g.in_h * g.in_w;
+  grad_input_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
+      grad_output, indices, out_strides, grad_input, in_strides, channels_last, g);
+  return cudaGetLastError();
+}
+
+#define INSTANTIATE(T)                                                                        \
+  template cudaError_t max_pool2d_forward<T>(const T*, Strides4, T*, int64_t*, Strides4, bool, \
+                                             const PoolGeometry&, cudaStream_t);              \
+  template cudaError_t max_pool2d_grad_input<T>(const T*, const int64_t*, Strides4, T*,       \
+                                                Strides4, bool, const PoolGeometry&,          \
+                                                cudaStream_t);
+CLASSIC_OPS_FOR_EACH_CUDA_TYPE(INSTANTIATE)
+#undef INSTANTIATE
+
+}  // namespace classic_ops::cuda
