@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+import classic_ops  # noqa: F401  (registers torch.ops.classic_ops)
+
+HAS_CUDA = torch.cuda.is_available() and classic_ops.built_with_cuda()
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="needs a GPU and a CUDA build")),
+]
+
+
+@pytest.fixture(autouse=True)
+def poison_uninitialized_memory():
+    """Every torch.empty (ours included) comes back filled with NaN / INT_MAX, so a kernel
+    that leaves any output element unwritten fails the comparison."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    yield
+    torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
+
+
+def memory_format_of(t):
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def tolerances(dtype):
+    return {
+        torch.float64: dict(rtol=1e-12, atol=1e-11),
+        torch.float32: dict(rtol=1e-4, atol=1e-4),
+        torch.bfloat16: dict(rtol=2e-2, atol=5e-2),
+        torch.float16: dict(rtol=2e-3, atol=5e-3),
+    }[dtype]

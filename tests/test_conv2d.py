@@ -1,0 +1,205 @@
+"""Convolutions against torch.nn.functional.conv2d, forward and backward, over a grid."""
+import itertools
+import random
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import classic_ops.functional as cf
+from conftest import DEVICES, memory_format_of, tolerances
+
+KERNELS = [(1, 1), (2, 2), (3, 3), (5, 5), (7, 7), (11, 11), (1, 3), (3, 1), (2, 5), (5, 3)]
+PADDINGS = [0, 1, 2, 3, (1, 2), "same", "valid"]
+
+
+@dataclass(frozen=True)
+class ConvCase:
+    batch: int
+    in_channels: int
+    groups: int
+    multiplier: int  # output channels per group / input channels per group, for depthwise
+    out_channels: int
+    height: int
+    width: int
+    kernel: tuple
+    stride: tuple
+    padding: object
+    dilation: tuple
+    bias: bool
+    channels_last: bool
+    noncontiguous: bool
+
+    def __str__(self):
+        return (f"n{self.batch}c{self.in_channels}k{self.out_channels}g{self.groups}"
+                f"_{self.height}x{self.width}_r{self.kernel}s{self.stride}p{self.padding}"
+                f"d{self.dilation}{'_b' if self.bias else ''}{'_cl' if self.channels_last else ''}"
+                f"{'_nc' if self.noncontiguous else ''}").replace(" ", "")
+
+
+def _make_case(rng):
+    kernel = rng.choice(KERNELS)
+    dilation = (rng.randint(1, 3), rng.randint(1, 3)) if rng.random() < 0.4 else (1, 1)
+    stride = (rng.randint(1, 4), rng.randint(1, 4)) if rng.random() < 0.5 else (1, 1)
+    padding = rng.choice(PADDINGS)
+    if padding == "same":
+        stride = (1, 1)
+    style = rng.choice(["dense", "dense", "grouped", "depthwise", "depthwise2"])
+    in_channels = rng.choice([2, 3, 4, 6]) if style != "grouped" else rng.choice([2, 4, 6])
+    groups = {"dense": 1, "grouped": 2}.get(style, in_channels)
+    multiplier = 2 if style == "depthwise2" else 1
+    out_channels = {"dense": rng.choice([1, 3, 5, 8]), "grouped": 2 * rng.choice([1, 2, 3])}.get(
+        style, in_channels * multiplier)
+    pad = padding if isinstance(padding, int) else (0, 0) if isinstance(padding, str) else padding
+    pad = (pad, pad) if isinstance(pad, int) else pad
+    extent = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    min_size = [max(1, e - 2 * p) for e, p in zip(extent, pad)]
+    height, width = (m + rng.choice([0, 1, 2, 4, 6]) for m in min_size)
+    height, width = (s | 1 if rng.random() < 0.7 else s for s in (height, width))  # mostly odd
+    return ConvCase(batch=rng.choice([0, 1, 2, 3, 4]) if rng.random() < 0.2 else rng.choice([1, 2]),
+                    in_channels=in_channels, groups=groups, multiplier=multiplier,
+                    out_channels=out_channels, height=height, width=width, kernel=kernel,
+                    stride=stride, padding=padding, dilation=dilation, bias=rng.random() < 0.6,
+                    channels_last=rng.random() < 0.35, noncontiguous=rng.random() < 0.25)
+
+
+def _grid(count=240, seed=2026):
+    rng = random.Random(seed)
+    return [_make_case(rng) for _ in range(count)]
+
+
+GRID = _grid()
+
+
+def test_grid_covers_every_axis_of_the_issue():
+    seen = lambda attr: {getattr(c, attr) for c in GRID}  # noqa: E731
+    assert set(KERNELS) <= seen("kernel")
+    assert {1, 2, 3, 4} <= {s for c in GRID for s in c.stride}
+    assert set(map(str, PADDINGS)) <= {str(c.padding) for c in GRID}
+    assert {1, 2, 3} <= {d for c in GRID for d in c.dilation}
+    assert {0, 1, 2, 3, 4} <= seen("batch")
+    assert {True, False} <= seen("bias") & seen("channels_last") & seen("noncontiguous")
+    styles = {(c.groups == 1, c.groups == c.in_channels, c.multiplier) for c in GRID}
+    assert {(True, False, 1), (False, False, 1), (False, True, 1), (False, True, 2)} <= styles
+    assert any(c.height % 2 and c.width % 2 for c in GRID)
+    assert len(GRID) >= 200
+
+
+def _tensor(shape, dtype, device, channels_last=False, noncontiguous=False):
+    if noncontiguous:  # every other column of a wider tensor
+        wide = torch.randn(*shape[:-1], 2 * shape[-1], dtype=dtype, device=device)
+        t = wide[..., ::2]
+    else:
+        t = torch.randn(shape, dtype=dtype, device=device)
+    if channels_last:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+def _inputs(case, dtype, device):
+    x = _tensor((case.batch, case.in_channels, case.height, case.width), dtype, device,
+                case.channels_last, case.noncontiguous)
+    w = _tensor((case.out_channels, case.in_channels // case.groups, *case.kernel), dtype, device,
+                case.channels_last and case.batch % 2 == 0)
+    b = torch.randn(case.out_channels, dtype=dtype, device=device) if case.bias else None
+    return x, w, b
+
+
+def _forward_and_grads(fn, x, w, b, grad_out_seed):
+    leaves = [t.detach().clone().requires_grad_() for t in (x, w)]
+    bias = b.detach().clone().requires_grad_() if b is not None else None
+    out = fn(leaves[0], leaves[1], bias)
+    gen = torch.Generator(device=out.device).manual_seed(grad_out_seed)
+    grad_out = torch.randn(out.shape, dtype=out.dtype, device=out.device, generator=gen)
+    out.backward(grad_out)
+    grads = [leaves[0].grad, leaves[1].grad] + ([bias.grad] if bias is not None else [])
+    return out, grads
+
+
+def check_against_native(case, dtype, device, ours):
+    torch.manual_seed(hash(str(case)) % 2**31)
+    x, w, b = _inputs(case, dtype, device)
+    kwargs = dict(stride=case.stride, padding=case.padding, dilation=case.dilation)
+    ref_out, ref_grads = _forward_and_grads(
+        lambda x, w, b: F.conv2d(x, w, b, groups=case.groups, **kwargs), x, w, b, 7)
+    out, grads = _forward_and_grads(lambda x, w, b: ours(x, w, b, kwargs), x, w, b, 7)
+    tol = tolerances(dtype)
+    torch.testing.assert_close(out, ref_out, **tol)
+    assert memory_format_of(out) == memory_format_of(ref_out) or out.numel() == 0
+    for name, got, want in zip(["input", "weight", "bias"], grads, ref_grads):
+        torch.testing.assert_close(got, want, **tol, msg=lambda m: f"grad of {name}: {m}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", GRID, ids=str)
+def test_conv2d_matches_native(case, dtype, device):
+    check_against_native(case, dtype, device,
+                         lambda x, w, b, kw: cf.conv2d(x, w, b, groups=case.groups, **kw))
+
+
+DEPTHWISE = [c for c in GRID if c.groups == c.in_channels][:60]
+POINTWISE = [ConvCase(n, c, 1, 1, k, h, w, (1, 1), (s, s), 0, (1, 1), bias, cl, nc)
+             for (n, c, k, h, w, s, bias, cl, nc) in [
+                 (2, 3, 5, 7, 9, 1, True, False, False), (1, 8, 4, 6, 5, 2, False, True, False),
+                 (3, 4, 6, 9, 9, 3, True, False, True), (0, 4, 2, 5, 5, 1, True, False, False),
+                 (2, 16, 8, 5, 7, 1, False, True, True), (4, 5, 9, 11, 3, 2, True, True, False)]]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", DEPTHWISE, ids=str)
+def test_depthwise_conv2d_matches_native(case, dtype, device):
+    check_against_native(case, dtype, device,
+                         lambda x, w, b, kw: cf.depthwise_conv2d(x, w, b, **kw))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", POINTWISE, ids=str)
+def test_pointwise_conv2d_matches_native(case, dtype, device):
+    check_against_native(case, dtype, device,
+                         lambda x, w, b, kw: cf.pointwise_conv2d(x, w, b, kw["stride"]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("case", GRID[:24], ids=str)
+def test_conv2d_reduced_precision_accumulates_in_float(case, dtype, device):
+    # Reference: native float32 on the same rounded inputs, rounded once at the end.
+    torch.manual_seed(0)
+    x, w, b = (t.to(dtype) if t is not None else None for t in _inputs(case, torch.float32, device))
+    kwargs = dict(stride=case.stride, padding=case.padding, dilation=case.dilation, groups=case.groups)
+    want = F.conv2d(x.float(), w.float(), b.float() if b is not None else None, **kwargs).to(dtype)
+    got = cf.conv2d(x, w, b, **kwargs)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got, want, **tolerances(dtype))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_unbatched_input(device):
+    x = torch.randn(3, 9, 8, device=device)
+    w = torch.randn(4, 3, 3, 3, device=device)
+    torch.testing.assert_close(cf.conv2d(x, w, padding=1), F.conv2d(x, w, padding=1))
+
+
+def test_routes_depthwise_and_pointwise_calls_to_their_kernels():
+    # Same numbers whichever entry point: conv2d routes to the specialized ops' kernels.
+    x = torch.randn(2, 6, 9, 9, dtype=torch.float64)
+    dw = torch.randn(12, 1, 3, 3, dtype=torch.float64)
+    pw = torch.randn(5, 6, 1, 1, dtype=torch.float64)
+    torch.testing.assert_close(cf.conv2d(x, dw, groups=6, padding=1),
+                               cf.depthwise_conv2d(x, dw, padding=1), rtol=0, atol=0)
+    torch.testing.assert_close(cf.conv2d(x, pw, stride=2), cf.pointwise_conv2d(x, pw, stride=2),
+                               rtol=0, atol=0)
+
+
+def test_kernels_are_exact_on_integer_valued_inputs():
+    # Small integers make every product and partial sum exact in float64, so ours and
+    # native must agree bit for bit, whatever the summation order.
+    for groups, kernel, stride in itertools.product([1, 2, 4], [1, 3, 5], [1, 2]):
+        x = torch.randint(-4, 5, (2, 4, 11, 10), dtype=torch.float64)
+        w = torch.randint(-3, 4, (8, 4 // groups, kernel, kernel), dtype=torch.float64)
+        assert torch.equal(cf.conv2d(x, w, stride=stride, padding=kernel // 2, groups=groups),
+                           F.conv2d(x, w, stride=stride, padding=kernel // 2, groups=groups))

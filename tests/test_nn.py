@@ -1,0 +1,63 @@
+"""classic_ops.nn layers are drop-ins for torch.nn.Conv2d / MaxPool2d."""
+import inspect
+
+import pytest
+import torch
+
+from classic_ops import nn as cnn
+
+
+def test_constructor_signatures_match_torch():
+    assert inspect.signature(cnn.Conv2d.__init__) == inspect.signature(torch.nn.Conv2d.__init__)
+    assert inspect.signature(cnn.MaxPool2d.__init__) == inspect.signature(torch.nn.MaxPool2d.__init__)
+
+
+CONV_CONFIGS = [
+    dict(in_channels=4, out_channels=6, kernel_size=3, padding=1),
+    dict(in_channels=4, out_channels=6, kernel_size=(3, 5), stride=(2, 1), padding=(1, 2), bias=False),
+    dict(in_channels=4, out_channels=8, kernel_size=3, groups=4, padding="same"),
+    dict(in_channels=4, out_channels=6, kernel_size=1, stride=2),
+    dict(in_channels=4, out_channels=6, kernel_size=4, padding="same", dilation=2),
+    dict(in_channels=4, out_channels=6, kernel_size=3, padding=2, padding_mode="reflect"),
+    dict(in_channels=4, out_channels=6, kernel_size=3, padding=(1, 2), padding_mode="replicate"),
+    dict(in_channels=4, out_channels=4, kernel_size=3, padding=1, padding_mode="circular", groups=2),
+    dict(in_channels=4, out_channels=6, kernel_size=3, padding="valid", dtype=torch.float64),
+]
+
+
+@pytest.mark.parametrize("config", CONV_CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_conv2d_layer_loads_torch_state_and_matches(config):
+    torch.manual_seed(0)
+    reference = torch.nn.Conv2d(**config)
+    ours = cnn.Conv2d(**config)
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    ours.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 4, 11, 10, dtype=config.get("dtype", torch.float32), requires_grad=True)
+    out, want = ours(x), reference(x)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(out.sum(), [x, *ours.parameters()])
+    want_grads = torch.autograd.grad(want.sum(), [x, *reference.parameters()])
+    for got, expected in zip(grads, want_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert repr(ours).replace("Conv2d", "") == repr(reference).replace("Conv2d", "")
+
+
+@pytest.mark.parametrize("config", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                    dict(kernel_size=(3, 2), stride=1, dilation=2, ceil_mode=True),
+                                    dict(kernel_size=3, stride=2, return_indices=True)],
+                         ids=str)
+def test_max_pool_layer_matches(config):
+    x = torch.randn(2, 3, 13, 12, requires_grad=True)
+    ours, reference = cnn.MaxPool2d(**config), torch.nn.MaxPool2d(**config)
+    out, want = ours(x), reference(x)
+    if config.get("return_indices"):
+        assert torch.equal(out[1], want[1])
+        out, want = out[0], want[0]
+    assert torch.equal(out, want)
+    assert torch.equal(torch.autograd.grad(out.sum(), x)[0], torch.autograd.grad(want.sum(), x)[0])
+
+
+def test_layers_are_torch_layers():
+    # Code that inspects a model for nn.Conv2d / nn.MaxPool2d still finds ours.
+    assert isinstance(cnn.Conv2d(1, 1, 1), torch.nn.Conv2d)
+    assert isinstance(cnn.MaxPool2d(2), torch.nn.MaxPool2d)
