@@ -4,6 +4,7 @@ The schemas and the real kernels live in C++ (csrc/ops.cpp and the backend folde
 """
 import torch
 from torch._prims_common import suggest_memory_format
+from torch.utils.flop_counter import conv_flop_count, register_flop_formula
 
 ops = torch.ops.classic_ops
 
@@ -213,3 +214,29 @@ torch.library.register_autograd("classic_ops::max_pool2d_with_indices",
                                 setup_context=_pool_with_indices_setup)
 torch.library.register_autograd("classic_ops::max_pool2d_grad_input", _pool_grad_backward,
                                 setup_context=_pool_grad_setup)
+
+
+# ---------------------------------------------------------------- FLOP counting
+# torch.utils.flop_counter.FlopCounterMode counts our convolutions as it counts aten's.
+
+def _swap_first_dims(shape):
+    return [shape[1], shape[0], *shape[2:]]
+
+
+def _conv_flops(input_shape, weight_shape, *args, out_shape=None, **kwargs):
+    return conv_flop_count(input_shape, weight_shape, out_shape, transposed=False)
+
+
+def _grad_input_flops(grad_output_shape, input_shape, weight_shape, *args, out_shape=None, **kwargs):
+    return conv_flop_count(grad_output_shape, weight_shape, input_shape, transposed=True)
+
+
+def _grad_weight_flops(grad_output_shape, input_shape, weight_shape, *args, out_shape=None, **kwargs):
+    # The same correlation aten's formula counts for convolution_backward's weight gradient.
+    return conv_flop_count(_swap_first_dims(input_shape), _swap_first_dims(grad_output_shape),
+                           _swap_first_dims(weight_shape), transposed=False)
+
+
+register_flop_formula([ops.conv2d, ops.depthwise_conv2d, ops.pointwise_conv2d])(_conv_flops)
+register_flop_formula(ops.conv2d_grad_input)(_grad_input_flops)
+register_flop_formula(ops.conv2d_grad_weight)(_grad_weight_flops)

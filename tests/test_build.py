@@ -1,4 +1,6 @@
 """The build: what import reports, and the CMake library loading through torch.ops."""
+import glob
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -29,8 +31,28 @@ LOAD_AND_RUN = textwrap.dedent("""
     assert torch.allclose(out, F.conv2d(x, w, padding=1), rtol=1e-12, atol=1e-12)
     pooled = torch.ops.classic_ops.max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], False)
     assert torch.equal(pooled, F.max_pool2d(x, 2))
+    has_cuda = torch._C._dispatch_has_kernel_for_dispatch_key("classic_ops::conv2d", "CUDA")
+    assert has_cuda == (sys.argv[2] == "cuda"), has_cuda
     print("cmake library ok")
 """)
+
+
+def _cuda_configure_args():
+    """With a CUDA build of torch, the CMake build includes the CUDA kernels. torch's CMake
+    config looks for a full toolkit; nvrtc may live only in the pip-installed CUDA wheels."""
+    spec = importlib.util.spec_from_file_location("classic_ops_setup", os.path.join(ROOT, "setup.py"))
+    setup_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_module)
+    cuda_home = setup_module.find_cuda_home()
+    args = ["-DCLASSIC_OPS_WITH_CUDA=ON", f"-DCUDA_TOOLKIT_ROOT_DIR={cuda_home}",
+            f"-DCMAKE_CUDA_COMPILER={os.path.join(cuda_home, 'bin', 'nvcc')}"]
+    site = os.path.dirname(os.path.dirname(torch.__file__))
+    nvrtc = sorted(glob.glob(os.path.join(site, "nvidia", "*", "lib", "libnvrtc.so*")) +
+                   glob.glob(os.path.join(site, "nvidia", "cuda_nvrtc", "lib", "libnvrtc.so*")))
+    nvrtc = [p for p in nvrtc if "builtins" not in p and ".alt." not in p]
+    if nvrtc and not glob.glob(os.path.join(cuda_home, "lib64", "libnvrtc.so*")):
+        args.append(f"-DCUDA_nvrtc_LIBRARY={nvrtc[0]}")
+    return args
 
 
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not installed")
@@ -40,12 +62,19 @@ def test_cmake_library_loads_and_runs(tmp_path):
                  "-DCMAKE_BUILD_TYPE=Release"]
     if shutil.which("ninja"):
         configure += ["-G", "Ninja"]
-    subprocess.run(configure, check=True, capture_output=True, text=True)
-    subprocess.run(["cmake", "--build", str(build), "-j", str(os.cpu_count() or 2)], check=True,
-                   capture_output=True, text=True)
+    with_cuda = torch.version.cuda is not None and classic_ops.built_with_cuda()
+    env = dict(os.environ)
+    if with_cuda:
+        configure += _cuda_configure_args()
+        if not torch.cuda.is_available():
+            env.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    for command in (configure, ["cmake", "--build", str(build), "-j", str(os.cpu_count() or 2)]):
+        step = subprocess.run(command, capture_output=True, text=True, env=env)
+        assert step.returncode == 0, step.stdout[-3000:] + step.stderr[-3000:]
     library = build / "libclassic_ops.so"
     assert library.exists()
     # A fresh interpreter: the namespace can be registered only once per process.
-    run = subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(library)], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-c", LOAD_AND_RUN, str(library), "cuda" if with_cuda else "cpu"],
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "cmake library ok" in run.stdout
