@@ -55,20 +55,25 @@ def _cuda_configure_args():
     return args
 
 
-@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not installed")
+def _tool(name):
+    """The environment's own tool first (pip's cmake knows nvcc 13's C++20 flags), then PATH."""
+    return shutil.which(name, path=os.path.dirname(sys.executable)) or shutil.which(name)
+
+
+@pytest.mark.skipif(_tool("cmake") is None, reason="cmake not installed")
 def test_cmake_library_loads_and_runs(tmp_path):
     build = tmp_path / "build"
-    configure = ["cmake", "-S", ROOT, "-B", str(build), f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
+    configure = [_tool("cmake"), "-S", ROOT, "-B", str(build), f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
                  "-DCMAKE_BUILD_TYPE=Release"]
-    if shutil.which("ninja"):
-        configure += ["-G", "Ninja"]
+    if _tool("ninja"):
+        configure += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={_tool('ninja')}"]
     with_cuda = torch.version.cuda is not None and classic_ops.built_with_cuda()
     env = dict(os.environ)
     if with_cuda:
         configure += _cuda_configure_args()
         if not torch.cuda.is_available():
             env.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-    for command in (configure, ["cmake", "--build", str(build), "-j", str(os.cpu_count() or 2)]):
+    for command in (configure, [_tool("cmake"), "--build", str(build), "-j", str(os.cpu_count() or 2)]):
         step = subprocess.run(command, capture_output=True, text=True, env=env)
         assert step.returncode == 0, step.stdout[-3000:] + step.stderr[-3000:]
     library = build / "libclassic_ops.so"
