@@ -57,17 +57,20 @@ def make_extensions():
 
     with_cuda = wants_cuda(torch, cuda_home)
     # What import reports (classic_ops.build_info): macro values without shell-special characters.
-    cxx_flags = ["-O3", "-fvisibility=hidden", f"-DCLASSIC_OPS_TORCH_VERSION={torch.__version__}"]
+    # -fopenmp: at::parallel_for is inline OpenMP code, serial unless compiled with it.
+    cxx_flags = ["-O3", "-fopenmp", "-fvisibility=hidden",
+                 f"-DCLASSIC_OPS_TORCH_VERSION={torch.__version__}"]
+    link_flags = ["-fopenmp"]
     files = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
     if not with_cuda:
-        return [cpp_extension.CppExtension("classic_ops._C", files,
-                                           extra_compile_args={"cxx": cxx_flags})], False
+        return [cpp_extension.CppExtension("classic_ops._C", files, extra_compile_args={"cxx": cxx_flags},
+                                           extra_link_args=link_flags)], False
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
     archs = ",".join(os.environ.get("TORCH_CUDA_ARCH_LIST", "visible").replace(";", " ").split())
     cxx_flags += ["-DCLASSIC_OPS_WITH_CUDA", f"-DCLASSIC_OPS_CUDA_ARCHS={archs}"]
     files += sources("csrc/cuda/*.cpp") + sources("csrc/cuda/*.cu")
-    ext = cpp_extension.CUDAExtension("classic_ops._C", files,
+    ext = cpp_extension.CUDAExtension("classic_ops._C", files, extra_link_args=link_flags,
                                       extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]})
     return [ext], True
 

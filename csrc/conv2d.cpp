@@ -12,12 +12,14 @@ namespace {
 at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor& input,
                        const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   c10::DeviceGuard guard(input.device());
-  at::Tensor output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, input.options());
+  const ConvKernels& kernels = kernels_for(input).conv(route, input.scalar_type());
+  at::Tensor output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w},
+                                input.options().memory_format(kernels.forward_layout));
   if (output.numel() > 0) {
     const at::Tensor bias_contiguous =
         bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
-    kernels_for(input).conv(route).forward(input.contiguous(), weight.contiguous(),
-                                           bias_contiguous, output, g);
+    kernels.forward(input.contiguous(kernels.forward_layout), weight.contiguous(), bias_contiguous,
+                    output, g);
   }
   return output.contiguous(conv2d_output_format(input, weight));
 }
@@ -60,8 +62,9 @@ at::Tensor conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& in
   c10::DeviceGuard guard(input.device());
   at::Tensor grad_input = at::empty(input.sizes(), input.options(), at::MemoryFormat::Contiguous);
   if (grad_input.numel() > 0) {
-    kernels_for(input).conv(route_conv2d(g)).grad_input(grad_output.contiguous(),
-                                                        weight.contiguous(), grad_input, g);
+    kernels_for(input)
+        .conv(route_conv2d(g), input.scalar_type())
+        .grad_input(grad_output.contiguous(), weight.contiguous(), grad_input, g);
   }
   return grad_input.contiguous(conv2d_output_format(input, weight));
 }
@@ -75,8 +78,9 @@ at::Tensor conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& i
   const at::MemoryFormat format = conv2d_output_format(input, weight);
   if (g.batch == 0) return at::zeros(weight.sizes(), weight.options().memory_format(format));
   at::Tensor grad_weight = at::empty(weight.sizes(), weight.options(), at::MemoryFormat::Contiguous);
-  kernels_for(input).conv(route_conv2d(g)).grad_weight(grad_output.contiguous(),
-                                                       input.contiguous(), grad_weight, g);
+  kernels_for(input)
+      .conv(route_conv2d(g), input.scalar_type())
+      .grad_weight(grad_output.contiguous(), input.contiguous(), grad_weight, g);
   return grad_weight.contiguous(format);
 }
 

@@ -2,7 +2,9 @@
 // per-backend kernels. The op layer checks arguments, picks memory formats and allocates;
 // a kernel only computes, and writes every element of its output.
 //
-// Convolution kernels see contiguous NCHW input, weight, grad_output and outputs.
+// Convolution kernels see contiguous weights and contiguous NCHW grad_output and
+// gradients; the forward pass sees input and output contiguous in its forward_layout
+// (NCHW or channels_last).
 // Max-pool kernels see tensors that are each contiguous in NCHW or in channels_last (the
 // same format for the input and everything derived from it) and index them by strides.
 #pragma once
@@ -14,6 +16,7 @@
 namespace classic_ops {
 
 struct ConvKernels {
+  at::MemoryFormat forward_layout;
   // bias may be undefined.
   void (*forward)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                   const at::Tensor& output, const ConvGeometry& g);
@@ -32,19 +35,9 @@ struct MaxPoolKernels {
 };
 
 struct BackendKernels {
-  ConvKernels direct;
-  ConvKernels depthwise;
-  ConvKernels pointwise;
+  // The kernels for a route and element type (a backend may have faster ones for some).
+  const ConvKernels& (*conv)(ConvRoute route, at::ScalarType dtype);
   MaxPoolKernels max_pool;
-
-  const ConvKernels& conv(ConvRoute route) const {
-    switch (route) {
-      case ConvRoute::Depthwise: return depthwise;
-      case ConvRoute::Pointwise: return pointwise;
-      case ConvRoute::Direct: break;
-    }
-    return direct;
-  }
 };
 
 const BackendKernels& cpu_kernels();

@@ -1,8 +1,11 @@
 // The Python extension module classic_ops._C. Importing it loads this shared library,
-// whose static initializers register the ops; the module itself only reports how the
-// library was built. The CMake build leaves this file out and is loaded with
+// whose static initializers register the ops; the module itself reports how the library
+// was built and holds the benchmark's calibration kernel. The CMake build leaves this file out and is loaded with
 // torch.ops.load_library instead.
 #include <Python.h>
+
+#include "cpu/calibration.h"
+#include "cpu/isa.h"
 
 // setup.py passes these as bare tokens; variadic, since an arch list holds commas.
 #define CLASSIC_OPS_STRINGIFY(...) #__VA_ARGS__
@@ -14,10 +17,40 @@
 #define CLASSIC_OPS_CUDA_ARCHS
 #endif
 
+static PyObject* measure_fma_peak_gflops(PyObject*, PyObject* args) {
+  double seconds = 0.5;
+  if (!PyArg_ParseTuple(args, "|d", &seconds)) return nullptr;
+  double gflops = 0.0;
+  Py_BEGIN_ALLOW_THREADS
+  gflops = classic_ops::cpu::measure_fma_peak_gflops(seconds);
+  Py_END_ALLOW_THREADS
+  return PyFloat_FromDouble(gflops);
+}
+
+static PyObject* set_avx2_enabled(PyObject*, PyObject* args) {
+  int enabled = 1;
+  if (!PyArg_ParseTuple(args, "p", &enabled)) return nullptr;
+  classic_ops::cpu::set_avx2_enabled(enabled != 0);
+  return PyBool_FromLong(classic_ops::cpu::use_avx2());
+}
+
+static PyObject* cpu_has_avx2_fma(PyObject*, PyObject*) {
+  return PyBool_FromLong(classic_ops::cpu::cpu_has_avx2_fma());
+}
+
+static PyMethodDef methods[] = {
+    {"set_avx2_enabled", set_avx2_enabled, METH_VARARGS,
+     "set_avx2_enabled(flag): allow (True) or forbid (False) the AVX2/FMA CPU kernels; "
+     "returns whether they will run"},
+    {"cpu_has_avx2_fma", cpu_has_avx2_fma, METH_NOARGS, "whether this CPU has AVX2 and FMA"},
+    {"measure_fma_peak_gflops", measure_fma_peak_gflops, METH_VARARGS,
+     "measure_fma_peak_gflops(seconds=0.5): float32 FMA GFLOP/s over torch's CPU threads"},
+    {nullptr, nullptr, 0, nullptr}};
+
 PyMODINIT_FUNC PyInit__C(void) {
   static PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C",
                                    "classic_ops kernels (the ops live in torch.ops.classic_ops)",
-                                   -1, nullptr};
+                                   -1, methods};
   PyObject* module = PyModule_Create(&module_def);
   if (module == nullptr) return nullptr;
 #ifdef CLASSIC_OPS_WITH_CUDA

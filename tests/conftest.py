@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import classic_ops  # noqa: F401  (registers torch.ops.classic_ops)
+from classic_ops import _C
 
 HAS_CUDA = torch.cuda.is_available() and classic_ops.built_with_cuda()
 
@@ -36,3 +37,12 @@ def tolerances(dtype):
         torch.bfloat16: dict(rtol=2e-2, atol=5e-2),
         torch.float16: dict(rtol=2e-3, atol=5e-3),
     }[dtype]
+
+
+@pytest.fixture(params=["dispatch", "reference"])
+def cpu_path(request):
+    """Runs a test with the CPU kernels the dispatcher picks (AVX2/FMA where the CPU has
+    them) and again with the portable reference kernels forced."""
+    _C.set_avx2_enabled(request.param == "dispatch")
+    yield request.param
+    _C.set_avx2_enabled(True)

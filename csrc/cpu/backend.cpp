@@ -1,17 +1,42 @@
+#include "isa.h"
 #include "kernels.h"
 
 namespace classic_ops {
+namespace {
+
+constexpr at::MemoryFormat kNCHW = at::MemoryFormat::Contiguous;
+
+const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype) {
+  // Grouped direct loops also serve depthwise; the AVX2 tile kernel serves dense
+  // convolutions of any kernel size, 1x1 included, in float32.
+  static const ConvKernels grouped = {kNCHW, cpu::grouped_conv2d_forward,
+                                      cpu::grouped_conv2d_grad_input,
+                                      cpu::grouped_conv2d_grad_weight};
+  static const ConvKernels pointwise = {kNCHW, cpu::pointwise_conv2d_forward,
+                                        cpu::pointwise_conv2d_grad_input,
+                                        cpu::pointwise_conv2d_grad_weight};
+  static const ConvKernels dense_avx2 = {at::MemoryFormat::ChannelsLast,
+                                         cpu::dense_conv2d_forward_avx2,
+                                         cpu::grouped_conv2d_grad_input,
+                                         cpu::grouped_conv2d_grad_weight};
+  static const ConvKernels pointwise_avx2 = {at::MemoryFormat::ChannelsLast,
+                                             cpu::dense_conv2d_forward_avx2,
+                                             cpu::pointwise_conv2d_grad_input,
+                                             cpu::pointwise_conv2d_grad_weight};
+  const bool avx2 = dtype == at::kFloat && cpu::use_avx2();
+  switch (route) {
+    case ConvRoute::Pointwise: return avx2 ? pointwise_avx2 : pointwise;
+    case ConvRoute::Depthwise: return grouped;
+    case ConvRoute::Direct: break;
+  }
+  return avx2 ? dense_avx2 : grouped;
+}
+
+}  // namespace
 
 const BackendKernels& cpu_kernels() {
-  static const BackendKernels kernels = {
-      /*direct=*/{cpu::grouped_conv2d_forward, cpu::grouped_conv2d_grad_input,
-                  cpu::grouped_conv2d_grad_weight},
-      /*depthwise=*/{cpu::grouped_conv2d_forward, cpu::grouped_conv2d_grad_input,
-                     cpu::grouped_conv2d_grad_weight},
-      /*pointwise=*/{cpu::pointwise_conv2d_forward, cpu::pointwise_conv2d_grad_input,
-                     cpu::pointwise_conv2d_grad_weight},
-      /*max_pool=*/{cpu::max_pool2d_forward, cpu::max_pool2d_grad_input},
-  };
+  static const BackendKernels kernels = {select_conv,
+                                         {cpu::max_pool2d_forward, cpu::max_pool2d_grad_input}};
   return kernels;
 }
 

@@ -14,6 +14,12 @@ void grouped_conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& 
 void grouped_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                 const at::Tensor& grad_weight, const ConvGeometry& g);
 
+// Dense (groups == 1) float32 convolution on AVX2/FMA over channels_last input and output.
+// Grouped convolutions (other than depthwise) also come here: it loops over the groups.
+void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
+                               const at::Tensor& bias, const at::Tensor& output,
+                               const ConvGeometry& g);
+
 // 1x1 convolution as a matrix product per image.
 void pointwise_conv2d_forward(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& bias, const at::Tensor& output,

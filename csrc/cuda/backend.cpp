@@ -97,13 +97,17 @@ void max_pool_grad_input(const at::Tensor& grad_output, const at::Tensor& indice
   });
 }
 
+// One direct kernel serves all three convolution routes and every element type for now.
+const ConvKernels& select_conv(ConvRoute, at::ScalarType) {
+  static const ConvKernels direct = {at::MemoryFormat::Contiguous, conv_forward, conv_grad_input,
+                                     conv_grad_weight};
+  return direct;
+}
+
 }  // namespace
 
 const BackendKernels& cuda_kernels() {
-  // One direct kernel serves all three convolution routes for now.
-  static const ConvKernels direct = {conv_forward, conv_grad_input, conv_grad_weight};
-  static const BackendKernels kernels = {direct, direct, direct,
-                                         {max_pool_forward, max_pool_grad_input}};
+  static const BackendKernels kernels = {select_conv, {max_pool_forward, max_pool_grad_input}};
   return kernels;
 }
 

@@ -1,0 +1,59 @@
+#include "weight_cache.h"
+
+#include <cstring>
+#include <list>
+#include <mutex>
+
+namespace classic_ops::cpu {
+namespace {
+
+struct Entry {
+  c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> owner;
+  const void* data;
+  uint32_t version;
+  int layout;
+  at::Tensor original;  // the values `packed` was made from
+  at::Tensor packed;
+};
+
+constexpr size_t kCapacity = 64;  // more than the convolutions of any classic network
+
+std::mutex cache_mutex;
+std::list<Entry> cache;  // most recently used first
+
+bool matches(const Entry& e, const at::Tensor& weight, uint32_t version, int layout) {
+  if (e.data != weight.data_ptr() || e.version != version || e.layout != layout ||
+      e.original.sizes() != weight.sizes()) {
+    return false;
+  }
+  const auto owner = e.owner.lock();
+  return owner.get() == weight.unsafeGetTensorImpl() &&
+         std::memcmp(e.original.const_data_ptr(), weight.const_data_ptr(), weight.nbytes()) == 0;
+}
+
+}  // namespace
+
+at::Tensor cached_pack(const at::Tensor& weight, int layout,
+                       const std::function<at::Tensor(const at::Tensor&)>& pack) {
+  // Inference tensors have no version counter, and contiguous() copies are new each call.
+  if (weight.is_inference() || !weight.is_contiguous()) return pack(weight);
+  const uint32_t version = weight.unsafeGetTensorImpl()->version_counter().current_version();
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    for (auto it = cache.begin(); it != cache.end(); ++it) {
+      if (matches(*it, weight, version, layout)) {
+        cache.splice(cache.begin(), cache, it);
+        return it->packed;
+      }
+    }
+  }
+  at::Tensor packed = pack(weight);
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  cache.push_front(Entry{c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>(
+                             weight.getIntrusivePtr()),
+                         weight.data_ptr(), version, layout, weight.clone(), packed});
+  if (cache.size() > kCapacity) cache.pop_back();
+  return packed;
+}
+
+}  // namespace classic_ops::cpu
