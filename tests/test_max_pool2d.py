@@ -82,7 +82,7 @@ def _kwargs(case):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", GRID, ids=str)
-def test_max_pool2d_matches_native(case, dtype, device):
+def test_max_pool2d_matches_native(case, dtype, device, cpu_path):
     torch.manual_seed(hash(str(case)) % 2**31)
     x = _input(case, dtype, device)
     ours_in, ref_in = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
@@ -113,12 +113,16 @@ def test_max_pool2d_reduced_precision_is_exact(dtype, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_nan_and_infinity_follow_pytorch(device, channels_last):
-    x = torch.randn(2, 3, 8, 8, device=device)
+def test_nan_and_infinity_follow_pytorch(device, channels_last, cpu_path):
+    # Wide rows, so that the vectorized inference kernels see NaN inside full vectors too.
+    x = torch.randn(2, 3, 9, 41, device=device)
     x[0, 0, 1, 1] = float("nan")
+    x[0, 0, 4, 17:19] = float("nan")
     x[0, 1, 2:5, 2:5] = float("-inf")
+    x[0, 1, 6, 20:40] = float("-inf")
     x[1, 2, 0, 0:3] = float("nan")
     x[1, 2, 1, 0] = float("inf")
+    x[1, 1, 3:5, 9:30:3] = float("nan")
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     out, idx = cf.max_pool2d(x, 3, 2, 1, return_indices=True)
@@ -126,6 +130,9 @@ def test_nan_and_infinity_follow_pytorch(device, channels_last):
     assert torch.equal(out.isnan(), ref.isnan())
     assert torch.equal(out.nan_to_num(), ref.nan_to_num())
     assert torch.equal(idx, ref_idx)
+    inference = cf.max_pool2d(x, 3, 2, 1)  # the path that writes no indices
+    assert torch.equal(inference.isnan(), ref.isnan())
+    assert torch.equal(inference.nan_to_num(), ref.nan_to_num())
 
 
 class _OpRecorder(TorchDispatchMode):

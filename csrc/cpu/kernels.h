@@ -29,6 +29,11 @@ void pointwise_conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor
 void pointwise_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                   const at::Tensor& grad_weight, const ConvGeometry& g);
 
+// float32 max-pooling without indices on AVX2; input and output contiguous in the same
+// memory format (NCHW or channels_last).
+void max_pool2d_inference_avx2(const at::Tensor& input, const at::Tensor& output,
+                               const PoolGeometry& g);
+
 void max_pool2d_forward(const at::Tensor& input, const at::Tensor& output,
                         const at::Tensor& indices, const PoolGeometry& g);
 void max_pool2d_grad_input(const at::Tensor& grad_output, const at::Tensor& indices,

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "conv_taps.h"
+#include "isa.h"
 #include "kernels.h"
 
 namespace classic_ops::cpu {
@@ -155,6 +156,10 @@ void grad_input_impl(const at::Tensor& grad_output, const at::Tensor& indices,
 
 void max_pool2d_forward(const at::Tensor& input, const at::Tensor& output,
                         const at::Tensor& indices, const PoolGeometry& g) {
+  if (!indices.defined() && input.scalar_type() == at::kFloat && use_avx2()) {
+    max_pool2d_inference_avx2(input, output, g);
+    return;
+  }
   const bool channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "classic_ops_max_pool2d_forward", [&] {
