@@ -7,8 +7,9 @@ namespace {
 constexpr at::MemoryFormat kNCHW = at::MemoryFormat::Contiguous;
 
 const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype) {
-  // Grouped direct loops also serve depthwise; the AVX2 tile kernel serves dense
-  // convolutions of any kernel size, 1x1 included, in float32.
+  // Grouped direct loops also serve depthwise; in float32 on AVX2, a register-tiled kernel
+  // serves dense convolutions of any kernel size (1x1 included) and a channels-vectorized
+  // kernel serves depthwise ones.
   static const ConvKernels grouped = {kNCHW, cpu::grouped_conv2d_forward,
                                       cpu::grouped_conv2d_grad_input,
                                       cpu::grouped_conv2d_grad_weight};
@@ -19,6 +20,10 @@ const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype) {
                                          cpu::dense_conv2d_forward_avx2,
                                          cpu::grouped_conv2d_grad_input,
                                          cpu::grouped_conv2d_grad_weight};
+  static const ConvKernels depthwise_avx2 = {at::MemoryFormat::ChannelsLast,
+                                             cpu::depthwise_conv2d_forward_avx2,
+                                             cpu::grouped_conv2d_grad_input,
+                                             cpu::grouped_conv2d_grad_weight};
   static const ConvKernels pointwise_avx2 = {at::MemoryFormat::ChannelsLast,
                                              cpu::dense_conv2d_forward_avx2,
                                              cpu::pointwise_conv2d_grad_input,
@@ -26,7 +31,7 @@ const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype) {
   const bool avx2 = dtype == at::kFloat && cpu::use_avx2();
   switch (route) {
     case ConvRoute::Pointwise: return avx2 ? pointwise_avx2 : pointwise;
-    case ConvRoute::Depthwise: return grouped;
+    case ConvRoute::Depthwise: return avx2 ? depthwise_avx2 : grouped;
     case ConvRoute::Direct: break;
   }
   return avx2 ? dense_avx2 : grouped;

@@ -22,6 +22,14 @@ inline Span valid_outputs(int64_t in, int64_t out, int64_t stride, int64_t pad, 
   return {std::min(begin, end), end};
 }
 
+// Taps k in [0, kernel) of a window starting at input position `start` (possibly in the
+// padding) that land inside [0, in).
+inline Span valid_outputs_taps(int64_t in, int64_t start, int64_t kernel, int64_t dilation) {
+  const int64_t begin = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
+  const int64_t end = in - 1 - start >= 0 ? std::min(kernel, (in - 1 - start) / dilation + 1) : 0;
+  return {std::min(begin, end), end};
+}
+
 // Calls row(output_offset, input_offset, length) for each output row of tap (r, s):
 // output elements output_offset + j pair with input elements input_offset + j * stride_w,
 // offsets taken within one H*W plane.

@@ -20,6 +20,12 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
                                const at::Tensor& bias, const at::Tensor& output,
                                const ConvGeometry& g);
 
+// Depthwise float32 convolution on AVX2/FMA over channels_last input and output (channel
+// multiplier 1; others run the reference loops).
+void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
+                                   const at::Tensor& bias, const at::Tensor& output,
+                                   const ConvGeometry& g);
+
 // 1x1 convolution as a matrix product per image.
 void pointwise_conv2d_forward(const at::Tensor& input, const at::Tensor& weight,
                               const at::Tensor& bias, const at::Tensor& output,
