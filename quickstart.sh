@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a virtual environment with torch, builds classic_ops into it, and runs a job:
-#   ./quickstart.sh demo     every op against native torch (the main job)
+#   ./quickstart.sh demo     the main job: LeNet-5 trained on handwritten digits with our
+#                            kernels and with native ones, every op against native torch,
+#                            and the quick benchmark suite
 #   ./quickstart.sh test     the whole test suite
 #   ./quickstart.sh build    set up and build only
 # Environment: VENV (default .venv), TORCH_SPEC (default torch==2.14.1), TORCHVISION_SPEC
@@ -26,7 +28,7 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 echo "== installing $torch_spec and the build tools"
 "${pip[@]}" install "$torch_spec" numpy scikit-learn setuptools wheel ninja
 if [ "$job" = test ]; then
-  "${pip[@]}" install pytest expecttest cmake $torchvision_spec
+  "${pip[@]}" install pytest expecttest cmake matplotlib $torchvision_spec
 fi
 
 echo "== building classic_ops"
@@ -35,7 +37,8 @@ echo "== building classic_ops"
 case "$job" in
   demo)
     "$venv/bin/python" -m classic_ops train lenet5 --compare "$@"
-    exec "$venv/bin/python" -m classic_ops demo ;;
+    "$venv/bin/python" -m classic_ops demo
+    exec "$venv/bin/python" -m classic_ops.bench --suite quick ;;
   test) exec "$venv/bin/python" -m pytest -q "$@" ;;
   build) exec "$venv/bin/python" -m classic_ops info ;;
   *) echo "unknown job '$job' (demo, test or build)" >&2; exit 2 ;;

@@ -1,4 +1,4 @@
-"""classic-ops (also python -m classic_ops): info, demo, train, summary."""
+"""classic-ops (also python -m classic_ops): info, demo, train, summary, bench."""
 import argparse
 
 import torch
@@ -8,6 +8,13 @@ MODELS = ["lenet5", "alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "resnet18", "
 
 
 def main(argv=None):
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # the benchmark suite parses its own flags
+        from . import bench
+
+        return bench.main(argv[1:])
     parser = argparse.ArgumentParser(prog="classic-ops", description=__doc__)
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("info", help="what this build holds")
@@ -22,6 +29,7 @@ def main(argv=None):
     summary = commands.add_parser("summary", help="per-layer shapes, parameters and MACs of a network")
     summary.add_argument("model", choices=MODELS)
     summary.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"))
+    commands.add_parser("bench", help="kernel microbenchmarks against native ops (see classic-ops bench -h)")
     args = parser.parse_args(argv)
 
     import classic_ops

@@ -6,6 +6,23 @@ namespace {
 
 constexpr at::MemoryFormat kNCHW = at::MemoryFormat::Contiguous;
 
+// The AVX2 gradient kernels where they apply, else the route's reference kernels.
+template <decltype(cpu::grouped_conv2d_grad_input)* reference>
+void grad_input_avx2_or(const at::Tensor& grad_output, const at::Tensor& weight,
+                        const at::Tensor& grad_input, const ConvGeometry& g) {
+  if (!cpu::dense_conv2d_grad_input_avx2(grad_output, weight, grad_input, g)) {
+    reference(grad_output, weight, grad_input, g);
+  }
+}
+
+template <decltype(cpu::grouped_conv2d_grad_weight)* reference>
+void grad_weight_avx2_or(const at::Tensor& grad_output, const at::Tensor& input,
+                         const at::Tensor& grad_weight, const ConvGeometry& g) {
+  if (!cpu::dense_conv2d_grad_weight_avx2(grad_output, input, grad_weight, g)) {
+    reference(grad_output, input, grad_weight, g);
+  }
+}
+
 const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype) {
   // Grouped direct loops also serve depthwise; in float32 on AVX2, a register-tiled kernel
   // serves dense convolutions of any kernel size (1x1 included) and a channels-vectorized
@@ -18,16 +35,16 @@ const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype) {
                                         cpu::pointwise_conv2d_grad_weight};
   static const ConvKernels dense_avx2 = {at::MemoryFormat::ChannelsLast,
                                          cpu::dense_conv2d_forward_avx2,
-                                         cpu::grouped_conv2d_grad_input,
-                                         cpu::grouped_conv2d_grad_weight};
+                                         grad_input_avx2_or<cpu::grouped_conv2d_grad_input>,
+                                         grad_weight_avx2_or<cpu::grouped_conv2d_grad_weight>};
   static const ConvKernels depthwise_avx2 = {at::MemoryFormat::ChannelsLast,
                                              cpu::depthwise_conv2d_forward_avx2,
                                              cpu::grouped_conv2d_grad_input,
                                              cpu::grouped_conv2d_grad_weight};
   static const ConvKernels pointwise_avx2 = {at::MemoryFormat::ChannelsLast,
                                              cpu::dense_conv2d_forward_avx2,
-                                             cpu::pointwise_conv2d_grad_input,
-                                             cpu::pointwise_conv2d_grad_weight};
+                                             grad_input_avx2_or<cpu::pointwise_conv2d_grad_input>,
+                                             grad_weight_avx2_or<cpu::pointwise_conv2d_grad_weight>};
   const bool avx2 = dtype == at::kFloat && cpu::use_avx2();
   switch (route) {
     case ConvRoute::Pointwise: return avx2 ? pointwise_avx2 : pointwise;

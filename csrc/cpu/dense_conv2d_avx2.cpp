@@ -30,50 +30,59 @@ at::Tensor pack_weight(const at::Tensor& weight) {
       .contiguous();
 }
 
-// Where the microkernel reads and writes, in floats.
+// Where the microkernel reads and writes, in floats. The tile is P "pixels" (broadcast
+// operands of x) by B blocks of 8 lanes (vector operands of w), reduced over `depth` steps
+// and the kernel taps.
 struct TileSteps {
-  int64_t pixel;      // input: from one output pixel's window to the next (stride_w * C)
-  int64_t tap_row;    // input: from one kernel row to the next (dilation_h * padded_w * C)
-  int64_t tap_col;    // input: from one kernel column to the next (dilation_w * C)
-  int64_t block;      // packed weight: from one channel block to the next (R * S * C * 8)
-  int64_t out_pixel;  // output: from one pixel to the next (K)
-  int64_t kernel_h, kernel_w, channels;
+  int64_t pixel;      // x: from one tile pixel to the next
+  int64_t tap_row;    // x: from one kernel row to the next
+  int64_t tap_col;    // x: from one kernel column to the next
+  int64_t x_step;     // x: per reduction step
+  int64_t block;      // w: from one lane block to the next
+  int64_t w_tap;      // w: from one kernel tap to the next
+  int64_t w_step;     // w: per reduction step
+  int64_t out_pixel;  // y: from one pixel to the next
+  int64_t kernel_h, kernel_w, depth;
 };
 
-// acc[p][b] = bias + sum over taps and input channels; P pixels, B channel blocks. The last
-// block holds `last_block_lanes` valid channels: masked stores keep inside the K channels.
-// (Vector values never cross the boundary to code compiled without AVX: its ABI differs.)
+// y[p][b] = init + sum over taps and reduction steps of x * w, where init is `bias` (one
+// vector per block) or, when bias is null, y itself (accumulation). The last block holds
+// `last_block_lanes` valid lanes: masked loads and stores keep inside them. (Vector values
+// never cross the boundary to code compiled without AVX: its ABI differs.)
 template <int P, int B>
 __attribute__((target("avx2,fma"))) void microkernel(const float* x, const float* w,
                                                      const float* bias, float* y,
                                                      const TileSteps& st, int last_block_lanes) {
+  const __m256i store_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(last_block_lanes),
+                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   __m256 acc[P][B];
 #pragma GCC unroll 2
   for (int b = 0; b < B; ++b) {
-    const __m256 init = _mm256_loadu_ps(bias + b * kLanes);
+    const bool masked = b == B - 1 && last_block_lanes != kLanes;
 #pragma GCC unroll 6
-    for (int p = 0; p < P; ++p) acc[p][b] = init;
+    for (int p = 0; p < P; ++p) {
+      const float* init = bias ? bias + b * kLanes : y + p * st.out_pixel + b * kLanes;
+      acc[p][b] = masked && !bias ? _mm256_maskload_ps(init, store_mask) : _mm256_loadu_ps(init);
+    }
   }
   for (int64_t r = 0; r < st.kernel_h; ++r) {
     for (int64_t s = 0; s < st.kernel_w; ++s) {
       const float* xs = x + r * st.tap_row + s * st.tap_col;
-      const float* ws = w + (r * st.kernel_w + s) * st.channels * kLanes;
+      const float* ws = w + (r * st.kernel_w + s) * st.w_tap;
       // Fully unrolled tile loops, so that the accumulators live in registers.
-      for (int64_t c = 0; c < st.channels; ++c) {
+      for (int64_t c = 0; c < st.depth; ++c) {
         __m256 wv[B];
 #pragma GCC unroll 2
-        for (int b = 0; b < B; ++b) wv[b] = _mm256_loadu_ps(ws + b * st.block + c * kLanes);
+        for (int b = 0; b < B; ++b) wv[b] = _mm256_loadu_ps(ws + b * st.block + c * st.w_step);
 #pragma GCC unroll 6
         for (int p = 0; p < P; ++p) {
-          const __m256 xv = _mm256_broadcast_ss(xs + p * st.pixel + c);
+          const __m256 xv = _mm256_broadcast_ss(xs + p * st.pixel + c * st.x_step);
 #pragma GCC unroll 2
           for (int b = 0; b < B; ++b) acc[p][b] = _mm256_fmadd_ps(xv, wv[b], acc[p][b]);
         }
       }
     }
   }
-  const __m256i store_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(last_block_lanes),
-                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 #pragma GCC unroll 6
   for (int p = 0; p < P; ++p) {
 #pragma GCC unroll 2
@@ -122,9 +131,11 @@ void forward_dense(const at::Tensor& input, const at::Tensor& weight, const at::
 
   const int64_t padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
   const int64_t c = g.in_channels;
-  const TileSteps st{g.stride_w * c, g.dilation_h * padded_w * c, g.dilation_w * c,
-                     g.kernel_h * g.kernel_w * c * kLanes, g.out_channels,
-                     g.kernel_h, g.kernel_w, c};
+  const TileSteps st{/*pixel=*/g.stride_w * c, /*tap_row=*/g.dilation_h * padded_w * c,
+                     /*tap_col=*/g.dilation_w * c, /*x_step=*/1,
+                     /*block=*/g.kernel_h * g.kernel_w * c * kLanes, /*w_tap=*/c * kLanes,
+                     /*w_step=*/kLanes, /*out_pixel=*/g.out_channels, g.kernel_h, g.kernel_w,
+                     /*depth=*/c};
   const int last_lanes = static_cast<int>(g.out_channels - (blocks - 1) * kLanes);
   const int64_t block_pairs = (blocks + kTileBlocks - 1) / kTileBlocks;
   const int64_t rows = g.batch * g.out_h;
@@ -156,6 +167,76 @@ void forward_dense(const at::Tensor& input, const at::Tensor& weight, const at::
 }
 
 }  // namespace
+
+bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
+                                  const at::Tensor& grad_input, const ConvGeometry& g) {
+  // With stride 1, grad_input is the correlation of grad_output, padded by
+  // dilation * (kernel - 1) - padding, with the weight flipped in space and its input and
+  // output channels swapped: the forward kernel computes it.
+  const int64_t pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
+  const int64_t pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
+  if (g.groups != 1 || g.stride_h != 1 || g.stride_w != 1 || pad_h < 0 || pad_w < 0) return false;
+  ConvGeometry t = g;
+  t.in_channels = g.out_channels;
+  t.out_channels = g.in_channels;
+  t.in_h = g.out_h;
+  t.in_w = g.out_w;
+  t.out_h = g.in_h;
+  t.out_w = g.in_w;
+  t.pad_h = pad_h;
+  t.pad_w = pad_w;
+  const at::Tensor flipped = weight.flip({2, 3}).transpose(0, 1).contiguous();
+  at::Tensor result = at::empty(grad_input.sizes(), grad_input.options(), at::MemoryFormat::ChannelsLast);
+  forward_dense(grad_output.contiguous(at::MemoryFormat::ChannelsLast), flipped, at::Tensor(), result, t);
+  grad_input.copy_(result);
+  return true;
+}
+
+bool dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
+                                   const at::Tensor& grad_weight, const ConvGeometry& g) {
+  // For each tap (r, s): grad_weight[:, :, r, s] = sum over output pixels of the pixel's
+  // input channels (shifted by the tap) times its grad_output channels. The microkernel
+  // runs it with 6 input channels as broadcast "pixels", 16 output channels as lane
+  // blocks, the output pixels of a row as reduction steps, accumulating over rows.
+  if (g.groups != 1) return false;
+  const at::Tensor x = padded_nhwc(input, g);
+  const int64_t k = g.out_channels, blocks = (k + kLanes - 1) / kLanes, kp = blocks * kLanes;
+  at::Tensor go = at::zeros({g.batch, g.out_h, g.out_w, kp}, grad_output.options());
+  go.narrow(3, 0, k).copy_(grad_output.permute({0, 2, 3, 1}));
+  at::Tensor sums = at::zeros({g.kernel_h, g.kernel_w, g.in_channels, kp}, grad_output.options());
+
+  const int64_t c = g.in_channels, padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
+  const TileSteps st{/*pixel=*/1, /*tap_row=*/0, /*tap_col=*/0, /*x_step=*/g.stride_w * c,
+                     /*block=*/kLanes, /*w_tap=*/0, /*w_step=*/kp, /*out_pixel=*/kp,
+                     /*kernel_h=*/1, /*kernel_w=*/1, /*depth=*/g.out_w};
+  const int64_t channel_tiles = (c + kTilePixels - 1) / kTilePixels;
+  const int64_t block_pairs = (blocks + kTileBlocks - 1) / kTileBlocks;
+  const float* xp = x.const_data_ptr<float>();
+  const float* gp = go.const_data_ptr<float>();
+  float* sp = sums.mutable_data_ptr<float>();
+  const int64_t tasks = g.kernel_h * g.kernel_w * channel_tiles * block_pairs;
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t pair = task % block_pairs, tile = task / block_pairs % channel_tiles;
+      const int64_t tap = task / (block_pairs * channel_tiles);
+      const int64_t r = tap / g.kernel_w, s = tap % g.kernel_w;
+      const int64_t c0 = tile * kTilePixels, k0 = pair * kTileBlocks * kLanes;
+      const int pixels = static_cast<int>(std::min<int64_t>(kTilePixels, c - c0));
+      const int nblocks = static_cast<int>(std::min<int64_t>(kTileBlocks, blocks - pair * kTileBlocks));
+      float* y = sp + (tap * c + c0) * kp + k0;
+      for (int64_t n = 0; n < g.batch; ++n) {
+        for (int64_t oh = 0; oh < g.out_h; ++oh) {
+          const float* x_row = xp + ((n * padded_h + oh * g.stride_h + r * g.dilation_h) * padded_w +
+                                     s * g.dilation_w) * c + c0;
+          const float* go_row = gp + (n * g.out_h + oh) * g.out_w * kp + k0;
+          kMicrokernels[nblocks - 1][pixels - 1](x_row, go_row, nullptr, y, st, kLanes);
+        }
+      }
+    }
+  });
+  grad_weight.copy_(sums.narrow(3, 0, k).permute({3, 2, 0, 1}));
+  return true;
+}
 
 void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& output,

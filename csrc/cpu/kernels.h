@@ -20,6 +20,17 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
                                const at::Tensor& bias, const at::Tensor& output,
                                const ConvGeometry& g);
 
+// grad_input of a dense float32 convolution with stride 1 through the AVX2 forward kernel
+// (contiguous NCHW tensors, as every grad kernel). Returns false, computing nothing, for
+// convolutions it does not cover.
+bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
+                                  const at::Tensor& grad_input, const ConvGeometry& g);
+
+// grad_weight of a dense float32 convolution through the AVX2 microkernel. Returns false,
+// computing nothing, for grouped convolutions.
+bool dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
+                                   const at::Tensor& grad_weight, const ConvGeometry& g);
+
 // Depthwise float32 convolution on AVX2/FMA over channels_last input and output (channel
 // multiplier 1; others run the reference loops).
 void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,

@@ -1,0 +1,48 @@
+"""The microbenchmark suite runs, covers the networks' real layers, and writes its outputs."""
+import json
+
+import pytest
+import torch
+
+from classic_ops import bench
+
+
+def test_network_layers_are_the_real_ones():
+    vgg = bench.network_layers("vgg16")
+    convs = [layer for layer in vgg if layer.operator == "conv2d"]
+    assert {layer.weight_shape for layer in convs} >= {(64, 3, 3, 3), (512, 512, 3, 3)}
+    assert sum(layer.count for layer in convs) == 13
+    assert sum(layer.count for layer in vgg if layer.operator == "max_pool2d") == 5
+    mobilenet = bench.network_layers("mobilenet_v1")
+    assert {layer.operator for layer in mobilenet} == {"conv2d", "depthwise", "pointwise"}
+    resnet = bench.network_layers("resnet50")
+    assert any(layer.operator == "pointwise" and layer.stride == (2, 2) for layer in resnet)
+    for name in bench.NETWORKS:
+        assert bench.network_layers(name)
+
+
+def test_layer_arithmetic():
+    layer = next(layer for layer in bench.network_layers("vgg16") if layer.name == "features.0")
+    assert layer.macs(batch=2) == 2 * 64 * 224 * 224 * 3 * 9
+    assert layer.output_hw() == (224, 224)
+
+
+def test_bench_runs_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    results = bench.main(["--suite", "lenet5", "--pass", "both", "forward_indices", "--rounds", "1",
+                          "--min-run-time", "0.01", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert "geometric-mean speedup" in printed and "GFLOP/s" in printed
+    data = json.loads(out.read_text())
+    assert data["machine"]["fma_peak_gflops"] >= 0 and data["machine"]["copy_bandwidth_gbs"] > 0
+    assert len(data["results"]) == len(results) > 0
+    passes = {(r["operator"], r["pass_"]) for r in data["results"]}
+    assert ("conv2d", "backward") in passes and ("max_pool2d", "forward_indices") in passes
+    assert all(r["ours_ms"] > 0 and r["native_ms"] > 0 for r in data["results"])
+
+
+def test_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [dict(network="n", layer="l", pass_="forward", batch=1, speedup=s) for s in (0.5, 2.0)]
+    bench.plot(rows, tmp_path / "speedup.png")
+    assert (tmp_path / "speedup.png").stat().st_size > 0
