@@ -6,6 +6,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -127,29 +128,54 @@ void forward_channels_last(const at::Tensor& input, const at::Tensor& output,
   });
 }
 
+// Scatters grad_output to the argmax positions. Each task owns whole images (channels_last)
+// or planes (NCHW) of grad_input, zeroes them and adds in memory order; an index outside
+// its plane is skipped and reported once the task is done.
 template <typename scalar_t>
 void grad_input_impl(const at::Tensor& grad_output, const at::Tensor& indices,
                      const at::Tensor& grad_input, const PoolGeometry& g) {
   const scalar_t* gout = grad_output.const_data_ptr<scalar_t>();
   const int64_t* idx = indices.const_data_ptr<int64_t>();
   scalar_t* gin = grad_input.mutable_data_ptr<scalar_t>();
-  const Strides4 si(grad_input), so(grad_output);
-  const int64_t plane = g.in_h * g.in_w;
-  grad_input.zero_();
-  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+  const int64_t plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  const bool channels_last = grad_input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  const int64_t tasks = channels_last ? g.batch : g.batch * g.channels;
+  const int64_t task_size = channels_last ? plane * g.channels : plane;
+  std::atomic<bool> any_bad{false};
+  std::atomic<int64_t> bad_index{0};
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / g.channels, c = task % g.channels;
-      for (int64_t oh = 0; oh < g.out_h; ++oh) {
-        for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          const int64_t o = so.at(n, c, oh, ow);
-          const int64_t i = idx[o];
-          TORCH_CHECK_VALUE(i >= 0 && i < plane, "classic_ops.max_pool2d_grad_input: indices ",
-                            "must lie in [0, H*W) = [0, ", plane, "), found ", i);
-          gin[si.at(n, c, i / g.in_w, i % g.in_w)] += gout[o];
+      scalar_t* gin_task = gin + task * task_size;
+      std::fill_n(gin_task, task_size, scalar_t(0));
+      const int64_t* idx_task = idx + task * (task_size / plane) * out_plane;
+      const scalar_t* gout_task = gout + task * (task_size / plane) * out_plane;
+      if (channels_last) {  // (H*W, C) per image; channels innermost
+        for (int64_t o = 0; o < out_plane; ++o) {
+          for (int64_t c = 0; c < g.channels; ++c) {
+            const int64_t i = idx_task[o * g.channels + c];
+            if (static_cast<uint64_t>(i) >= static_cast<uint64_t>(plane)) {
+              any_bad.store(true);
+              bad_index.store(i);
+              continue;
+            }
+            gin_task[i * g.channels + c] += gout_task[o * g.channels + c];
+          }
+        }
+      } else {
+        for (int64_t o = 0; o < out_plane; ++o) {
+          const int64_t i = idx_task[o];
+          if (static_cast<uint64_t>(i) >= static_cast<uint64_t>(plane)) {
+            any_bad.store(true);
+            bad_index.store(i);
+            continue;
+          }
+          gin_task[i] += gout_task[o];
         }
       }
     }
   });
+  TORCH_CHECK_VALUE(!any_bad.load(), "classic_ops.max_pool2d_grad_input: indices must lie in "
+                    "[0, H*W) = [0, ", plane, "), found ", bad_index.load());
 }
 
 }  // namespace
