@@ -23,11 +23,12 @@ inline Span valid_outputs(int64_t in, int64_t out, int64_t stride, int64_t pad, 
 }
 
 // Taps k in [0, kernel) of a window starting at input position `start` (possibly in the
-// padding) that land inside [0, in).
-inline Span valid_outputs_taps(int64_t in, int64_t start, int64_t kernel, int64_t dilation) {
+// padding) that land inside [0, in). An empty span keeps `begin` at the first tap at or
+// after position 0: PyTorch's max-pool reports that position for a window with no input.
+inline Span window_taps(int64_t start, int64_t kernel, int64_t dilation, int64_t in) {
   const int64_t begin = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
   const int64_t end = in - 1 - start >= 0 ? std::min(kernel, (in - 1 - start) / dilation + 1) : 0;
-  return {std::min(begin, end), end};
+  return {begin, std::max(begin, end)};
 }
 
 // Calls row(output_offset, input_offset, length) for each output row of tap (r, s):

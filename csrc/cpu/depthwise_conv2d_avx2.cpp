@@ -36,7 +36,7 @@ __attribute__((target("avx2,fma"))) void pixels(const float* in, const float* w,
   Span cols[P];
 #pragma GCC unroll 4
   for (int p = 0; p < P; ++p) {
-    cols[p] = valid_outputs_taps(g.in_w, (ow + p) * g.stride_w - g.pad_w, g.kernel_w, g.dilation_w);
+    cols[p] = window_taps((ow + p) * g.stride_w - g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
   }
   float* out_px = out + ((n * g.out_h + oh) * g.out_w + ow) * channels;
   for (int64_t c = first_channel; c < channels; c += kLanes) {
@@ -107,7 +107,7 @@ __attribute__((target("avx2,fma"))) void interior_pixels(const float* in, const 
 
 void run_row(const float* in, const float* w, const float* bias, float* out, const ConvGeometry& g,
              int64_t n, int64_t oh) {
-  const Span rows = valid_outputs_taps(g.in_h, oh * g.stride_h - g.pad_h, g.kernel_h, g.dilation_h);
+  const Span rows = window_taps(oh * g.stride_h - g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
   // Output columns whose every tap lies inside the input.
   const Span inner = valid_outputs(g.in_w, g.out_w, g.stride_w, g.pad_w, 0);
   const Span inner_last = valid_outputs(g.in_w, g.out_w, g.stride_w, g.pad_w, (g.kernel_w - 1) * g.dilation_w);

@@ -27,13 +27,6 @@ struct Strides4 {
   }
 };
 
-// Taps k in [0, kernel) of a window starting at `start` that land inside [0, in).
-Span window_taps(int64_t start, int64_t kernel, int64_t dilation, int64_t in) {
-  const int64_t begin = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
-  const int64_t end = std::min(kernel, (in - 1 - start) / dilation + 1);
-  return {begin, std::max(begin, end)};
-}
-
 template <typename acc_t>
 inline bool replaces_max(acc_t value, acc_t current) {
   return value > current || std::isnan(value);
