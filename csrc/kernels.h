@@ -35,8 +35,9 @@ struct MaxPoolKernels {
 };
 
 struct BackendKernels {
-  // The kernels for a route and element type (a backend may have faster ones for some).
-  const ConvKernels& (*conv)(ConvRoute route, at::ScalarType dtype);
+  // The kernels for a route, element type and input memory format (a backend may have
+  // faster ones for some).
+  const ConvKernels& (*conv)(ConvRoute route, at::ScalarType dtype, at::MemoryFormat input_format);
   MaxPoolKernels max_pool;
 };
 

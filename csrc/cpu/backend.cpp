@@ -23,7 +23,7 @@ void grad_weight_avx2_or(const at::Tensor& grad_output, const at::Tensor& input,
   }
 }
 
-const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype) {
+const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype, at::MemoryFormat input_format) {
   // Grouped direct loops also serve depthwise; in float32 on AVX2, a register-tiled kernel
   // serves dense convolutions of any kernel size (1x1 included) and a channels-vectorized
   // kernel serves depthwise ones.
@@ -45,9 +45,14 @@ const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype) {
                                              cpu::dense_conv2d_forward_avx2,
                                              grad_input_avx2_or<cpu::pointwise_conv2d_grad_input>,
                                              grad_weight_avx2_or<cpu::pointwise_conv2d_grad_weight>};
+  // 1x1 over NCHW: a matrix product over the planes as they are, without transposes.
+  static const ConvKernels pointwise_nchw_avx2 = {kNCHW, cpu::pointwise_conv2d_forward_avx2,
+                                                  pointwise_avx2.grad_input,
+                                                  pointwise_avx2.grad_weight};
   const bool avx2 = dtype == at::kFloat && cpu::use_avx2();
+  const bool nchw = input_format == at::MemoryFormat::Contiguous;
   switch (route) {
-    case ConvRoute::Pointwise: return avx2 ? pointwise_avx2 : pointwise;
+    case ConvRoute::Pointwise: return avx2 ? (nchw ? pointwise_nchw_avx2 : pointwise_avx2) : pointwise;
     case ConvRoute::Depthwise: return avx2 ? depthwise_avx2 : grouped;
     case ConvRoute::Direct: break;
   }

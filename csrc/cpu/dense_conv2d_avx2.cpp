@@ -168,6 +168,51 @@ void forward_dense(const at::Tensor& input, const at::Tensor& weight, const at::
 
 }  // namespace
 
+void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
+                                   const at::Tensor& bias, const at::Tensor& output,
+                                   const ConvGeometry& g) {
+  // out[n] (K x P) = weight (K x C) . x[n] (C x P): the microkernel's broadcast "pixels"
+  // are 6 output channels (weight rows), its lane blocks 16 pixels of a plane, its
+  // reduction the input channels; it accumulates onto output rows preset to the bias.
+  const int64_t c = g.in_channels, k = g.out_channels, plane = g.out_h * g.out_w;
+  const bool strided = g.stride_h != 1 || g.stride_w != 1;
+  at::Tensor x = input;
+  if (strided || plane % kLanes != 0) {
+    // The sampled pixels, in a buffer with slack: a partial last lane block loads up to
+    // 7 floats past the last plane (into lanes it never stores).
+    const int64_t count = g.batch * c * plane;
+    x = at::empty({count + kLanes}, input.options()).narrow(0, 0, count).view({g.batch, c, g.out_h, g.out_w});
+    x.copy_(strided ? input.slice(2, 0, c10::nullopt, g.stride_h).slice(3, 0, c10::nullopt, g.stride_w)
+                    : input);
+  }
+  if (bias.defined()) {
+    output.copy_(bias.view({1, k, 1, 1}).expand_as(output));
+  } else {
+    output.zero_();
+  }
+  const TileSteps st{/*pixel=*/c, /*tap_row=*/0, /*tap_col=*/0, /*x_step=*/1,
+                     /*block=*/kLanes, /*w_tap=*/0, /*w_step=*/plane, /*out_pixel=*/plane,
+                     /*kernel_h=*/1, /*kernel_w=*/1, /*depth=*/c};
+  const int64_t channel_tiles = (k + kTilePixels - 1) / kTilePixels;
+  const int64_t pixel_step = kTileBlocks * kLanes;
+  const float* wp = weight.const_data_ptr<float>();
+  const float* xp = x.const_data_ptr<float>();
+  float* yp = output.mutable_data_ptr<float>();
+  at::parallel_for(0, g.batch * channel_tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / channel_tiles, k0 = task % channel_tiles * kTilePixels;
+      const int rows = static_cast<int>(std::min<int64_t>(kTilePixels, k - k0));
+      for (int64_t p0 = 0; p0 < plane; p0 += pixel_step) {
+        const int64_t left = plane - p0;
+        const int nblocks = left > kLanes ? 2 : 1;
+        const int last_lanes = static_cast<int>(std::min<int64_t>(kLanes, left - (nblocks - 1) * kLanes));
+        kMicrokernels[nblocks - 1][rows - 1](wp + k0 * c, xp + n * c * plane + p0, nullptr,
+                                             yp + (n * k + k0) * plane + p0, st, last_lanes);
+      }
+    }
+  });
+}
+
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const ConvGeometry& g) {
   // With stride 1, grad_input is the correlation of grad_output, padded by

@@ -20,6 +20,12 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
                                const at::Tensor& bias, const at::Tensor& output,
                                const ConvGeometry& g);
 
+// 1x1 float32 convolution on AVX2/FMA over NCHW input and output, as one matrix product per
+// image: output channels broadcast against eight pixels per lane block.
+void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
+                                   const at::Tensor& bias, const at::Tensor& output,
+                                   const ConvGeometry& g);
+
 // grad_input of a dense float32 convolution with stride 1 through the AVX2 forward kernel
 // (contiguous NCHW tensors, as every grad kernel). Returns false, computing nothing, for
 // convolutions it does not cover.
