@@ -4,8 +4,8 @@
 # included), run the CUDA benchmark suites, write logs and JSON under $OUT, and print a
 # short summary table last. Sized to finish inside 8 minutes.
 #   OUT=/tmp/out scripts/gpu_check.sh
-# A Python package the machine lacks (expecttest, for opcheck) can travel as a wheel in
-# .whl/ at the repository root; it is installed from there, offline.
+# A Python package the machine turns out to lack can travel as a wheel in .whl/ at the
+# repository root; it is installed from there, offline.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-$(mktemp -d)}
