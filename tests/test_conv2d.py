@@ -238,3 +238,17 @@ def test_cached_weight_packing_sees_every_weight_update(mutate):
             ours.load_state_dict(conv.state_dict())
         conv.load_state_dict(ours.state_dict())
         torch.testing.assert_close(ours(x), conv(x), rtol=1e-4, atol=1e-4)
+
+
+def test_weight_cache_follows_every_optimizer_step():
+    # Each step changes the weight, for more steps than the cache holds entries.
+    conv = cnn.Conv2d(8, 8, 3, padding=1)
+    optimizer = torch.optim.SGD(conv.parameters(), lr=0.1)
+    x = torch.randn(2, 8, 9, 9)
+    for _ in range(80):
+        optimizer.zero_grad()
+        conv(x).square().mean().backward()
+        optimizer.step()
+        with torch.no_grad():
+            reference = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
+            torch.testing.assert_close(conv(x), reference, rtol=1e-4, atol=1e-4)

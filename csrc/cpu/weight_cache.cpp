@@ -49,6 +49,12 @@ at::Tensor cached_pack(const at::Tensor& weight, int layout,
   }
   at::Tensor packed = pack(weight);
   std::lock_guard<std::mutex> lock(cache_mutex);
+  // One entry per live weight and layout: a training step's update replaces the entry of
+  // the step before, and entries of freed weights go, instead of piling up to capacity.
+  cache.remove_if([&](const Entry& e) {
+    const auto owner = e.owner.lock();
+    return !owner || (owner.get() == weight.unsafeGetTensorImpl() && e.layout == layout);
+  });
   cache.push_front(Entry{c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>(
                              weight.getIntrusivePtr()),
                          weight.data_ptr(), version, layout, weight.clone(), packed});
