@@ -9,10 +9,14 @@
 namespace classic_ops {
 namespace {
 
+const ConvKernels& conv_kernels(ConvRoute route, const ConvGeometry& g, const at::Tensor& input) {
+  return kernels_for(input).conv(route, g, input.scalar_type(), input.suggest_memory_format());
+}
+
 at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor& input,
                        const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   c10::DeviceGuard guard(input.device());
-  const ConvKernels& kernels = kernels_for(input).conv(route, input.scalar_type(), input.suggest_memory_format());
+  const ConvKernels& kernels = conv_kernels(route, g, input);
   at::Tensor output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w},
                                 input.options().memory_format(kernels.forward_layout));
   if (output.numel() > 0) {
@@ -62,8 +66,7 @@ at::Tensor conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& in
   c10::DeviceGuard guard(input.device());
   at::Tensor grad_input = at::empty(input.sizes(), input.options(), at::MemoryFormat::Contiguous);
   if (grad_input.numel() > 0) {
-    kernels_for(input)
-        .conv(route_conv2d(g), input.scalar_type(), input.suggest_memory_format())
+    conv_kernels(route_conv2d(g), g, input)
         .grad_input(grad_output.contiguous(), weight.contiguous(), grad_input, g);
   }
   return grad_input.contiguous(conv2d_output_format(input, weight));
@@ -78,8 +81,7 @@ at::Tensor conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& i
   const at::MemoryFormat format = conv2d_output_format(input, weight);
   if (g.batch == 0) return at::zeros(weight.sizes(), weight.options().memory_format(format));
   at::Tensor grad_weight = at::empty(weight.sizes(), weight.options(), at::MemoryFormat::Contiguous);
-  kernels_for(input)
-      .conv(route_conv2d(g), input.scalar_type(), input.suggest_memory_format())
+  conv_kernels(route_conv2d(g), g, input)
       .grad_weight(grad_output.contiguous(), input.contiguous(), grad_weight, g);
   return grad_weight.contiguous(format);
 }

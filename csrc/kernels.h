@@ -35,9 +35,10 @@ struct MaxPoolKernels {
 };
 
 struct BackendKernels {
-  // The kernels for a route, element type and input memory format (a backend may have
-  // faster ones for some).
-  const ConvKernels& (*conv)(ConvRoute route, at::ScalarType dtype, at::MemoryFormat input_format);
+  // The kernels for a route, geometry, element type and input memory format (a backend may
+  // have faster ones for some).
+  const ConvKernels& (*conv)(ConvRoute route, const ConvGeometry& g, at::ScalarType dtype,
+                             at::MemoryFormat input_format);
   MaxPoolKernels max_pool;
 };
 

@@ -6,7 +6,7 @@ namespace {
 
 constexpr at::MemoryFormat kNCHW = at::MemoryFormat::Contiguous;
 
-// The AVX2 gradient kernels where they apply, else the route's reference kernels.
+// The AVX2 grad_input where it applies (stride 1), else the route's reference kernel.
 template <decltype(cpu::grouped_conv2d_grad_input)* reference>
 void grad_input_avx2_or(const at::Tensor& grad_output, const at::Tensor& weight,
                         const at::Tensor& grad_input, const ConvGeometry& g) {
@@ -15,18 +15,11 @@ void grad_input_avx2_or(const at::Tensor& grad_output, const at::Tensor& weight,
   }
 }
 
-template <decltype(cpu::grouped_conv2d_grad_weight)* reference>
-void grad_weight_avx2_or(const at::Tensor& grad_output, const at::Tensor& input,
-                         const at::Tensor& grad_weight, const ConvGeometry& g) {
-  if (!cpu::dense_conv2d_grad_weight_avx2(grad_output, input, grad_weight, g)) {
-    reference(grad_output, input, grad_weight, g);
-  }
-}
-
-const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype, at::MemoryFormat input_format) {
-  // Grouped direct loops also serve depthwise; in float32 on AVX2, a register-tiled kernel
-  // serves dense convolutions of any kernel size (1x1 included) and a channels-vectorized
-  // kernel serves depthwise ones.
+const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::ScalarType dtype,
+                               at::MemoryFormat input_format) {
+  // Grouped direct loops serve every convolution, depthwise included; in float32 on AVX2, a
+  // register-tiled kernel serves dense ones (groups 1, any kernel size, 1x1 included) and a
+  // channels-vectorized kernel serves depthwise ones with channel multiplier 1.
   static const ConvKernels grouped = {kNCHW, cpu::grouped_conv2d_forward,
                                       cpu::grouped_conv2d_grad_input,
                                       cpu::grouped_conv2d_grad_weight};
@@ -36,7 +29,7 @@ const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype, at::Memory
   static const ConvKernels dense_avx2 = {at::MemoryFormat::ChannelsLast,
                                          cpu::dense_conv2d_forward_avx2,
                                          grad_input_avx2_or<cpu::grouped_conv2d_grad_input>,
-                                         grad_weight_avx2_or<cpu::grouped_conv2d_grad_weight>};
+                                         cpu::dense_conv2d_grad_weight_avx2};
   static const ConvKernels depthwise_avx2 = {at::MemoryFormat::ChannelsLast,
                                              cpu::depthwise_conv2d_forward_avx2,
                                              cpu::grouped_conv2d_grad_input,
@@ -44,7 +37,7 @@ const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype, at::Memory
   static const ConvKernels pointwise_avx2 = {at::MemoryFormat::ChannelsLast,
                                              cpu::dense_conv2d_forward_avx2,
                                              grad_input_avx2_or<cpu::pointwise_conv2d_grad_input>,
-                                             grad_weight_avx2_or<cpu::pointwise_conv2d_grad_weight>};
+                                             cpu::dense_conv2d_grad_weight_avx2};
   // 1x1 over NCHW: a matrix product over the planes as they are, without transposes.
   static const ConvKernels pointwise_nchw_avx2 = {kNCHW, cpu::pointwise_conv2d_forward_avx2,
                                                   pointwise_avx2.grad_input,
@@ -53,10 +46,11 @@ const ConvKernels& select_conv(ConvRoute route, at::ScalarType dtype, at::Memory
   const bool nchw = input_format == at::MemoryFormat::Contiguous;
   switch (route) {
     case ConvRoute::Pointwise: return avx2 ? (nchw ? pointwise_nchw_avx2 : pointwise_avx2) : pointwise;
-    case ConvRoute::Depthwise: return avx2 ? depthwise_avx2 : grouped;
+    case ConvRoute::Depthwise:
+      return avx2 && g.out_channels == g.in_channels ? depthwise_avx2 : grouped;
     case ConvRoute::Direct: break;
   }
-  return avx2 ? dense_avx2 : grouped;
+  return avx2 && g.groups == 1 ? dense_avx2 : grouped;
 }
 
 }  // namespace

@@ -220,7 +220,7 @@ bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tenso
   // output channels swapped: the forward kernel computes it.
   const int64_t pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
   const int64_t pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
-  if (g.groups != 1 || g.stride_h != 1 || g.stride_w != 1 || pad_h < 0 || pad_w < 0) return false;
+  if (g.stride_h != 1 || g.stride_w != 1 || pad_h < 0 || pad_w < 0) return false;
   ConvGeometry t = g;
   t.in_channels = g.out_channels;
   t.out_channels = g.in_channels;
@@ -237,13 +237,12 @@ bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tenso
   return true;
 }
 
-bool dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
+void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
                                    const at::Tensor& grad_weight, const ConvGeometry& g) {
   // For each tap (r, s): grad_weight[:, :, r, s] = sum over output pixels of the pixel's
   // input channels (shifted by the tap) times its grad_output channels. The microkernel
   // runs it with 6 input channels as broadcast "pixels", 16 output channels as lane
   // blocks, the output pixels of a row as reduction steps, accumulating over rows.
-  if (g.groups != 1) return false;
   const at::Tensor x = padded_nhwc(input, g);
   const int64_t k = g.out_channels, blocks = (k + kLanes - 1) / kLanes, kp = blocks * kLanes;
   at::Tensor go = at::zeros({g.batch, g.out_h, g.out_w, kp}, grad_output.options());
@@ -280,21 +279,12 @@ bool dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
     }
   });
   grad_weight.copy_(sums.narrow(3, 0, k).permute({3, 2, 0, 1}));
-  return true;
 }
 
 void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& output,
                                const ConvGeometry& g) {
-  if (g.groups == 1) {
-    forward_dense(input, weight, bias, output, g);
-    return;
-  }
-  // Grouped (not depthwise) convolutions are rare in the classic networks: the reference
-  // loops run them on NCHW copies.
-  at::Tensor out_nchw = at::empty(output.sizes(), output.options(), at::MemoryFormat::Contiguous);
-  grouped_conv2d_forward(input.contiguous(), weight, bias, out_nchw, g);
-  output.copy_(out_nchw);
+  forward_dense(input, weight, bias, output, g);
 }
 
 }  // namespace classic_ops::cpu

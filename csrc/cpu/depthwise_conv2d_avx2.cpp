@@ -130,12 +130,6 @@ void run_row(const float* in, const float* w, const float* bias, float* out, con
 void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& bias, const at::Tensor& output,
                                    const ConvGeometry& g) {
-  if (g.out_channels != g.in_channels) {  // channel multiplier > 1: the reference loops
-    at::Tensor out_nchw = at::empty(output.sizes(), output.options(), at::MemoryFormat::Contiguous);
-    grouped_conv2d_forward(input.contiguous(), weight, bias, out_nchw, g);
-    output.copy_(out_nchw);
-    return;
-  }
   const at::Tensor w = taps_by_channel(weight);
   const float* in = input.const_data_ptr<float>();
   const float* wp = w.const_data_ptr<float>();

@@ -15,7 +15,6 @@ void grouped_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor&
                                 const at::Tensor& grad_weight, const ConvGeometry& g);
 
 // Dense (groups == 1) float32 convolution on AVX2/FMA over channels_last input and output.
-// Grouped convolutions (other than depthwise) also come here: it loops over the groups.
 void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& output,
                                const ConvGeometry& g);
@@ -32,13 +31,12 @@ void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const ConvGeometry& g);
 
-// grad_weight of a dense float32 convolution through the AVX2 microkernel. Returns false,
-// computing nothing, for grouped convolutions.
-bool dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
+// grad_weight of a dense (groups == 1) float32 convolution through the AVX2 microkernel.
+void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
                                    const at::Tensor& grad_weight, const ConvGeometry& g);
 
-// Depthwise float32 convolution on AVX2/FMA over channels_last input and output (channel
-// multiplier 1; others run the reference loops).
+// Depthwise float32 convolution with channel multiplier 1 on AVX2/FMA over channels_last
+// input and output.
 void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& bias, const at::Tensor& output,
                                    const ConvGeometry& g);

@@ -98,7 +98,7 @@ void max_pool_grad_input(const at::Tensor& grad_output, const at::Tensor& indice
 }
 
 // One direct kernel serves all three convolution routes and every element type for now.
-const ConvKernels& select_conv(ConvRoute, at::ScalarType, at::MemoryFormat) {
+const ConvKernels& select_conv(ConvRoute, const ConvGeometry&, at::ScalarType, at::MemoryFormat) {
   static const ConvKernels direct = {at::MemoryFormat::Contiguous, conv_forward, conv_grad_input,
                                      conv_grad_weight};
   return direct;
