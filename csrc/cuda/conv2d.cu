@@ -15,9 +15,8 @@ __global__ void forward_kernel(const T* __restrict__ input, const T* __restrict_
   const int64_t cpg = g.in_channels_per_group(), kpg = g.out_channels_per_group();
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t ow = i % g.out_w, oh = i / g.out_w % g.out_h;
-    const int64_t k = i / (g.out_w * g.out_h) % g.out_channels;
-    const int64_t n = i / (g.out_w * g.out_h * g.out_channels);
+    const Coord o = unravel(i, g.out_channels, g.out_h, g.out_w, /*channels_last=*/false);
+    const int64_t n = o.n, k = o.c, oh = o.h, ow = o.w;
     acc_t<T> acc = bias ? to_acc(bias[k]) : acc_t<T>(0);
     for (int64_t c = 0; c < cpg; ++c) {
       const T* in_c = input + (n * g.in_channels + (k / kpg) * cpg + c) * g.in_h * g.in_w;
@@ -52,9 +51,8 @@ __global__ void grad_input_kernel(const T* __restrict__ grad_output, const T* __
   const int64_t cpg = g.in_channels_per_group(), kpg = g.out_channels_per_group();
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t iw = i % g.in_w, ih = i / g.in_w % g.in_h;
-    const int64_t ci = i / (g.in_w * g.in_h) % g.in_channels;
-    const int64_t n = i / (g.in_w * g.in_h * g.in_channels);
+    const Coord x = unravel(i, g.in_channels, g.in_h, g.in_w, /*channels_last=*/false);
+    const int64_t n = x.n, ci = x.c, ih = x.h, iw = x.w;
     const int64_t group = ci / cpg, c = ci % cpg;
     acc_t<T> acc = 0;
     for (int64_t k = group * kpg; k < (group + 1) * kpg; ++k) {

@@ -46,6 +46,21 @@ __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
+struct Coord {
+  int64_t n, c, h, w;
+};
+
+// Splits a linear thread index over (n, c, h, w) with W or C varying fastest.
+__device__ __forceinline__ Coord unravel(int64_t i, int64_t channels, int64_t height,
+                                         int64_t width, bool channels_last) {
+  if (channels_last) {
+    return {i / (channels * width * height), i % channels, i / (channels * width) % height,
+            i / channels % width};
+  }
+  return {i / (width * height * channels), i / (width * height) % channels, i / width % height,
+          i % width};
+}
+
 constexpr int kThreads = 256;
 // Grid-stride loops cover the rest; this keeps the grid within every device's limits.
 constexpr int64_t kMaxBlocks = int64_t{1} << 20;

@@ -8,21 +8,6 @@
 namespace classic_ops::cuda {
 namespace {
 
-struct Coord {
-  int64_t n, c, h, w;
-};
-
-// Splits a linear thread index over (n, c, h, w) with W or C varying fastest.
-__device__ __forceinline__ Coord unravel(int64_t i, int64_t channels, int64_t height,
-                                         int64_t width, bool channels_last) {
-  if (channels_last) {
-    return {i / (channels * width * height), i % channels, i / (channels * width) % height,
-            i / channels % width};
-  }
-  return {i / (width * height * channels), i / (width * height) % channels, i / width % height,
-          i % width};
-}
-
 __device__ __forceinline__ int64_t offset(const Strides4& s, int64_t n, int64_t c, int64_t h,
                                           int64_t w) {
   return n * s.n + c * s.c + h * s.h + w * s.w;
