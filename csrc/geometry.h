@@ -21,6 +21,24 @@ struct ConvGeometry {
   CLASSIC_OPS_HOST_DEVICE int64_t out_channels_per_group() const { return out_channels / groups; }
 };
 
+// With stride 1, grad_input is the forward convolution (correlation) of grad_output,
+// padded by dilation * (kernel - 1) - padding, with the filter flipped in space and its
+// input and output channels swapped. This is that forward convolution's geometry; its
+// padding is negative where the original padding exceeds the window, which no forward
+// kernel takes.
+inline ConvGeometry stride1_grad_input_as_forward(const ConvGeometry& g) {
+  ConvGeometry t = g;
+  t.in_channels = g.out_channels;
+  t.out_channels = g.in_channels;
+  t.in_h = g.out_h;
+  t.in_w = g.out_w;
+  t.out_h = g.in_h;
+  t.out_w = g.in_w;
+  t.pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
+  t.pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
+  return t;
+}
+
 struct PoolGeometry {
   int64_t batch, channels, in_h, in_w, out_h, out_w;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;

@@ -215,21 +215,8 @@ void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
 
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const ConvGeometry& g) {
-  // With stride 1, grad_input is the correlation of grad_output, padded by
-  // dilation * (kernel - 1) - padding, with the weight flipped in space and its input and
-  // output channels swapped: the forward kernel computes it.
-  const int64_t pad_h = g.dilation_h * (g.kernel_h - 1) - g.pad_h;
-  const int64_t pad_w = g.dilation_w * (g.kernel_w - 1) - g.pad_w;
-  if (g.stride_h != 1 || g.stride_w != 1 || pad_h < 0 || pad_w < 0) return false;
-  ConvGeometry t = g;
-  t.in_channels = g.out_channels;
-  t.out_channels = g.in_channels;
-  t.in_h = g.out_h;
-  t.in_w = g.out_w;
-  t.out_h = g.in_h;
-  t.out_w = g.in_w;
-  t.pad_h = pad_h;
-  t.pad_w = pad_w;
+  const ConvGeometry t = stride1_grad_input_as_forward(g);
+  if (g.stride_h != 1 || g.stride_w != 1 || t.pad_h < 0 || t.pad_w < 0) return false;
   const at::Tensor flipped = weight.flip({2, 3}).transpose(0, 1).contiguous();
   at::Tensor result = at::empty(grad_input.sizes(), grad_input.options(), at::MemoryFormat::ChannelsLast);
   forward_dense(grad_output.contiguous(at::MemoryFormat::ChannelsLast), flipped, at::Tensor(), result, t);

@@ -48,8 +48,23 @@ bool is_channels_last(const at::Tensor& t) {
   return t.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
 }
 
+bool is_aligned16(const at::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.const_data_ptr()) % 16 == 0;
+}
+
+// The vector and cp.async kernels need 16-byte aligned data; a view into a storage can
+// start anywhere, so such a tensor is copied to a fresh allocation.
+at::Tensor aligned16(const at::Tensor& t) {
+  return !t.defined() || is_aligned16(t) ? t : t.clone();
+}
+
 #define CLASSIC_OPS_DISPATCH(TYPE, NAME, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, TYPE, NAME, __VA_ARGS__)
+// The element types the vector and tensor-core kernels are built for.
+#define CLASSIC_OPS_DISPATCH_NO_DOUBLE(TYPE, NAME, ...)      \
+  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) \
+                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__)              \
+                     AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
 
 void conv_forward(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                   const at::Tensor& output, const ConvGeometry& g) {
@@ -76,9 +91,177 @@ void conv_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
   });
 }
 
+// Tensor cores: half and bfloat16 always; float as TF32 only where native convolution
+// would use it too.
+bool tensor_cores_serve(at::ScalarType dtype) {
+  return dtype == at::kHalf || dtype == at::kBFloat16 ||
+         (dtype == at::kFloat && at::globalContext().allowTF32CuDNN());
+}
+
+void run_implicit_gemm(const at::Tensor& input_cl, const at::Tensor& weight_krsc,
+                       const at::Tensor& bias, const at::Tensor& output_cl, const ConvGeometry& g) {
+  constexpr auto cl = at::MemoryFormat::ChannelsLast;
+  TORCH_INTERNAL_ASSERT(input_cl.is_contiguous(cl) && output_cl.is_contiguous(cl) &&
+                        weight_krsc.is_contiguous());
+  const at::Tensor input = aligned16(input_cl);
+  CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_implicit_gemm", [&] {
+    C10_CUDA_CHECK(cuda::conv2d_forward_implicit_gemm(
+        in_ptr<scalar_t>(input), in_ptr<scalar_t>(weight_krsc), in_ptr<scalar_t>(bias),
+        out_ptr<scalar_t>(output_cl), g, current_stream()));
+  });
+}
+
+void implicit_gemm_forward(const at::Tensor& input, const at::Tensor& weight,
+                           const at::Tensor& bias, const at::Tensor& output,
+                           const ConvGeometry& g) {
+  run_implicit_gemm(input, weight.permute({0, 2, 3, 1}).contiguous(), bias, output, g);
+}
+
+// A strided convolution's grad_input is that of the stride-1 convolution whose output is
+// grad_output spread out by the stride with zeros between (s^2 times the multiplies, on
+// tensor cores). This is the stride-1 geometry: its output covers every window position.
+ConvGeometry with_unit_stride(const ConvGeometry& g) {
+  ConvGeometry u = g;
+  u.stride_h = u.stride_w = 1;
+  u.out_h = g.in_h + 2 * g.pad_h - g.dilation_h * (g.kernel_h - 1);
+  u.out_w = g.in_w + 2 * g.pad_w - g.dilation_w * (g.kernel_w - 1);
+  return u;
+}
+
+bool implicit_gemm_serves_grad_input(const ConvGeometry& g, at::ScalarType dtype) {
+  return g.pad_h <= g.dilation_h * (g.kernel_h - 1) && g.pad_w <= g.dilation_w * (g.kernel_w - 1) &&
+         cuda::implicit_gemm_fits(stride1_grad_input_as_forward(with_unit_stride(g)),
+                                  static_cast<int>(c10::elementSize(dtype)));
+}
+
+void implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                              const at::Tensor& grad_input, const ConvGeometry& g) {
+  constexpr auto cl = at::MemoryFormat::ChannelsLast;
+  const ConvGeometry unit = with_unit_stride(g);
+  at::Tensor spread = grad_output.contiguous(cl);
+  if (g.stride_h != 1 || g.stride_w != 1) {
+    spread = at::empty({g.batch, g.out_channels, unit.out_h, unit.out_w}, grad_output.options(), cl)
+                 .zero_();
+    spread.slice(2, 0, (g.out_h - 1) * g.stride_h + 1, g.stride_h)
+        .slice(3, 0, (g.out_w - 1) * g.stride_w + 1, g.stride_w)
+        .copy_(grad_output);
+  }
+  const at::Tensor grad_input_cl = at::empty(grad_input.sizes(), grad_input.options(), cl);
+  run_implicit_gemm(spread, weight.flip({2, 3}).permute({1, 2, 3, 0}).contiguous(), at::Tensor(),
+                    grad_input_cl, stride1_grad_input_as_forward(unit));
+  grad_input.copy_(grad_input_cl);
+}
+
+void implicit_gemm_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                               const at::Tensor& grad_weight, const ConvGeometry& g) {
+  constexpr auto cl = at::MemoryFormat::ChannelsLast;
+  const at::Tensor grad_output_cl = aligned16(grad_output.contiguous(cl));
+  const at::Tensor input_cl = aligned16(input.contiguous(cl));
+  int splits = 0;
+  C10_CUDA_CHECK(cuda::implicit_gemm_grad_weight_splits(g, &splits));
+  const at::Tensor partials =
+      at::empty({splits, g.out_channels, g.kernel_h * g.kernel_w * g.in_channels},
+                grad_output.options().dtype(at::kFloat));
+  const at::Tensor grad_weight_krsc =
+      at::empty({g.out_channels, g.kernel_h, g.kernel_w, g.in_channels}, grad_weight.options());
+  CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_grad_weight_gemm", [&] {
+    C10_CUDA_CHECK(cuda::conv2d_grad_weight_implicit_gemm(
+        in_ptr<scalar_t>(grad_output_cl), in_ptr<scalar_t>(input_cl),
+        partials.mutable_data_ptr<float>(), splits, out_ptr<scalar_t>(grad_weight_krsc), g,
+        current_stream()));
+  });
+  grad_weight.copy_(grad_weight_krsc.permute({0, 3, 1, 2}));
+}
+
+// In-channel counts that are no multiple of a 16-byte vector (the 3 colours of a first
+// layer) are zero-padded up to one, on the input and the filter alike: the padded
+// channels add nothing to any sum.
+int64_t whole_vectors_of(int64_t channels, at::ScalarType dtype) {
+  const int64_t vec = 16 / static_cast<int64_t>(c10::elementSize(dtype));
+  return (channels + vec - 1) / vec * vec;
+}
+
+ConvGeometry with_in_channels(ConvGeometry g, int64_t channels) {
+  g.in_channels = channels;
+  return g;
+}
+
+at::Tensor zero_pad_channels(const at::Tensor& t, int64_t channels) {
+  // at::zeros ignores a memory format in its options: allocate with at::empty, then zero.
+  at::Tensor padded = at::empty({t.size(0), channels, t.size(2), t.size(3)}, t.options(),
+                                at::MemoryFormat::ChannelsLast)
+                          .zero_();
+  padded.narrow(1, 0, t.size(1)).copy_(t);
+  return padded;
+}
+
+void padded_implicit_gemm_forward(const at::Tensor& input, const at::Tensor& weight,
+                                  const at::Tensor& bias, const at::Tensor& output,
+                                  const ConvGeometry& g) {
+  const int64_t c = whole_vectors_of(g.in_channels, input.scalar_type());
+  implicit_gemm_forward(zero_pad_channels(input, c), zero_pad_channels(weight, c), bias, output,
+                        with_in_channels(g, c));
+}
+
+void padded_implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                     const at::Tensor& grad_input, const ConvGeometry& g) {
+  const int64_t c = whole_vectors_of(g.in_channels, weight.scalar_type());
+  const at::Tensor padded = at::empty({g.batch, c, g.in_h, g.in_w}, grad_input.options());
+  implicit_gemm_grad_input(grad_output, zero_pad_channels(weight, c), padded,
+                           with_in_channels(g, c));
+  grad_input.copy_(padded.narrow(1, 0, g.in_channels));
+}
+
+void padded_implicit_gemm_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                      const at::Tensor& grad_weight, const ConvGeometry& g) {
+  const int64_t c = whole_vectors_of(g.in_channels, input.scalar_type());
+  const at::Tensor padded =
+      at::empty({g.out_channels, c, g.kernel_h, g.kernel_w}, grad_weight.options());
+  implicit_gemm_grad_weight(grad_output, zero_pad_channels(input, c), padded,
+                            with_in_channels(g, c));
+  grad_weight.copy_(padded.narrow(1, 0, g.in_channels));
+}
+
+void depthwise_nchw_forward(const at::Tensor& input, const at::Tensor& weight,
+                            const at::Tensor& bias, const at::Tensor& output,
+                            const ConvGeometry& g) {
+  CLASSIC_OPS_DISPATCH(input.scalar_type(), "classic_ops_cuda_depthwise_nchw", [&] {
+    C10_CUDA_CHECK(cuda::depthwise_conv2d_forward_nchw(
+        in_ptr<scalar_t>(input), in_ptr<scalar_t>(weight), in_ptr<scalar_t>(bias),
+        out_ptr<scalar_t>(output), g, current_stream()));
+  });
+}
+
+void depthwise_channels_last_forward(const at::Tensor& input, const at::Tensor& weight,
+                                     const at::Tensor& bias, const at::Tensor& output,
+                                     const ConvGeometry& g) {
+  const at::Tensor weight_rsc = weight.reshape({g.out_channels, -1}).t().contiguous();
+  const at::Tensor x = aligned16(input), b = aligned16(bias);
+  CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_depthwise_cl", [&] {
+    C10_CUDA_CHECK(cuda::depthwise_conv2d_forward_channels_last(
+        in_ptr<scalar_t>(x), in_ptr<scalar_t>(weight_rsc), in_ptr<scalar_t>(b),
+        out_ptr<scalar_t>(output), g, current_stream()));
+  });
+}
+
+// Whether `channels` elements of `dtype` split into whole 16-byte vectors.
+bool splits_into_vectors(int64_t channels, at::ScalarType dtype) {
+  return dtype != at::kDouble && channels % (16 / static_cast<int64_t>(c10::elementSize(dtype))) == 0;
+}
+
 void max_pool_forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor& indices,
                       const PoolGeometry& g) {
   int64_t* indices_ptr = indices.defined() ? indices.mutable_data_ptr<int64_t>() : nullptr;
+  constexpr auto cl = at::MemoryFormat::ChannelsLast;
+  if (splits_into_vectors(g.channels, input.scalar_type()) && input.is_contiguous(cl) &&
+      output.is_contiguous(cl) && (!indices.defined() || indices.is_contiguous(cl))) {
+    const at::Tensor x = aligned16(input);
+    CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_max_pool2d_cl", [&] {
+      C10_CUDA_CHECK(cuda::max_pool2d_forward_channels_last(
+          in_ptr<scalar_t>(x), out_ptr<scalar_t>(output), indices_ptr, g, current_stream()));
+    });
+    return;
+  }
   CLASSIC_OPS_DISPATCH(input.scalar_type(), "classic_ops_cuda_max_pool2d_forward", [&] {
     C10_CUDA_CHECK(cuda::max_pool2d_forward(in_ptr<scalar_t>(input), strides_of(input),
                                             out_ptr<scalar_t>(output), indices_ptr,
@@ -97,10 +280,47 @@ void max_pool_grad_input(const at::Tensor& grad_output, const at::Tensor& indice
   });
 }
 
-// One direct kernel serves all three convolution routes and every element type for now.
-const ConvKernels& select_conv(ConvRoute, const ConvGeometry&, at::ScalarType, at::MemoryFormat) {
-  static const ConvKernels direct = {at::MemoryFormat::Contiguous, conv_forward, conv_grad_input,
-                                     conv_grad_weight};
+// Tensor-core implicit GEMM for dense and 1x1 convolutions (in channels padded to whole
+// vectors where needed), its backward passes where they apply; row segments or
+// shared-memory tiles (NCHW) or channel vectors (channels_last) for depthwise; the direct kernel, which
+// takes everything, otherwise and for the backward passes the faster kernels do not serve.
+const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::ScalarType dtype,
+                               at::MemoryFormat input_format) {
+  constexpr auto nchw = at::MemoryFormat::Contiguous, cl = at::MemoryFormat::ChannelsLast;
+  static const ConvKernels direct = {nchw, conv_forward, conv_grad_input, conv_grad_weight};
+  // [grad_input on tensor cores][grad_weight on tensor cores], in channels as they are
+  static const ConvKernels gemm[2][2] = {
+      {{cl, implicit_gemm_forward, conv_grad_input, conv_grad_weight},
+       {cl, implicit_gemm_forward, conv_grad_input, implicit_gemm_grad_weight}},
+      {{cl, implicit_gemm_forward, implicit_gemm_grad_input, conv_grad_weight},
+       {cl, implicit_gemm_forward, implicit_gemm_grad_input, implicit_gemm_grad_weight}}};
+  // the same with the in channels zero-padded to whole vectors
+  static const ConvKernels padded_gemm[2][2] = {
+      {{cl, padded_implicit_gemm_forward, conv_grad_input, conv_grad_weight},
+       {cl, padded_implicit_gemm_forward, conv_grad_input, padded_implicit_gemm_grad_weight}},
+      {{cl, padded_implicit_gemm_forward, padded_implicit_gemm_grad_input, conv_grad_weight},
+       {cl, padded_implicit_gemm_forward, padded_implicit_gemm_grad_input,
+        padded_implicit_gemm_grad_weight}}};
+  static const ConvKernels depthwise_vectors = {cl, depthwise_channels_last_forward,
+                                                conv_grad_input, conv_grad_weight};
+  static const ConvKernels depthwise_nchw = {nchw, depthwise_nchw_forward, conv_grad_input,
+                                             conv_grad_weight};
+  const int element_bytes = static_cast<int>(c10::elementSize(dtype));
+  if (route == ConvRoute::Depthwise) {
+    if (input_format == cl && g.out_channels == g.in_channels &&
+        splits_into_vectors(g.in_channels, dtype) &&
+        cuda::depthwise_channels_last_fits(g, element_bytes)) {
+      return depthwise_vectors;
+    }
+    return cuda::depthwise_nchw_fits(g, dtype == at::kDouble ? 8 : 4) ? depthwise_nchw : direct;
+  }
+  if (!tensor_cores_serve(dtype) || g.groups != 1) return direct;
+  const ConvGeometry padded = with_in_channels(g, whole_vectors_of(g.in_channels, dtype));
+  if (cuda::implicit_gemm_fits(padded, element_bytes)) {
+    return (padded.in_channels == g.in_channels ? gemm : padded_gemm)
+        [implicit_gemm_serves_grad_input(padded, dtype)]
+        [cuda::implicit_gemm_grad_weight_fits(padded, element_bytes)];
+  }
   return direct;
 }
 

@@ -61,6 +61,14 @@ __device__ __forceinline__ Coord unravel(int64_t i, int64_t channels, int64_t he
           i % width};
 }
 
+// 16 bytes of consecutive elements, loaded and stored as one vector access; the pointer
+// must be 16-byte aligned.
+template <typename T>
+struct alignas(16) Vec16 {
+  static constexpr int kSize = 16 / sizeof(T);
+  T v[kSize];
+};
+
 constexpr int kThreads = 256;
 // Grid-stride loops cover the rest; this keeps the grid within every device's limits.
 constexpr int64_t kMaxBlocks = int64_t{1} << 20;

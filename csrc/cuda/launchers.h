@@ -27,11 +27,51 @@ template <typename T>
 cudaError_t conv2d_grad_weight(const T* grad_output, const T* input, T* grad_weight,
                                const ConvGeometry& g, cudaStream_t stream);
 
+// Implicit GEMM on tensor cores (conv2d_implicit_gemm.cu) for groups = 1: channels_last
+// input and output, weight in (K, R, S, C) order, every pointer 16-byte aligned. float
+// runs as TF32. Instantiated for float, __half and __nv_bfloat16.
+template <typename T>
+cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
+                                         T* output, const ConvGeometry& g, cudaStream_t stream);
+// Whether the implicit GEMM takes this geometry with elements of this size.
+bool implicit_gemm_fits(const ConvGeometry& g, int element_bytes);
+
+// grad_weight on tensor cores, same layouts (grad_output channels_last too), written in
+// (K, R, S, C) order. The pixels are split `splits` ways for parallelism;
+// `partials` holds splits * K * R * S * C floats of scratch.
+template <typename T>
+cudaError_t conv2d_grad_weight_implicit_gemm(const T* grad_output, const T* input,
+                                             float* partials, int splits, T* grad_weight_krsc,
+                                             const ConvGeometry& g, cudaStream_t stream);
+bool implicit_gemm_grad_weight_fits(const ConvGeometry& g, int element_bytes);
+// How many ways to split the pixels on the current device.
+cudaError_t implicit_gemm_grad_weight_splits(const ConvGeometry& g, int* splits);
+
+// Depthwise forward, NCHW: any multiplier, kernel size, stride and dilation that
+// depthwise_nchw_fits (the input patch of a tile must fit in shared memory; acc_bytes is
+// the size of the accumulation type: 8 for double, else 4).
+bool depthwise_nchw_fits(const ConvGeometry& g, int acc_bytes);
+template <typename T>
+cudaError_t depthwise_conv2d_forward_nchw(const T* input, const T* weight, const T* bias,
+                                          T* output, const ConvGeometry& g, cudaStream_t stream);
+// Depthwise forward, channels_last, multiplier 1, in_channels a multiple of 16 bytes'
+// worth of elements; weight in (R, S, C) order; every pointer 16-byte aligned.
+bool depthwise_channels_last_fits(const ConvGeometry& g, int element_bytes);
+template <typename T>
+cudaError_t depthwise_conv2d_forward_channels_last(const T* input, const T* weight_rsc,
+                                                   const T* bias, T* output, const ConvGeometry& g,
+                                                   cudaStream_t stream);
+
 // output and indices share out_strides; indices may be null.
 template <typename T>
 cudaError_t max_pool2d_forward(const T* input, Strides4 in_strides, T* output, int64_t* indices,
                                Strides4 out_strides, bool channels_last, const PoolGeometry& g,
                                cudaStream_t stream);
+// Contiguous channels_last input, output and indices (indices may be null), channels a
+// multiple of 16 bytes' worth of elements, pointers 16-byte aligned.
+template <typename T>
+cudaError_t max_pool2d_forward_channels_last(const T* input, T* output, int64_t* indices,
+                                             const PoolGeometry& g, cudaStream_t stream);
 template <typename T>
 cudaError_t max_pool2d_grad_input(const T* grad_output, const int64_t* indices,
                                   Strides4 out_strides, T* grad_input, Strides4 in_strides,

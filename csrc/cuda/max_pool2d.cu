@@ -1,5 +1,6 @@
 // Max-pooling on CUDA over NCHW or channels_last tensors, indexed by strides. Consecutive
-// threads take consecutive memory: W fastest for NCHW, C fastest for channels_last. The
+// threads take consecutive memory: W fastest for NCHW, C fastest for channels_last, where
+// a thread takes 16 bytes of channels when they divide evenly (vector loads and stores). The
 // backward pass gathers (each input element sums the outputs whose argmax it is), so it
 // needs no atomics and its sum is deterministic. NaN wins, as in PyTorch.
 #include "device_math.cuh"
@@ -44,6 +45,56 @@ __global__ void forward_kernel(const T* __restrict__ input, Strides4 in_strides,
   }
 }
 
+// channels_last with 16 bytes of channels per thread: one vector load per window tap.
+template <typename T>
+__global__ void vector_channels_last_kernel(const T* __restrict__ input, T* __restrict__ output,
+                                            int64_t* __restrict__ indices, PoolGeometry g) {
+  using V = Vec16<T>;
+  const int64_t vectors = g.channels / V::kSize;
+  const int64_t total = g.batch * g.out_h * g.out_w * vectors;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t c = i % vectors * V::kSize;
+    const int64_t pixel = i / vectors;
+    const int64_t ow = pixel % g.out_w, oh = pixel / g.out_w % g.out_h;
+    const int64_t n = pixel / (g.out_w * g.out_h);
+    int64_t h0 = oh * g.stride_h - g.pad_h, w0 = ow * g.stride_w - g.pad_w;
+    while (h0 < 0) h0 += g.dilation_h;
+    while (w0 < 0) w0 += g.dilation_w;
+    const int64_t h_end = min(oh * g.stride_h - g.pad_h + (g.kernel_h - 1) * g.dilation_h + 1, g.in_h);
+    const int64_t w_end = min(ow * g.stride_w - g.pad_w + (g.kernel_w - 1) * g.dilation_w + 1, g.in_w);
+    const T* image = input + n * g.in_h * g.in_w * g.channels + c;
+    acc_t<T> best[V::kSize];
+    int64_t best_at[V::kSize];
+#pragma unroll
+    for (int j = 0; j < V::kSize; ++j) {
+      best[j] = -INFINITY;
+      best_at[j] = h0 * g.in_w + w0;
+    }
+    for (int64_t ih = h0; ih < h_end; ih += g.dilation_h) {
+      for (int64_t iw = w0; iw < w_end; iw += g.dilation_w) {
+        const V x = *reinterpret_cast<const V*>(image + (ih * g.in_w + iw) * g.channels);
+#pragma unroll
+        for (int j = 0; j < V::kSize; ++j) {
+          const acc_t<T> v = to_acc(x.v[j]);
+          if (v > best[j] || isnan(v)) {
+            best[j] = v;
+            best_at[j] = ih * g.in_w + iw;
+          }
+        }
+      }
+    }
+    V out;
+#pragma unroll
+    for (int j = 0; j < V::kSize; ++j) out.v[j] = from_acc<T>(best[j]);
+    *reinterpret_cast<V*>(output + pixel * g.channels + c) = out;
+    if (indices) {
+#pragma unroll
+      for (int j = 0; j < V::kSize; ++j) indices[pixel * g.channels + c + j] = best_at[j];
+    }
+  }
+}
+
 template <typename T>
 __global__ void grad_input_kernel(const T* __restrict__ grad_output,
                                   const int64_t* __restrict__ indices, Strides4 out_strides,
@@ -85,6 +136,15 @@ cudaError_t max_pool2d_forward(const T* input, Strides4 in_strides, T* output, i
 }
 
 template <typename T>
+cudaError_t max_pool2d_forward_channels_last(const T* input, T* output, int64_t* indices,
+                                             const PoolGeometry& g, cudaStream_t stream) {
+  const int64_t total = g.batch * g.out_h * g.out_w * (g.channels / Vec16<T>::kSize);
+  vector_channels_last_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(input, output,
+                                                                             indices, g);
+  return cudaGetLastError();
+}
+
+template <typename T>
 cudaError_t max_pool2d_grad_input(const T* grad_output, const int64_t* indices,
                                   Strides4 out_strides, T* grad_input, Strides4 in_strides,
                                   bool channels_last, const PoolGeometry& g, cudaStream_t stream) {
@@ -97,6 +157,8 @@ cudaError_t max_pool2d_grad_input(const T* grad_output, const int64_t* indices,
 #define INSTANTIATE(T)                                                                        \
   template cudaError_t max_pool2d_forward<T>(const T*, Strides4, T*, int64_t*, Strides4, bool, \
                                              const PoolGeometry&, cudaStream_t);              \
+  template cudaError_t max_pool2d_forward_channels_last<T>(const T*, T*, int64_t*,            \
+                                                           const PoolGeometry&, cudaStream_t); \
   template cudaError_t max_pool2d_grad_input<T>(const T*, const int64_t*, Strides4, T*,       \
                                                 Strides4, bool, const PoolGeometry&,          \
                                                 cudaStream_t);

@@ -1,0 +1,466 @@
+// Convolution (groups = 1) as implicit GEMMs on the tensor cores, for channels_last
+// tensors. Nothing is materialized: each block gathers its operand tiles straight from the
+// tensors, with the zero padding of the convolution written by cp.async's zero fill.
+//
+//   forward:     Y[m, k]      = sum over (r, s, c) of X[m @ (r, s), c] * W[k, (r, s, c)]
+//   grad_weight: dW[k, (r,s,c)] = sum over m of dY[m, k] * X[m @ (r, s), c]
+//
+// where m runs over output pixels and X[m @ (r, s), c] is the input element that tap (r, s)
+// of pixel m reads. (grad_input of a stride-1 convolution is a forward convolution; the
+// backend builds it from the forward kernel.)
+//
+// The pieces, in CUTLASS's terms: tile iteration (a 128 x 128 output tile per block,
+// stepping through the reduction 64 bytes at a time), a cp.async pipeline of kStages
+// shared-memory stages (pipelined_mainloop), the MMA loop (8 warps, each a 64 x 32
+// sub-tile of 16 x 16 WMMA fragments with float accumulators: multiply_stage) and the
+// epilogue (fragments staged through shared memory, then written coalesced: for_each_staged).
+//
+// half and bfloat16 multiply exactly into float accumulators; float runs as TF32, which
+// the caller chooses only where torch.backends.cudnn.allow_tf32 allows it.
+#include <mma.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "device_math.cuh"
+#include "launchers.h"
+
+namespace classic_ops::cuda {
+namespace {
+
+namespace wmma = nvcuda::wmma;
+
+constexpr int kBlockM = 128, kBlockN = 128;
+constexpr int kWarpsM = 2, kWarpsN = 4;  // warp sub-tile: 64 x 32
+constexpr int kWarpM = kBlockM / kWarpsM, kWarpN = kBlockN / kWarpsN;
+constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 16;
+constexpr int kBlockThreads = 32 * kWarpsM * kWarpsN;
+constexpr int kStages = 3;
+constexpr int kChunkBytes = 16;  // one cp.async
+constexpr int kTileKBytes = 64;  // reduction step per stage: 32 half or 16 float
+constexpr int kStagingStride = kBlockN + 4;  // floats per epilogue staging row
+constexpr int kSharedBytes = kBlockM * kStagingStride * 4;  // the staging area, the largest use
+
+template <typename T>
+constexpr int kVec = kChunkBytes / sizeof(T);
+template <typename T>
+constexpr int kTileK = kTileKBytes / sizeof(T);
+
+// The WMMA element type and reduction depth of one fragment multiply for each T.
+template <typename T>
+struct MmaTraits;
+template <>
+struct MmaTraits<__half> {
+  using frag_type = __half;
+  static constexpr int kDepth = 16;
+};
+template <>
+struct MmaTraits<__nv_bfloat16> {
+  using frag_type = __nv_bfloat16;
+  static constexpr int kDepth = 16;
+};
+template <>
+struct MmaTraits<float> {
+  using frag_type = wmma::precision::tf32;
+  static constexpr int kDepth = 8;
+};
+
+template <typename T>
+using Accumulator = wmma::fragment<wmma::accumulator, 16, 16, MmaTraits<T>::kDepth, float>;
+template <typename T>
+using Accumulators = Accumulator<T>[kFragsM][kFragsN];
+
+// Copies 16 bytes global -> shared without passing through registers; with `valid` false
+// it writes 16 zero bytes instead (the zero padding of the convolution).
+__device__ __forceinline__ void cp_async_16(void* shared, const void* global, bool valid) {
+  const unsigned int dst = static_cast<unsigned int>(__cvta_generic_to_shared(shared));
+  const int src_bytes = valid ? kChunkBytes : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(global),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// kStages - 1 tiles in flight ahead of the one being multiplied. Every iteration commits a
+// group (empty near the end) so the wait_group counts stay uniform. Ends with all copies
+// done and all warps past their last multiply, so the caller may reuse shared memory.
+template <class LoadTile, class MultiplyStage>
+__device__ __forceinline__ void pipelined_mainloop(int k_tiles, LoadTile&& load_tile,
+                                                   MultiplyStage&& multiply_stage) {
+#pragma unroll
+  for (int t = 0; t < kStages - 1; ++t) {
+    if (t < k_tiles) load_tile(t, t);
+    cp_async_commit();
+  }
+  for (int t = 0; t < k_tiles; ++t) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // tile t is visible to all warps, and stage (t - 1) is free again
+    const int ahead = t + kStages - 1;
+    if (ahead < k_tiles) load_tile(ahead, ahead % kStages);
+    cp_async_commit();
+    multiply_stage(t % kStages);
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+}
+
+// float operands must be rounded to TF32 once loaded.
+template <typename T, class Fragment>
+__device__ __forceinline__ void load_fragment(Fragment& fragment, const T* at, int ld) {
+  wmma::load_matrix_sync(fragment, at, ld);
+  if constexpr (std::is_same_v<T, float>) {
+#pragma unroll
+    for (int e = 0; e < fragment.num_elements; ++e)
+      fragment.x[e] = wmma::__float_to_tf32(fragment.x[e]);
+  }
+}
+
+// One warp's share of a stage: kTileK deep, its 64 x 32 sub-tile. a_at(i, k) and
+// b_at(j, k) point at fragment row i / column j at reduction offset k in shared memory.
+template <typename T, typename LayoutA, typename LayoutB, class APointer, class BPointer>
+__device__ __forceinline__ void multiply_stage(Accumulators<T>& acc, APointer a_at, int lda,
+                                               BPointer b_at, int ldb) {
+  using Traits = MmaTraits<T>;
+  using FragA = wmma::fragment<wmma::matrix_a, 16, 16, Traits::kDepth,
+                               typename Traits::frag_type, LayoutA>;
+  using FragB = wmma::fragment<wmma::matrix_b, 16, 16, Traits::kDepth,
+                               typename Traits::frag_type, LayoutB>;
+#pragma unroll
+  for (int k = 0; k < kTileK<T>; k += Traits::kDepth) {
+    FragA fa[kFragsM];
+    FragB fb[kFragsN];
+#pragma unroll
+    for (int i = 0; i < kFragsM; ++i) load_fragment<T>(fa[i], a_at(i, k), lda);
+#pragma unroll
+    for (int j = 0; j < kFragsN; ++j) load_fragment<T>(fb[j], b_at(j, k), ldb);
+#pragma unroll
+    for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+      for (int j = 0; j < kFragsN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+  }
+}
+
+// The epilogue: every warp parks its accumulators in shared memory, then the block walks
+// the 128 x 128 tile row by row, consecutive threads on consecutive columns, and hands
+// each value to store(row, col, value).
+template <typename T, class Store>
+__device__ __forceinline__ void for_each_staged(Accumulators<T>& acc, unsigned char* shared,
+                                                Store&& store) {
+  float* staging = reinterpret_cast<float*>(shared);
+  const int warp = threadIdx.x / 32;
+  const int warp_m = warp % kWarpsM, warp_n = warp / kWarpsM;
+#pragma unroll
+  for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+    for (int j = 0; j < kFragsN; ++j)
+      wmma::store_matrix_sync(
+          staging + (warp_m * kWarpM + i * 16) * kStagingStride + warp_n * kWarpN + j * 16,
+          acc[i][j], kStagingStride, wmma::mem_row_major);
+  __syncthreads();
+  for (int e = threadIdx.x; e < kBlockM * kBlockN; e += kBlockThreads) {
+    const int row = e / kBlockN, col = e % kBlockN;
+    store(row, col, staging[row * kStagingStride + col]);
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void zero(Accumulators<T>& acc) {
+#pragma unroll
+  for (int i = 0; i < kFragsM; ++i)
+#pragma unroll
+    for (int j = 0; j < kFragsN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+}
+
+// The input element that tap (r, s) of output pixel m reads, or null in the zero padding.
+struct PixelWindow {
+  const char* image;  // input of this pixel's batch element; null if the pixel is past M
+  int ih0, iw0;       // top-left input position of the pixel's window
+};
+
+template <typename T>
+__device__ __forceinline__ PixelWindow window_of(const T* input, int64_t m, int64_t m_total,
+                                                 const ConvGeometry& g) {
+  if (m >= m_total) return {nullptr, 0, 0};
+  // 32-bit division: implicit_gemm_fits keeps the pixel count under 2^31.
+  const int pixel = static_cast<int>(m), out_w = static_cast<int>(g.out_w);
+  const int plane = static_cast<int>(g.out_h) * out_w;
+  const int n = pixel / plane, in_plane = pixel - n * plane;
+  const int oh = in_plane / out_w, ow = in_plane - oh * out_w;
+  return {reinterpret_cast<const char*>(input + n * g.in_h * g.in_w * g.in_channels),
+          oh * static_cast<int>(g.stride_h) - static_cast<int>(g.pad_h),
+          ow * static_cast<int>(g.stride_w) - static_cast<int>(g.pad_w)};
+}
+
+// The offset of reduction column (r, s, c) for a chunk that starts at column `col`.
+struct Tap {
+  int c, dh, dw;
+};
+
+__device__ __forceinline__ Tap tap_of(int col, const ConvGeometry& g) {
+  const int channels = static_cast<int>(g.in_channels);
+  const int c = col % channels, rs = col / channels;
+  const int r = rs / static_cast<int>(g.kernel_w), s = rs % static_cast<int>(g.kernel_w);
+  return {c, r * static_cast<int>(g.dilation_h), s * static_cast<int>(g.dilation_w)};
+}
+
+template <typename T>
+__device__ __forceinline__ const char* input_at(const PixelWindow& p, const Tap& t,
+                                                const ConvGeometry& g) {
+  const int ih = p.ih0 + t.dh, iw = p.iw0 + t.dw;
+  if (p.image == nullptr || ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w) return nullptr;
+  return p.image + ((int64_t{ih} * g.in_w + iw) * g.in_channels + t.c) * int64_t{sizeof(T)};
+}
+
+// Forward. Shared memory per stage: the A tile as [128 pixels][64 bytes of (r, s, c)] and
+// the B tile as [128 output channels][64 bytes of (r, s, c)], each row padded by one chunk
+// so the 8 rows of a fragment load fall in different banks.
+template <typename T>
+__global__ void __launch_bounds__(kBlockThreads)
+    forward_kernel(const T* __restrict__ input, const T* __restrict__ weight,
+                   const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g) {
+  constexpr int kRowBytes = kTileKBytes + kChunkBytes;
+  constexpr int kRowElems = kRowBytes / sizeof(T);
+  constexpr int kChunksPerRow = kTileKBytes / kChunkBytes;
+  constexpr int kRowsPerPass = kBlockThreads / kChunksPerRow;
+  constexpr int kPasses = kBlockM / kRowsPerPass;  // the same for the B tile
+  constexpr int kStageBytes = (kBlockM + kBlockN) * kRowBytes;
+  static_assert(kStages * kStageBytes <= kSharedBytes && kBlockM == kBlockN);
+
+  extern __shared__ __align__(128) unsigned char shared[];
+  const int64_t m_total = g.batch * g.out_h * g.out_w;
+  const int out_channels = static_cast<int>(g.out_channels);
+  const int reduction = static_cast<int>(g.kernel_h * g.kernel_w * g.in_channels);
+  const int64_t m0 = int64_t{blockIdx.x} * kBlockM;
+  const int n0 = blockIdx.y * kBlockN;
+
+  // Each thread copies chunk column `chunk` of rows first_row + i * kRowsPerPass.
+  const int chunk = threadIdx.x % kChunksPerRow;
+  const int first_row = threadIdx.x / kChunksPerRow;
+  PixelWindow pixel[kPasses];
+#pragma unroll
+  for (int i = 0; i < kPasses; ++i)
+    pixel[i] = window_of(input, m0 + first_row + i * kRowsPerPass, m_total, g);
+
+  auto stage_a = [&](int stage) { return reinterpret_cast<T*>(shared + stage * kStageBytes); };
+  auto stage_b = [&](int stage) {
+    return reinterpret_cast<T*>(shared + stage * kStageBytes + kBlockM * kRowBytes);
+  };
+
+  auto load_tile = [&](int k_tile, int stage) {
+    const int col = k_tile * kTileK<T> + chunk * kVec<T>;
+    const bool col_valid = col < reduction;
+    // in_channels is a multiple of kVec, so a chunk never straddles two taps.
+    const Tap tap = tap_of(col, g);
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int row = first_row + i * kRowsPerPass;
+      const char* src = col_valid ? input_at<T>(pixel[i], tap, g) : nullptr;
+      cp_async_16(stage_a(stage) + row * kRowElems + chunk * kVec<T>,
+                  src ? src : reinterpret_cast<const char*>(input), src != nullptr);
+      const bool valid = col_valid && n0 + row < out_channels;
+      cp_async_16(stage_b(stage) + row * kRowElems + chunk * kVec<T>,
+                  valid ? weight + int64_t{n0 + row} * reduction + col : weight, valid);
+    }
+  };
+
+  const int warp = threadIdx.x / 32;
+  const int warp_m = warp % kWarpsM, warp_n = warp / kWarpsM;
+  Accumulators<T> acc;
+  zero<T>(acc);
+  pipelined_mainloop((reduction + kTileK<T> - 1) / kTileK<T>, load_tile, [&](int stage) {
+    const T* a = stage_a(stage) + warp_m * kWarpM * kRowElems;
+    const T* b = stage_b(stage) + warp_n * kWarpN * kRowElems;
+    multiply_stage<T, wmma::row_major, wmma::col_major>(
+        acc, [&](int i, int k) { return a + i * 16 * kRowElems + k; }, kRowElems,
+        [&](int j, int k) { return b + j * 16 * kRowElems + k; }, kRowElems);
+  });
+
+  for_each_staged<T>(acc, shared, [&](int row, int col, float v) {
+    const int64_t m = m0 + row;
+    const int k = n0 + col;
+    if (m >= m_total || k >= out_channels) return;
+    if (bias != nullptr) v += to_acc(bias[k]);
+    output[m * out_channels + k] = from_acc<T>(v);
+  });
+}
+
+// grad_weight, split over the pixels: block (x, y, z) computes the 128 x 128 tile (y, x)
+// of dW over the z-th slice of the pixels, into float partial sums that
+// sum_partials_kernel adds up in a fixed order (deterministic). Shared memory per stage:
+// the A tile as [64 bytes of pixels][128 output channels] and the B tile as
+// [64 bytes of pixels][128 (r, s, c) columns], rows padded by one chunk.
+template <typename T>
+__global__ void __launch_bounds__(kBlockThreads)
+    grad_weight_kernel(const T* __restrict__ grad_output, const T* __restrict__ input,
+                       float* __restrict__ partials, ConvGeometry g, int64_t pixels_per_split) {
+  constexpr int kRowBytes = kBlockN * sizeof(T) + kChunkBytes;
+  constexpr int kRowElems = kRowBytes / sizeof(T);
+  constexpr int kChunksPerRow = kBlockN * sizeof(T) / kChunkBytes;
+  constexpr int kRowsPerPass = kBlockThreads / kChunksPerRow;
+  constexpr int kPasses = kTileK<T> / kRowsPerPass;
+  constexpr int kStageBytes = 2 * kTileK<T> * kRowBytes;
+  static_assert(kStages * kStageBytes <= kSharedBytes && kBlockM == kBlockN);
+
+  extern __shared__ __align__(128) unsigned char shared[];
+  const int64_t m_total = g.batch * g.out_h * g.out_w;
+  const int out_channels = static_cast<int>(g.out_channels);
+  const int reduction = static_cast<int>(g.kernel_h * g.kernel_w * g.in_channels);
+  const int n0 = blockIdx.x * kBlockN;  // dW columns (r, s, c)
+  const int k0 = blockIdx.y * kBlockM;  // dW rows: output channels
+  const int64_t m_begin = blockIdx.z * pixels_per_split;
+  const int64_t m_end = min(m_begin + pixels_per_split, m_total);
+
+  const int chunk = threadIdx.x % kChunksPerRow;
+  const int first_row = threadIdx.x / kChunksPerRow;
+  const int k_col = k0 + chunk * kVec<T>;
+  const bool k_valid = k_col < out_channels;
+  const int rsc_col = n0 + chunk * kVec<T>;
+  const bool rsc_valid = rsc_col < reduction;
+  const Tap tap = tap_of(rsc_valid ? rsc_col : 0, g);
+
+  auto stage_a = [&](int stage) { return reinterpret_cast<T*>(shared + stage * kStageBytes); };
+  auto stage_b = [&](int stage) {
+    return reinterpret_cast<T*>(shared + stage * kStageBytes + kTileK<T> * kRowBytes);
+  };
+
+  auto load_tile = [&](int k_tile, int stage) {
+#pragma unroll
+    for (int i = 0; i < kPasses; ++i) {
+      const int row = first_row + i * kRowsPerPass;
+      const int64_t m = m_begin + int64_t{k_tile} * kTileK<T> + row;
+      const bool m_valid = m < m_end;
+      const bool a_valid = m_valid && k_valid;
+      cp_async_16(stage_a(stage) + row * kRowElems + chunk * kVec<T>,
+                  a_valid ? grad_output + m * out_channels + k_col : grad_output, a_valid);
+      const char* src =
+          m_valid && rsc_valid ? input_at<T>(window_of(input, m, m_total, g), tap, g) : nullptr;
+      cp_async_16(stage_b(stage) + row * kRowElems + chunk * kVec<T>,
+                  src ? src : reinterpret_cast<const char*>(input), src != nullptr);
+    }
+  };
+
+  const int warp = threadIdx.x / 32;
+  const int warp_m = warp % kWarpsM, warp_n = warp / kWarpsM;
+  Accumulators<T> acc;
+  zero<T>(acc);
+  const int64_t pixels = m_end > m_begin ? m_end - m_begin : 0;
+  pipelined_mainloop(static_cast<int>((pixels + kTileK<T> - 1) / kTileK<T>), load_tile,
+                     [&](int stage) {
+                       const T* a = stage_a(stage) + warp_m * kWarpM;
+                       const T* b = stage_b(stage) + warp_n * kWarpN;
+                       multiply_stage<T, wmma::col_major, wmma::row_major>(
+                           acc, [&](int i, int k) { return a + k * kRowElems + i * 16; },
+                           kRowElems, [&](int j, int k) { return b + k * kRowElems + j * 16; },
+                           kRowElems);
+                     });
+
+  float* out = partials + int64_t{blockIdx.z} * out_channels * reduction;
+  for_each_staged<T>(acc, shared, [&](int row, int col, float v) {
+    const int k = k0 + row, rsc = n0 + col;
+    if (k < out_channels && rsc < reduction) out[int64_t{k} * reduction + rsc] = v;
+  });
+}
+
+template <typename T>
+__global__ void sum_partials_kernel(const float* __restrict__ partials, int splits, int64_t size,
+                                    T* __restrict__ grad_weight) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < size;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    float sum = 0;
+    for (int s = 0; s < splits; ++s) sum += partials[s * size + i];
+    grad_weight[i] = from_acc<T>(sum);
+  }
+}
+
+// More than 48 KB of dynamic shared memory has to be asked for, once per kernel and device.
+template <typename Kernel>
+cudaError_t allow_shared_bytes(Kernel kernel, bool (&done)[64]) {
+  int device = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess || (device < 64 && done[device])) return err;
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
+  if (err == cudaSuccess && device < 64) done[device] = true;
+  return err;
+}
+
+}  // namespace
+
+template <typename T>
+cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
+                                         T* output, const ConvGeometry& g, cudaStream_t stream) {
+  static bool attribute_set[64] = {};
+  const cudaError_t err = allow_shared_bytes(forward_kernel<T>, attribute_set);
+  if (err != cudaSuccess) return err;
+  const int64_t m_total = g.batch * g.out_h * g.out_w;
+  const dim3 grid(static_cast<unsigned int>((m_total + kBlockM - 1) / kBlockM),
+                  static_cast<unsigned int>((g.out_channels + kBlockN - 1) / kBlockN));
+  forward_kernel<T><<<grid, kBlockThreads, kSharedBytes, stream>>>(input, weight_krsc, bias,
+                                                                  output, g);
+  return cudaGetLastError();
+}
+
+cudaError_t implicit_gemm_grad_weight_splits(const ConvGeometry& g, int* splits) {
+  int device = 0, multiprocessors = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err == cudaSuccess) {
+    err = cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device);
+  }
+  if (err != cudaSuccess) return err;
+  const int64_t tiles = ((g.out_channels + kBlockM - 1) / kBlockM) *
+                        ((g.kernel_h * g.kernel_w * g.in_channels + kBlockN - 1) / kBlockN);
+  const int64_t pixels = g.batch * g.out_h * g.out_w;
+  // Enough blocks for two waves, each still at least 8 pipeline steps deep.
+  const int64_t wanted = (2 * int64_t{multiprocessors} + tiles - 1) / tiles;
+  const int64_t deepest = std::max<int64_t>(1, pixels / (8 * kTileKBytes / 4));
+  *splits = static_cast<int>(std::max<int64_t>(1, std::min({wanted, deepest, int64_t{65535}})));
+  return cudaSuccess;
+}
+
+template <typename T>
+cudaError_t conv2d_grad_weight_implicit_gemm(const T* grad_output, const T* input,
+                                             float* partials, int splits, T* grad_weight_krsc,
+                                             const ConvGeometry& g, cudaStream_t stream) {
+  static bool attribute_set[64] = {};
+  const cudaError_t err = allow_shared_bytes(grad_weight_kernel<T>, attribute_set);
+  if (err != cudaSuccess) return err;
+  const int64_t pixels = g.batch * g.out_h * g.out_w;
+  const int64_t reduction = g.kernel_h * g.kernel_w * g.in_channels;
+  const dim3 grid(static_cast<unsigned int>((reduction + kBlockN - 1) / kBlockN),
+                  static_cast<unsigned int>((g.out_channels + kBlockM - 1) / kBlockM), splits);
+  grad_weight_kernel<T><<<grid, kBlockThreads, kSharedBytes, stream>>>(
+      grad_output, input, partials, g, (pixels + splits - 1) / splits);
+  const int64_t size = g.out_channels * reduction;
+  sum_partials_kernel<T><<<blocks_for(size), kThreads, 0, stream>>>(partials, splits, size,
+                                                                    grad_weight_krsc);
+  return cudaGetLastError();
+}
+
+bool implicit_gemm_fits(const ConvGeometry& g, int element_bytes) {
+  const int64_t vec = kChunkBytes / element_bytes;
+  const int64_t int_max = (int64_t{1} << 31) - 1;
+  return g.groups == 1 && g.in_channels % vec == 0 &&
+         g.kernel_h * g.kernel_w * g.in_channels <= int_max && g.in_h * g.in_w <= int_max &&
+         g.out_channels <= int_max && g.batch * g.out_h * g.out_w <= int_max &&
+         (g.out_channels + kBlockN - 1) / kBlockN <= 65535;
+}
+
+bool implicit_gemm_grad_weight_fits(const ConvGeometry& g, int element_bytes) {
+  const int64_t vec = kChunkBytes / element_bytes;
+  return implicit_gemm_fits(g, element_bytes) && g.out_channels % vec == 0 &&
+         (g.out_channels + kBlockM - 1) / kBlockM <= 65535;
+}
+
+#define INSTANTIATE(T)                                                                         \
+  template cudaError_t conv2d_forward_implicit_gemm<T>(const T*, const T*, const T*, T*,       \
+                                                       const ConvGeometry&, cudaStream_t);     \
+  template cudaError_t conv2d_grad_weight_implicit_gemm<T>(const T*, const T*, float*, int, T*, \
+                                                           const ConvGeometry&, cudaStream_t);
+INSTANTIATE(float)
+INSTANTIATE(__half)
+INSTANTIATE(__nv_bfloat16)
+#undef INSTANTIATE
+
+}  // namespace classic_ops::cuda
