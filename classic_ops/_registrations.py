@@ -25,8 +25,10 @@ def _pool_output_size(size, kernel, stride, padding, dilation, ceil_mode):
 
 
 def _conv_format(input, weight):
-    """The memory format PyTorch's own convolution gives its output."""
-    if torch.channels_last in (suggest_memory_format(input), suggest_memory_format(weight)):
+    """The memory format PyTorch's own convolution gives its output (on CUDA, float64 skips
+    cuDNN and always answers in NCHW). Mirrors conv2d_output_format in csrc/checks.cpp."""
+    cuda_double = input.device.type == "cuda" and input.dtype == torch.float64
+    if not cuda_double and torch.channels_last in (suggest_memory_format(input), suggest_memory_format(weight)):
         return torch.channels_last
     return torch.contiguous_format
 

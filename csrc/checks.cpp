@@ -130,7 +130,10 @@ ConvRoute route_conv2d(const ConvGeometry& g) {
 at::MemoryFormat conv2d_output_format(const at::Tensor& input, const at::Tensor& weight) {
   const bool channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast ||
                              weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
-  return channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  // On CUDA, native float64 convolutions skip cuDNN and always answer in NCHW.
+  const bool cuda_double = input.is_cuda() && input.scalar_type() == at::kDouble;
+  return channels_last && !cuda_double ? at::MemoryFormat::ChannelsLast
+                                       : at::MemoryFormat::Contiguous;
 }
 
 int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad,

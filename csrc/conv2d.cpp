@@ -79,7 +79,7 @@ at::Tensor conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& i
                                                input, weight, stride, padding, dilation, groups);
   c10::DeviceGuard guard(input.device());
   const at::MemoryFormat format = conv2d_output_format(input, weight);
-  if (g.batch == 0) return at::zeros(weight.sizes(), weight.options().memory_format(format));
+  if (g.batch == 0) return at::empty(weight.sizes(), weight.options(), format).zero_();
   at::Tensor grad_weight = at::empty(weight.sizes(), weight.options(), at::MemoryFormat::Contiguous);
   conv_kernels(route_conv2d(g), g, input)
       .grad_weight(grad_output.contiguous(), input.contiguous(), grad_weight, g);
