@@ -142,8 +142,8 @@ def quick_layers():
 
 def _pair_of_calls(layer, batch, dtype, device, memory_format, pass_):
     """(ours, native, flops or None, bytes or None) for one layer and pass."""
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.randn((batch, *layer.input_shape), generator=gen, dtype=torch.float32).to(device, dtype)
+    gen = torch.Generator(device=device).manual_seed(0)  # on the device: CPU randn of GPU-sized inputs is slow
+    x = torch.randn((batch, *layer.input_shape), generator=gen, dtype=torch.float32, device=device).to(dtype)
     x = x.contiguous(memory_format=memory_format)
     if layer.operator == "max_pool2d":
         args = (list(layer.kernel_size), list(layer.stride), list(layer.padding), list(layer.dilation),
@@ -161,14 +161,14 @@ def _pair_of_calls(layer, batch, dtype, device, memory_format, pass_):
                 lambda: aten.max_pool2d_with_indices_backward(grad, x, *args, indices),
                 None, moved + indices.numel() * 8)
 
-    w = (torch.randn(layer.weight_shape, generator=gen) * 0.1).to(device, dtype)
+    w = (torch.randn(layer.weight_shape, generator=gen, device=device) * 0.1).to(dtype)
     w = w.contiguous(memory_format=memory_format)
     conv = (list(layer.stride), list(layer.padding), list(layer.dilation), layer.groups)
     flops = 2 * layer.macs(batch)
     if pass_ == "forward":
         return (lambda: ops.conv2d(x, w, None, *conv),
                 lambda: F.conv2d(x, w, None, *conv), flops, None)
-    grad = torch.randn((batch, layer.weight_shape[0], *layer.output_hw()), generator=gen).to(device, dtype)
+    grad = torch.randn((batch, layer.weight_shape[0], *layer.output_hw()), generator=gen, device=device).to(dtype)
     grad = grad.contiguous(memory_format=memory_format)
     return (lambda: (ops.conv2d_grad_input(grad, x, w, *conv), ops.conv2d_grad_weight(grad, x, w, *conv)),
             lambda: aten.convolution_backward(grad, x, w, None, *conv[:3], False, [0, 0], conv[3],
@@ -195,10 +195,20 @@ def time_alternating(ours, native, rounds, min_run_time, device):
 # ---------------------------------------------------------------- machine figures
 
 
-def measure_peaks(device):
-    """(FMA GFLOP/s, copy GB/s) of this machine, measured now."""
+def measure_peaks(device, dtype=torch.float32):
+    """(arithmetic GFLOP/s, copy GB/s) of this machine, measured now: on the CPU the FMA
+    calibration loop, on a GPU a large matrix product in `dtype` (float32 as TF32 where
+    torch.backends.cudnn.allow_tf32 lets convolutions use it)."""
     if device == "cuda":
-        flops = 0.0
+        a = torch.randn(8192, 8192, device=device, dtype=dtype)
+        b = torch.randn_like(a)
+        previous = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+        try:
+            flops = 2 * 8192**3 / _median_seconds(lambda: a @ b, 0.3, device) / 1e9
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = previous
+        del a, b
     else:
         flops = _C.measure_fma_peak_gflops(0.5)
     src = torch.empty(64 * 2**20, dtype=torch.float32, device=device).uniform_()  # 256 MiB
@@ -224,8 +234,8 @@ def machine_name(device):
 
 
 def run(layers, batches, passes, dtype, device, memory_format, rounds, min_run_time, progress=True):
-    fma_peak, copy_bandwidth = measure_peaks(device)
-    peak = fma_peak / (2 if dtype == torch.float64 else 1)
+    fma_peak, copy_bandwidth = measure_peaks(device, dtype)
+    peak = fma_peak / (2 if dtype == torch.float64 and device == "cpu" else 1)
     jobs = [(layer, batch, p) for batch in batches for layer in layers
             for p in passes if p in (POOL_PASSES if layer.operator == "max_pool2d" else CONV_PASSES)]
     results, start = [], time.perf_counter()
@@ -336,7 +346,9 @@ def main(argv=None):
     machine = dict(device=args.device, name=machine_name(args.device), threads=torch.get_num_threads(),
                    fma_peak_gflops=fma_peak, copy_bandwidth_gbs=bandwidth, torch=torch.__version__,
                    build=classic_ops.build_info())
-    print(f"{machine['name']}, {machine['threads']} threads; measured FMA peak {fma_peak:.1f} GFLOP/s, "
+    peak_source = "matrix product" if args.device == "cuda" else "FMA loop"
+    print(f"{machine['name']}, {machine['threads']} threads; measured peak {fma_peak:.1f} GFLOP/s "
+          f"({peak_source}), "
           f"copy bandwidth {bandwidth:.1f} GB/s; {args.dtype}, "
           f"{'channels_last' if args.channels_last else 'NCHW'}")
     print(format_table(results, means))

@@ -24,6 +24,17 @@ def poison_uninitialized_memory():
     torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
 
+@pytest.fixture(autouse=True)
+def exact_float32_convolutions():
+    """Native CUDA convolutions run float32 as TF32 by default, and so do ours (the same
+    switch): comparisons in float32 need both sides exact. Tests of the TF32 path turn it
+    back on themselves."""
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = previous
+
+
 def memory_format_of(t):
     if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last

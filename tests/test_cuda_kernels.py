@@ -1,0 +1,213 @@
+"""The CUDA fast paths and contracts. Every case here is shaped so that the dispatch takes
+a fast kernel: the tensor-core implicit GEMMs (groups 1; half/bfloat16, or float with TF32
+allowed; forward, grad_input at any stride, grad_weight, in channels zero-padded to whole
+vectors), the depthwise row segments (3x3, 7x7) and shared-memory tiles (NCHW) and channel
+vectors (channels_last), the channels_last max-pool vectors. The foundation grid covers
+the direct kernels. References are float64 on the CPU."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from classic_ops import functional as cf
+from conftest import HAS_CUDA, memory_format_of
+
+pytestmark = pytest.mark.skipif(not HAS_CUDA, reason="needs a GPU and a CUDA build")
+
+# ||ours - float64|| / ||float64||: rounding of the output for half/bfloat16, TF32's 10-bit
+# mantissa for float (near 3e-4 in practice), float64 summation-order noise.
+RELATIVE_ERROR = {torch.float16: 2e-3, torch.bfloat16: 1e-2, torch.float32: 2e-3,
+                  torch.float64: 1e-12}
+EXACT_FLOAT32 = 1e-5
+
+
+def dtype_name(dtype):
+    return str(dtype).removeprefix("torch.")
+
+
+def relative_error(got, want):
+    assert got.shape == want.shape
+    got, want = got.detach().double().cpu(), want.detach().double().cpu()
+    return ((got - want).norm() / want.norm()).item()
+
+
+def _conv_in_float64(x, w, b, grad_out, **kwargs):
+    leaves = [t.detach().double().cpu().requires_grad_() if t is not None else None
+              for t in (x, w, b)]
+    out = F.conv2d(*leaves, **kwargs)
+    out.backward(grad_out.double().cpu())
+    return out, [t.grad for t in leaves if t is not None]
+
+
+def _ours_with_grads(fn, x, w, b, grad_out):
+    leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in (x, w, b)]
+    out = fn(*leaves)
+    out.backward(grad_out)
+    return out, [t.grad for t in leaves if t is not None]
+
+
+# (batch, in_channels, out_channels, height, width, kernel, stride, padding, dilation, bias)
+GEMM_CASES = [
+    (2, 16, 24, 9, 11, 3, 1, 1, 1, True),
+    (1, 8, 200, 7, 7, 3, 2, 1, 1, False),
+    (3, 64, 130, 13, 10, 1, 1, 0, 1, True),
+    (2, 32, 64, 15, 15, 1, 2, 0, 1, False),
+    (1, 72, 40, 12, 12, 5, 1, 2, 1, True),
+    (2, 24, 16, 17, 9, 3, 1, 2, 2, False),
+    (1, 16, 8, 20, 20, 7, 2, 3, 1, True),
+    (2, 256, 256, 14, 14, 3, 1, 1, 1, True),
+    (4, 32, 48, 20, 20, 3, 1, 0, 1, False),
+    (1, 16, 16, 5, 5, 3, 1, 3, 1, True),  # padding beyond the kernel: direct grad_input
+    (2, 3, 16, 12, 12, 7, 2, 3, 1, True),  # 3 colours: zero-padded to whole vectors
+    (1, 3, 64, 10, 10, 3, 1, 1, 1, False),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "cl"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=dtype_name)
+@pytest.mark.parametrize("case", GEMM_CASES, ids=str)
+def test_cuda_tensor_core_convolution_matches_float64(case, dtype, channels_last):
+    n, c, k, h, w, r, stride, padding, dilation, has_bias = case
+    torch.backends.cudnn.allow_tf32 = True  # the float32 case runs as TF32 (fixture restores)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
+    weight = torch.randn(k, c, r, r, device="cuda", dtype=dtype) / (c * r * r) ** 0.5
+    bias = torch.randn(k, device="cuda", dtype=dtype) if has_bias else None
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation)
+    out_shape = F.conv2d(x[:1].float().cpu(), weight.float().cpu(), **kwargs).shape[1:]
+    grad_out = torch.randn(n, *out_shape, device="cuda", dtype=dtype)
+    want, want_grads = _conv_in_float64(x, weight, bias, grad_out, **kwargs)
+    got, got_grads = _ours_with_grads(lambda *t: cf.conv2d(*t, **kwargs), x, weight, bias, grad_out)
+    assert got.dtype == dtype
+    assert got.is_contiguous(memory_format=fmt)
+    assert relative_error(got, want) < RELATIVE_ERROR[dtype]
+    for name, g, g_want in zip(["input", "weight", "bias"], got_grads, want_grads):
+        assert relative_error(g, g_want) < RELATIVE_ERROR[dtype], f"grad of {name}"
+
+
+def test_cuda_float32_uses_tf32_only_when_allowed():
+    x = torch.randn(2, 256, 14, 14, device="cuda").contiguous(memory_format=torch.channels_last)
+    w = torch.randn(256, 256, 3, 3, device="cuda") / 48
+    want = F.conv2d(x.double().cpu(), w.double().cpu(), padding=1)
+    torch.backends.cudnn.allow_tf32 = False
+    exact = relative_error(cf.conv2d(x, w, padding=1), want)
+    torch.backends.cudnn.allow_tf32 = True
+    tf32 = relative_error(cf.conv2d(x, w, padding=1), want)
+    assert exact < EXACT_FLOAT32
+    assert EXACT_FLOAT32 < tf32 < RELATIVE_ERROR[torch.float32]
+
+
+# (batch, channels, multiplier, height, width, kernel, stride, padding, dilation)
+DEPTHWISE_CASES = [
+    (2, 32, 1, 16, 16, 3, 1, 1, 1),
+    (2, 32, 1, 15, 17, 3, 2, 1, 1),
+    (1, 16, 2, 12, 12, 3, 1, 1, 1),
+    (1, 24, 1, 40, 40, 7, 1, 3, 1),
+    (1, 8, 1, 64, 70, 31, 1, 15, 1),
+    (1, 8, 1, 33, 33, 5, 2, 4, 2),
+    (3, 96, 1, 7, 7, 3, 1, 1, 1),
+    (2, 40, 1, 50, 35, 3, 2, 0, 1),
+    (2, 16, 1, 23, 29, 7, 2, 3, 1),
+    (1, 16, 2, 9, 13, 7, 1, 3, 1),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "cl"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64],
+                         ids=dtype_name)
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=str)
+def test_cuda_depthwise_matches_float64(case, dtype, channels_last):
+    n, c, multiplier, h, w, r, stride, padding, dilation = case
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
+    weight = torch.randn(c * multiplier, 1, r, r, device="cuda", dtype=dtype) / r
+    bias = torch.randn(c * multiplier, device="cuda", dtype=dtype)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation)
+    want = F.conv2d(x.double().cpu(), weight.double().cpu(), bias.double().cpu(), groups=c, **kwargs)
+    got = cf.depthwise_conv2d(x, weight, bias, **kwargs)
+    native = F.conv2d(x, weight, bias, groups=c, **kwargs)  # float64 answers in NCHW on CUDA
+    assert memory_format_of(got) == memory_format_of(native)
+    tolerance = EXACT_FLOAT32 if dtype == torch.float32 else RELATIVE_ERROR[dtype]
+    assert relative_error(got, want) < tolerance
+
+
+@pytest.mark.parametrize("with_indices", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64],
+                         ids=dtype_name)
+@pytest.mark.parametrize("channels", [8, 16, 24])
+@pytest.mark.parametrize("pool", [dict(kernel_size=2, stride=2), dict(kernel_size=3, stride=2, padding=1),
+                                  dict(kernel_size=3, stride=2, ceil_mode=True),
+                                  dict(kernel_size=3, stride=1, padding=1, dilation=2)], ids=str)
+def test_cuda_channels_last_max_pool_is_exact(pool, channels, dtype, with_indices):
+    x = torch.randn(2, channels, 13, 11, device="cuda", dtype=dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    want, want_indices = F.max_pool2d(x, return_indices=True, **pool)
+    if with_indices:
+        got, indices = cf.max_pool2d(x, return_indices=True, **pool)
+        assert torch.equal(indices, want_indices)
+    else:
+        got = cf.max_pool2d(x, **pool)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got, want)
+
+
+def _fast_path_calls(dtype=torch.float16):
+    x = torch.randn(2, 16, 12, 12, device="cuda", dtype=dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(32, 16, 3, 3, device="cuda", dtype=dtype)
+    dw = torch.randn(16, 1, 3, 3, device="cuda", dtype=dtype)
+    calls = [lambda: cf.conv2d(x, w, padding=1), lambda: cf.depthwise_conv2d(x, dw, padding=1),
+             lambda: cf.depthwise_conv2d(x.contiguous(), dw, stride=2),
+             lambda: cf.max_pool2d(x, 2), lambda: cf.max_pool2d(x.contiguous(), 3, 2)]
+    return x, calls
+
+
+def test_cuda_graph_capture_and_replay():
+    x, calls = _fast_path_calls()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for call in calls:  # warm-up outside the capture, as CUDA graphs require
+            call()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outputs = [call() for call in calls]
+    x.copy_(torch.randn_like(x))
+    graph.replay()
+    torch.cuda.synchronize()
+    for out, call in zip(outputs, calls):
+        assert torch.equal(out, call())
+
+
+def test_cuda_runs_on_the_current_stream():
+    x, calls = _fast_path_calls()
+    eager = [call() for call in calls]
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(10_000_000)  # a busy stream: work on another one would race ahead
+        on_side = [call() for call in calls]
+    torch.cuda.current_stream().wait_stream(side)
+    for a, b in zip(eager, on_side):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not HAS_CUDA or torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_cuda_tensors_on_a_second_device():
+    with torch.cuda.device(1):
+        x, calls = _fast_path_calls()
+    for call in calls:
+        out = call()
+        assert out.device == torch.device("cuda", 1)
+
+
+def test_cuda_max_pool_indexes_past_two_to_the_31():
+    # Over 2^31 half elements, NCHW (strided kernel) and channels_last with 8 channels
+    # (vector kernel): offsets past 2^31 must not wrap.
+    for shape, to_nchw_view in [((1, 2, 32768, 32770), lambda t: t),
+                                ((1, 16384, 16385, 8), lambda t: t.permute(0, 3, 1, 2))]:
+        x = to_nchw_view(torch.randn(shape, device="cuda", dtype=torch.float16))
+        assert x.numel() > 2**31
+        assert torch.equal(cf.max_pool2d(x, 2), F.max_pool2d(x, 2))
+        del x
+        torch.cuda.empty_cache()
