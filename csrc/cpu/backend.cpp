@@ -18,8 +18,9 @@ void grad_input_avx2_or(const at::Tensor& grad_output, const at::Tensor& weight,
 const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::ScalarType dtype,
                                at::MemoryFormat input_format) {
   // Grouped direct loops serve every convolution, depthwise included; in float32 on AVX2, a
-  // register-tiled kernel serves dense ones (groups 1, any kernel size, 1x1 included) and a
-  // channels-vectorized kernel serves depthwise ones with channel multiplier 1.
+  // register-tiled kernel serves dense ones (groups 1, any kernel size, 1x1 included), a
+  // column-vectorized kernel depthwise ones over NCHW (any multiplier) and a
+  // channels-vectorized kernel channels_last depthwise ones with channel multiplier 1.
   static const ConvKernels grouped = {kNCHW, cpu::grouped_conv2d_forward,
                                       cpu::grouped_conv2d_grad_input,
                                       cpu::grouped_conv2d_grad_weight};
@@ -38,6 +39,9 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                              cpu::dense_conv2d_forward_avx2,
                                              grad_input_avx2_or<cpu::pointwise_conv2d_grad_input>,
                                              cpu::dense_conv2d_grad_weight_avx2};
+  static const ConvKernels depthwise_nchw_avx2 = {kNCHW, cpu::depthwise_conv2d_forward_nchw_avx2,
+                                                  cpu::grouped_conv2d_grad_input,
+                                                  cpu::grouped_conv2d_grad_weight};
   // 1x1 over NCHW: a matrix product over the planes as they are, without transposes.
   static const ConvKernels pointwise_nchw_avx2 = {kNCHW, cpu::pointwise_conv2d_forward_avx2,
                                                   pointwise_avx2.grad_input,
@@ -47,7 +51,8 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   switch (route) {
     case ConvRoute::Pointwise: return avx2 ? (nchw ? pointwise_nchw_avx2 : pointwise_avx2) : pointwise;
     case ConvRoute::Depthwise:
-      return avx2 && g.out_channels == g.in_channels ? depthwise_avx2 : grouped;
+      if (!avx2) return grouped;
+      return nchw || g.out_channels != g.in_channels ? depthwise_nchw_avx2 : depthwise_avx2;
     case ConvRoute::Direct: break;
   }
   return avx2 && g.groups == 1 ? dense_avx2 : grouped;

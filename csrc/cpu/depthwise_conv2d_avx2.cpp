@@ -1,10 +1,21 @@
-// Depthwise float32 convolution (channel multiplier 1) on AVX2/FMA over channels_last
-// input and output: eight channels per instruction, four output pixels per pass so each
-// weight vector loaded serves four FMAs, all channels of those pixels before moving on so
-// input is read in memory order. Border pixels take only their valid taps.
+// Depthwise float32 convolution on AVX2/FMA, eight lanes per instruction.
+//
+// channels_last (channel multiplier 1): eight channels per instruction, four output
+// pixels per pass so each weight vector loaded serves four FMAs, all channels of those
+// pixels before moving on so input is read in memory order. Border pixels take only their
+// valid taps.
+//
+// NCHW (any multiplier): the planes as they are, eight output columns per instruction,
+// sixteen per pass. Each input plane is first copied, zero-padded, into scratch split by
+// column phase (column x of phase q holds padded column x * stride_w + q), so every tap of
+// eight neighbouring outputs is one contiguous load whatever the stride and dilation, and
+// the inner loop has no bounds checks.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
+
+#include <cstring>
+#include <vector>
 
 #include "conv_taps.h"
 #include "kernels.h"
@@ -125,7 +136,161 @@ void run_row(const float* in, const float* w, const float* bias, float* out, con
   for (ow = first; ow < last; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
 }
 
+// The phase-split scratch of one input plane: `rows` padded rows of `phases` phase rows of
+// `length` floats. length covers the outputs rounded up to whole passes plus the reach of
+// the window.
+struct PhasePlane {
+  int64_t phases, length, rows;
+  int64_t row_floats() const { return phases * length; }
+};
+
+constexpr int64_t kColumnsPerPass = 2 * kLanes;
+
+PhasePlane phase_plane(const ConvGeometry& g) {
+  const int64_t passes = (g.out_w + kColumnsPerPass - 1) / kColumnsPerPass;
+  const int64_t reach = (g.kernel_w - 1) * g.dilation_w / g.stride_w + 1;
+  return {g.stride_w, passes * kColumnsPerPass + reach, g.in_h + 2 * g.pad_h};
+}
+
+// Padded row -> phases: out[q * length + x] = line[x * stride + q].
+__attribute__((target("avx2"))) void split_phases(const float* line, const PhasePlane& p,
+                                                  float* out) {
+  if (p.phases == 2) {
+    int64_t x = 0;
+    for (; x + kLanes <= p.length; x += kLanes) {
+      const __m256 a = _mm256_loadu_ps(line + 2 * x), b = _mm256_loadu_ps(line + 2 * x + kLanes);
+      // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6], and the same for odds.
+      const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+      const __m256 odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+      _mm256_storeu_ps(out + x, _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                    _mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0))));
+      _mm256_storeu_ps(out + p.length + x, _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                               _mm256_castps_pd(odd), _MM_SHUFFLE(3, 1, 2, 0))));
+    }
+    for (; x < p.length; ++x) {
+      out[x] = line[2 * x];
+      out[p.length + x] = line[2 * x + 1];
+    }
+    return;
+  }
+  for (int64_t q = 0; q < p.phases; ++q)
+    for (int64_t x = 0; x < p.length; ++x) out[q * p.length + x] = line[x * p.phases + q];
+}
+
+// Copies input plane `in` into the phase-split scratch. The caller zeroes `scratch` and
+// `line` (room for one padded row) once: the padding is never written, so it stays zero
+// from plane to plane.
+void fill_phase_plane(const float* in, const ConvGeometry& g, const PhasePlane& p, float* line,
+                      float* scratch) {
+  const int64_t width = p.row_floats();
+  const int64_t copied = std::clamp<int64_t>(width - g.pad_w, 0, g.in_w);
+  if (copied == 0) return;
+  for (int64_t ih = 0; ih < g.in_h; ++ih) {
+    float* out = scratch + (ih + g.pad_h) * width;
+    if (p.phases == 1) {
+      std::memcpy(out + g.pad_w, in + ih * g.in_w, copied * sizeof(float));
+    } else {
+      std::memcpy(line + g.pad_w, in + ih * g.in_w, copied * sizeof(float));
+      split_phases(line, p, out);
+    }
+  }
+}
+
+// kVectors (1 or 2) vectors of outputs of one row, `remaining` of them inside the plane.
+// `row` is the first scratch row the window covers, at the pass's first output column.
+template <int kWindow, int kVectors>
+__attribute__((target("avx2,fma"))) inline void output_pass(
+    const float* row, int64_t row_step, const int64_t* column_of_tap, const __m256* held,
+    const float* w, int64_t kernel_h, int64_t kernel_w, float bias, float* out,
+    int64_t remaining) {
+  constexpr bool kFixed = kWindow > 0;
+  if constexpr (kFixed) kernel_h = kernel_w = kWindow;
+  __m256 acc[kVectors];
+  for (int v = 0; v < kVectors; ++v) acc[v] = _mm256_set1_ps(bias);
+#pragma GCC unroll 7
+  for (int64_t r = 0; r < kernel_h; ++r, row += row_step) {
+#pragma GCC unroll 7
+    for (int64_t s = 0; s < kernel_w; ++s) {
+      const float* x = row + column_of_tap[s];
+      const __m256 wv = kFixed ? held[r * kernel_w + s] : _mm256_set1_ps(w[r * kernel_w + s]);
+      for (int v = 0; v < kVectors; ++v)
+        acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(x + v * kLanes), wv, acc[v]);
+    }
+  }
+  if (remaining >= kVectors * kLanes) {
+    for (int v = 0; v < kVectors; ++v) _mm256_storeu_ps(out + v * kLanes, acc[v]);
+  } else {
+    alignas(32) float tail[kColumnsPerPass];
+    for (int v = 0; v < kVectors; ++v) _mm256_store_ps(tail + v * kLanes, acc[v]);
+    std::memcpy(out, tail, remaining * sizeof(float));
+  }
+}
+
+// One output plane from the scratch of its input plane. kWindow > 0 compiles in a square
+// window of that size (its weights stay in registers); 0 reads the window from g.
+// column_of_tap[s]: where tap s of output column 0 reads, within a padded scratch row.
+template <int kWindow>
+__attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const PhasePlane& p,
+                                                    const int64_t* column_of_tap, const float* w,
+                                                    float bias, float* out, const ConvGeometry& g) {
+  constexpr bool kFixed = kWindow > 0;
+  const int64_t width = p.row_floats();
+  constexpr int kHeld = kFixed ? kWindow * kWindow : 1;
+  __m256 held[kHeld];
+  if constexpr (kFixed) {
+    for (int i = 0; i < kHeld; ++i) held[i] = _mm256_set1_ps(w[i]);
+  }
+  const int64_t row_step = g.dilation_h * width;
+  for (int64_t oh = 0; oh < g.out_h; ++oh) {
+    const float* row = scratch + oh * g.stride_h * width;
+    float* out_row = out + oh * g.out_w;
+    int64_t ow = 0;
+    for (; ow + kLanes < g.out_w; ow += kColumnsPerPass) {
+      output_pass<kWindow, 2>(row + ow, row_step, column_of_tap, held, w, g.kernel_h,
+                              g.kernel_w, bias, out_row + ow, g.out_w - ow);
+    }
+    if (ow < g.out_w) {
+      output_pass<kWindow, 1>(row + ow, row_step, column_of_tap, held, w, g.kernel_h,
+                              g.kernel_w, bias, out_row + ow, g.out_w - ow);
+    }
+  }
+}
+
 }  // namespace
+
+void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tensor& weight,
+                                        const at::Tensor& bias, const at::Tensor& output,
+                                        const ConvGeometry& g) {
+  const float* in = input.const_data_ptr<float>();
+  const float* wp = weight.const_data_ptr<float>();
+  const float* bp = bias.defined() ? bias.const_data_ptr<float>() : nullptr;
+  float* out = output.mutable_data_ptr<float>();
+  const PhasePlane p = phase_plane(g);
+  const int64_t multiplier = g.out_channels_per_group(), taps = g.kernel_h * g.kernel_w;
+  const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  const bool three_by_three = g.kernel_h == 3 && g.kernel_w == 3;
+  std::vector<int64_t> column_of_tap(g.kernel_w);
+  for (int64_t s = 0; s < g.kernel_w; ++s) {
+    const int64_t tap = s * g.dilation_w;
+    column_of_tap[s] = tap % p.phases * p.length + tap / p.phases;
+  }
+  at::parallel_for(0, g.batch * g.in_channels, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> line(p.row_floats()), scratch(p.rows * p.row_floats());
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t n = plane / g.in_channels, c = plane % g.in_channels;
+      fill_phase_plane(in + plane * in_plane, g, p, line.data(), scratch.data());
+      for (int64_t k = c * multiplier; k < (c + 1) * multiplier; ++k) {
+        const float bias_k = bp ? bp[k] : 0.0f;
+        float* out_k = out + (n * g.out_channels + k) * out_plane;
+        if (three_by_three) {
+          nchw_plane<3>(scratch.data(), p, column_of_tap.data(), wp + k * taps, bias_k, out_k, g);
+        } else {
+          nchw_plane<0>(scratch.data(), p, column_of_tap.data(), wp + k * taps, bias_k, out_k, g);
+        }
+      }
+    }
+  });
+}
 
 void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& bias, const at::Tensor& output,

@@ -35,6 +35,12 @@ bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tenso
 void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
                                    const at::Tensor& grad_weight, const ConvGeometry& g);
 
+// Depthwise float32 convolution on AVX2/FMA over NCHW input and output, any channel
+// multiplier, kernel size, stride and dilation.
+void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tensor& weight,
+                                        const at::Tensor& bias, const at::Tensor& output,
+                                        const ConvGeometry& g);
+
 // Depthwise float32 convolution with channel multiplier 1 on AVX2/FMA over channels_last
 // input and output.
 void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
