@@ -1,10 +1,13 @@
-// The index geometry every CPU convolution kernel walks: for one kernel tap (r, s), the
-// rows of output positions whose input position lies inside the (unpadded) input. The
-// forward pass, grad_input and grad_weight differ only in what they do with each row.
+// The index geometry every CPU convolution and pooling kernel walks: for one kernel tap
+// (r, s), the rows of output positions whose input position lies inside the (unpadded)
+// input (the forward pass, grad_input and grad_weight differ only in what they do with each
+// row), and the taps of one pooling window.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "../checks.h"
 
@@ -29,6 +32,49 @@ inline Span window_taps(int64_t start, int64_t kernel, int64_t dilation, int64_t
   const int64_t begin = start >= 0 ? 0 : (-start + dilation - 1) / dilation;
   const int64_t end = in - 1 - start >= 0 ? std::min(kernel, (in - 1 - start) / dilation + 1) : 0;
   return {begin, std::max(begin, end)};
+}
+
+// A pooling window at output (oh, ow): its first input row and column (possibly in the
+// padding) and its taps inside the input.
+struct PoolWindow {
+  int64_t h0, w0;
+  Span rows, cols;
+  PoolWindow(const PoolGeometry& g, int64_t oh, int64_t ow)
+      : h0(oh * g.stride_h - g.pad_h), w0(ow * g.stride_w - g.pad_w),
+        rows(window_taps(h0, g.kernel_h, g.dilation_h, g.in_h)),
+        cols(window_taps(w0, g.kernel_w, g.dilation_w, g.in_w)) {}
+  int64_t row(const PoolGeometry& g, int64_t kh) const { return h0 + kh * g.dilation_h; }
+  int64_t col(const PoolGeometry& g, int64_t kw) const { return w0 + kw * g.dilation_w; }
+  // PyTorch's index for a window whose taps are all -inf (or that holds no input at all).
+  int64_t first_index(const PoolGeometry& g) const {
+    return row(g, rows.begin) * g.in_w + col(g, cols.begin);
+  }
+};
+
+// NaN wins, as in PyTorch: a NaN in a window is the window's max (the last NaN, for the
+// index); among equal values the first one scanned.
+template <typename acc_t>
+inline bool replaces_max(acc_t value, acc_t current) {
+  return value > current || std::isnan(value);
+}
+
+// The maximum of one window and its index in the H*W plane; value(ih, iw) reads the input.
+template <typename acc_t, typename Value>
+inline void window_max(const PoolWindow& win, const PoolGeometry& g, Value&& value, acc_t& best,
+                       int64_t& best_at) {
+  best = -std::numeric_limits<acc_t>::infinity();
+  best_at = win.first_index(g);
+  for (int64_t kh = win.rows.begin; kh < win.rows.end; ++kh) {
+    const int64_t ih = win.row(g, kh);
+    for (int64_t kw = win.cols.begin; kw < win.cols.end; ++kw) {
+      const int64_t iw = win.col(g, kw);
+      const acc_t v = value(ih, iw);
+      if (replaces_max(v, best)) {
+        best = v;
+        best_at = ih * g.in_w + iw;
+      }
+    }
+  }
 }
 
 // Calls row(output_offset, input_offset, length) for each output row of tap (r, s):

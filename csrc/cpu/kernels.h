@@ -61,6 +61,11 @@ void pointwise_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tenso
 void max_pool2d_inference_avx2(const at::Tensor& input, const at::Tensor& output,
                                const PoolGeometry& g);
 
+// float32 max-pooling with indices on AVX2 over NCHW with horizontal stride 1 or 2;
+// returns false, having done nothing, for anything else.
+bool max_pool2d_with_indices_avx2(const at::Tensor& input, const at::Tensor& output,
+                                  const at::Tensor& indices, const PoolGeometry& g);
+
 void max_pool2d_forward(const at::Tensor& input, const at::Tensor& output,
                         const at::Tensor& indices, const PoolGeometry& g);
 void max_pool2d_grad_input(const at::Tensor& grad_output, const at::Tensor& indices,

@@ -27,22 +27,6 @@ struct Strides4 {
   }
 };
 
-template <typename acc_t>
-inline bool replaces_max(acc_t value, acc_t current) {
-  return value > current || std::isnan(value);
-}
-
-struct Window {
-  int64_t h0, w0;  // first input row / column the window covers (may be padding)
-  Span rows, cols;
-  Window(const PoolGeometry& g, int64_t oh, int64_t ow)
-      : h0(oh * g.stride_h - g.pad_h), w0(ow * g.stride_w - g.pad_w),
-        rows(window_taps(h0, g.kernel_h, g.dilation_h, g.in_h)),
-        cols(window_taps(w0, g.kernel_w, g.dilation_w, g.in_w)) {}
-  int64_t row(const PoolGeometry& g, int64_t kh) const { return h0 + kh * g.dilation_h; }
-  int64_t col(const PoolGeometry& g, int64_t kw) const { return w0 + kw * g.dilation_w; }
-};
-
 template <typename scalar_t>
 void forward_planes(const at::Tensor& input, const at::Tensor& output, const at::Tensor& indices,
                     const PoolGeometry& g) {
@@ -57,20 +41,11 @@ void forward_planes(const at::Tensor& input, const at::Tensor& output, const at:
       const scalar_t* in_p = in + si.at(n, c, 0, 0);
       for (int64_t oh = 0; oh < g.out_h; ++oh) {
         for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          const Window win(g, oh, ow);
-          acc_t best = -std::numeric_limits<acc_t>::infinity();
-          int64_t best_at = win.row(g, win.rows.begin) * g.in_w + win.col(g, win.cols.begin);
-          for (int64_t kh = win.rows.begin; kh < win.rows.end; ++kh) {
-            const int64_t ih = win.row(g, kh);
-            for (int64_t kw = win.cols.begin; kw < win.cols.end; ++kw) {
-              const int64_t iw = win.col(g, kw);
-              const acc_t v = static_cast<acc_t>(in_p[ih * si.h + iw * si.w]);
-              if (replaces_max(v, best)) {
-                best = v;
-                best_at = ih * g.in_w + iw;
-              }
-            }
-          }
+          acc_t best;
+          int64_t best_at;
+          window_max(PoolWindow(g, oh, ow), g,
+                     [&](int64_t ih, int64_t iw) { return static_cast<acc_t>(in_p[ih * si.h + iw * si.w]); },
+                     best, best_at);
           const int64_t o = so.at(n, c, oh, ow);
           out[o] = static_cast<scalar_t>(best);
           if (idx) idx[o] = best_at;
@@ -94,10 +69,9 @@ void forward_channels_last(const at::Tensor& input, const at::Tensor& output,
     for (int64_t pixel = begin; pixel < end; ++pixel) {
       const int64_t n = pixel / (g.out_h * g.out_w);
       const int64_t oh = pixel / g.out_w % g.out_h, ow = pixel % g.out_w;
-      const Window win(g, oh, ow);
+      const PoolWindow win(g, oh, ow);
       std::fill(best.begin(), best.end(), -std::numeric_limits<acc_t>::infinity());
-      std::fill(best_at.begin(), best_at.end(),
-                win.row(g, win.rows.begin) * g.in_w + win.col(g, win.cols.begin));
+      std::fill(best_at.begin(), best_at.end(), win.first_index(g));
       for (int64_t kh = win.rows.begin; kh < win.rows.end; ++kh) {
         const int64_t ih = win.row(g, kh);
         for (int64_t kw = win.cols.begin; kw < win.cols.end; ++kw) {
@@ -175,9 +149,12 @@ void grad_input_impl(const at::Tensor& grad_output, const at::Tensor& indices,
 
 void max_pool2d_forward(const at::Tensor& input, const at::Tensor& output,
                         const at::Tensor& indices, const PoolGeometry& g) {
-  if (!indices.defined() && input.scalar_type() == at::kFloat && use_avx2()) {
-    max_pool2d_inference_avx2(input, output, g);
-    return;
+  if (input.scalar_type() == at::kFloat && use_avx2()) {
+    if (!indices.defined()) {
+      max_pool2d_inference_avx2(input, output, g);
+      return;
+    }
+    if (max_pool2d_with_indices_avx2(input, output, indices, g)) return;
   }
   const bool channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),

@@ -1,9 +1,15 @@
-// Max-pooling for inference (no indices) in float32 on AVX2. NCHW runs separably: a
-// horizontal pass takes each input row's maxima over the kernel columns at output-column
-// resolution, then a vertical pass takes the maxima of those rows over the kernel rows,
-// eight outputs per instruction (the horizontal pass vectorizes strides 1 and 2 and runs
-// other strides scalar). channels_last takes eight channels per instruction. NaN propagates, as in
-// PyTorch.
+// Max-pooling in float32 on AVX2. NaN propagates, as in PyTorch.
+//
+// Inference (no indices), NCHW, runs separably: a horizontal pass takes each input row's
+// maxima over the kernel columns at output-column resolution, then a vertical pass takes
+// the maxima of those rows over the kernel rows, eight outputs per instruction (the
+// horizontal pass vectorizes strides 1 and 2 and runs other strides scalar).
+// channels_last takes eight channels per instruction.
+//
+// With indices, NCHW, strides 1 and 2: eight neighbouring outputs per instruction scan
+// their windows together over a -inf padded copy of the plane, carrying value and index
+// vectors, in the same order as the scalar kernel (so ties and NaNs pick the same index);
+// outputs whose window starts in the left padding, and the last few of a row, run scalar.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -12,6 +18,7 @@
 #include <limits>
 #include <vector>
 
+#include "conv_taps.h"
 #include "kernels.h"
 
 namespace classic_ops::cpu {
@@ -127,7 +134,87 @@ __attribute__((target("avx2"))) void forward_channels_last(const at::Tensor& inp
   });
 }
 
+// Eight outputs (oh, ow .. ow + 7) whose windows start inside the left edge.
+__attribute__((target("avx2"))) void indexed_block(const float* padded, int64_t padded_w,
+                                                   const PoolGeometry& g, const PoolWindow& first,
+                                                   float* out, int64_t* idx) {
+  const int s = static_cast<int>(g.stride_w);
+  const __m256i lane_offsets = _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s);
+  __m256 best = _mm256_set1_ps(kMinusInf);
+  __m256i best_at =
+      _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(first.first_index(g))), lane_offsets);
+  for (int64_t kh = first.rows.begin; kh < first.rows.end; ++kh) {
+    const int64_t ih = first.row(g, kh);
+    const float* row = padded + ih * padded_w + g.pad_w;  // row[iw] is input column iw
+    for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
+      const int64_t iw = first.col(g, kw);
+      const __m256 v = load_strided(row + iw, g.stride_w);
+      const __m256 replaces = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ),
+                                           _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      const __m256i at =
+          _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(ih * g.in_w + iw)), lane_offsets);
+      best = _mm256_blendv_ps(best, v, replaces);
+      best_at = _mm256_blendv_epi8(best_at, at, _mm256_castps_si256(replaces));
+    }
+  }
+  _mm256_storeu_ps(out, best);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx),
+                      _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_at)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 4),
+                      _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_at, 1)));
+}
+
+void indexed_output(const float* plane, const PoolGeometry& g, int64_t oh, int64_t ow, float* out,
+                    int64_t* idx) {
+  window_max(PoolWindow(g, oh, ow), g, [&](int64_t ih, int64_t iw) { return plane[ih * g.in_w + iw]; },
+             *out, *idx);
+}
+
+void indexed_planes(const at::Tensor& input, const at::Tensor& output, const at::Tensor& indices,
+                    const PoolGeometry& g) {
+  const float* in = input.const_data_ptr<float>();
+  float* out = output.mutable_data_ptr<float>();
+  int64_t* idx = indices.mutable_data_ptr<int64_t>();
+  const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  const int64_t reach = (g.out_w - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1;
+  const int64_t padded_w = std::max(reach, g.pad_w + g.in_w) + 16;  // + stride-2 load slack
+  // Outputs from `first_inside` on have windows that start at column 0 or later.
+  const int64_t first_inside = std::min(g.out_w, (g.pad_w + g.stride_w - 1) / g.stride_w);
+  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> padded(g.in_h * padded_w, kMinusInf);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const float* src = in + plane * in_plane;
+      for (int64_t ih = 0; ih < g.in_h; ++ih) {
+        std::copy_n(src + ih * g.in_w, g.in_w, padded.begin() + ih * padded_w + g.pad_w);
+      }
+      float* out_p = out + plane * out_plane;
+      int64_t* idx_p = idx + plane * out_plane;
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        const int64_t o = oh * g.out_w;
+        int64_t ow = 0;
+        for (; ow < first_inside; ++ow) indexed_output(src, g, oh, ow, out_p + o + ow, idx_p + o + ow);
+        for (; ow + 8 <= g.out_w; ow += 8) {
+          indexed_block(padded.data(), padded_w, g, PoolWindow(g, oh, ow), out_p + o + ow,
+                        idx_p + o + ow);
+        }
+        for (; ow < g.out_w; ++ow) indexed_output(src, g, oh, ow, out_p + o + ow, idx_p + o + ow);
+      }
+    }
+  });
+}
+
 }  // namespace
+
+bool max_pool2d_with_indices_avx2(const at::Tensor& input, const at::Tensor& output,
+                                  const at::Tensor& indices, const PoolGeometry& g) {
+  // int32 index lanes, and the stride-1/2 loads of the inference kernel.
+  if (input.suggest_memory_format() != at::MemoryFormat::Contiguous || g.stride_w > 2 ||
+      g.in_h * g.in_w >= (int64_t{1} << 31)) {
+    return false;
+  }
+  indexed_planes(input, output, indices, g);
+  return true;
+}
 
 void max_pool2d_inference_avx2(const at::Tensor& input, const at::Tensor& output,
                                const PoolGeometry& g) {
