@@ -21,6 +21,18 @@ struct ConvGeometry {
   CLASSIC_OPS_HOST_DEVICE int64_t out_channels_per_group() const { return out_channels / groups; }
 };
 
+// A strided convolution's grad_input is that of the stride-1 convolution whose output is
+// grad_output spread out by the stride with zeros between (spread_by_stride in
+// grad_input_as_forward.h): stride^2 times the multiplies, but through the fast forward
+// kernels. This is that stride-1 geometry; its output covers every window position.
+inline ConvGeometry with_unit_stride(const ConvGeometry& g) {
+  ConvGeometry u = g;
+  u.stride_h = u.stride_w = 1;
+  u.out_h = g.in_h + 2 * g.pad_h - g.dilation_h * (g.kernel_h - 1);
+  u.out_w = g.in_w + 2 * g.pad_w - g.dilation_w * (g.kernel_w - 1);
+  return u;
+}
+
 // With stride 1, grad_input is the forward convolution (correlation) of grad_output,
 // padded by dilation * (kernel - 1) - padding, with the filter flipped in space and its
 // input and output channels swapped. This is that forward convolution's geometry; its

@@ -6,7 +6,7 @@ namespace {
 
 constexpr at::MemoryFormat kNCHW = at::MemoryFormat::Contiguous;
 
-// The AVX2 grad_input where it applies (stride 1), else the route's reference kernel.
+// The AVX2 grad_input where it applies, else the route's reference kernel.
 template <decltype(cpu::grouped_conv2d_grad_input)* reference>
 void grad_input_avx2_or(const at::Tensor& grad_output, const at::Tensor& weight,
                         const at::Tensor& grad_input, const ConvGeometry& g) {

@@ -8,6 +8,7 @@
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
+#include "../grad_input_as_forward.h"
 #include "kernels.h"
 #include "weight_cache.h"
 
@@ -215,11 +216,12 @@ void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
 
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const ConvGeometry& g) {
-  const ConvGeometry t = stride1_grad_input_as_forward(g);
-  if (g.stride_h != 1 || g.stride_w != 1 || t.pad_h < 0 || t.pad_w < 0) return false;
+  if (!grad_input_as_forward_applies(g)) return false;
+  constexpr auto cl = at::MemoryFormat::ChannelsLast;
   const at::Tensor flipped = weight.flip({2, 3}).transpose(0, 1).contiguous();
-  at::Tensor result = at::empty(grad_input.sizes(), grad_input.options(), at::MemoryFormat::ChannelsLast);
-  forward_dense(grad_output.contiguous(at::MemoryFormat::ChannelsLast), flipped, at::Tensor(), result, t);
+  at::Tensor result = at::empty(grad_input.sizes(), grad_input.options(), cl);
+  forward_dense(spread_by_stride(grad_output, g, cl), flipped, at::Tensor(), result,
+                stride1_grad_input_as_forward(with_unit_stride(g)));
   grad_input.copy_(result);
   return true;
 }

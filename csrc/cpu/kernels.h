@@ -25,9 +25,9 @@ void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
                                    const at::Tensor& bias, const at::Tensor& output,
                                    const ConvGeometry& g);
 
-// grad_input of a dense float32 convolution with stride 1 through the AVX2 forward kernel
-// (contiguous NCHW tensors, as every grad kernel). Returns false, computing nothing, for
-// convolutions it does not cover.
+// grad_input of a dense float32 convolution through the AVX2 forward kernel
+// (grad_input_as_forward.h; strided convolutions through grad_output spread by the
+// stride). Returns false, having done nothing, where that does not apply.
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const ConvGeometry& g);
 

@@ -8,6 +8,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "../grad_input_as_forward.h"
 #include "../kernels.h"
 #include "launchers.h"
 
@@ -117,19 +118,9 @@ void implicit_gemm_forward(const at::Tensor& input, const at::Tensor& weight,
   run_implicit_gemm(input, weight.permute({0, 2, 3, 1}).contiguous(), bias, output, g);
 }
 
-// A strided convolution's grad_input is that of the stride-1 convolution whose output is
-// grad_output spread out by the stride with zeros between (s^2 times the multiplies, on
-// tensor cores). This is the stride-1 geometry: its output covers every window position.
-ConvGeometry with_unit_stride(const ConvGeometry& g) {
-  ConvGeometry u = g;
-  u.stride_h = u.stride_w = 1;
-  u.out_h = g.in_h + 2 * g.pad_h - g.dilation_h * (g.kernel_h - 1);
-  u.out_w = g.in_w + 2 * g.pad_w - g.dilation_w * (g.kernel_w - 1);
-  return u;
-}
-
+// grad_input as a forward convolution (grad_input_as_forward.h) on the implicit GEMM.
 bool implicit_gemm_serves_grad_input(const ConvGeometry& g, at::ScalarType dtype) {
-  return g.pad_h <= g.dilation_h * (g.kernel_h - 1) && g.pad_w <= g.dilation_w * (g.kernel_w - 1) &&
+  return grad_input_as_forward_applies(g) &&
          cuda::implicit_gemm_fits(stride1_grad_input_as_forward(with_unit_stride(g)),
                                   static_cast<int>(c10::elementSize(dtype)));
 }
@@ -137,18 +128,10 @@ bool implicit_gemm_serves_grad_input(const ConvGeometry& g, at::ScalarType dtype
 void implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
                               const at::Tensor& grad_input, const ConvGeometry& g) {
   constexpr auto cl = at::MemoryFormat::ChannelsLast;
-  const ConvGeometry unit = with_unit_stride(g);
-  at::Tensor spread = grad_output.contiguous(cl);
-  if (g.stride_h != 1 || g.stride_w != 1) {
-    spread = at::empty({g.batch, g.out_channels, unit.out_h, unit.out_w}, grad_output.options(), cl)
-                 .zero_();
-    spread.slice(2, 0, (g.out_h - 1) * g.stride_h + 1, g.stride_h)
-        .slice(3, 0, (g.out_w - 1) * g.stride_w + 1, g.stride_w)
-        .copy_(grad_output);
-  }
   const at::Tensor grad_input_cl = at::empty(grad_input.sizes(), grad_input.options(), cl);
-  run_implicit_gemm(spread, weight.flip({2, 3}).permute({1, 2, 3, 0}).contiguous(), at::Tensor(),
-                    grad_input_cl, stride1_grad_input_as_forward(unit));
+  run_implicit_gemm(spread_by_stride(grad_output, g, cl),
+                    weight.flip({2, 3}).permute({1, 2, 3, 0}).contiguous(), at::Tensor(),
+                    grad_input_cl, stride1_grad_input_as_forward(with_unit_stride(g)));
   grad_input.copy_(grad_input_cl);
 }
 
