@@ -47,17 +47,17 @@ def _conv_forward_fake(input, weight, stride, padding, dilation):
 
 
 @torch.library.register_fake("classic_ops::conv2d")
-def _(input, weight, bias, stride, padding, dilation, groups):
+def _(input, weight, bias, stride, padding, dilation, groups, relu=False):
     return _conv_forward_fake(input, weight, stride, padding, dilation)
 
 
 @torch.library.register_fake("classic_ops::depthwise_conv2d")
-def _(input, weight, bias, stride, padding, dilation):
+def _(input, weight, bias, stride, padding, dilation, relu=False):
     return _conv_forward_fake(input, weight, stride, padding, dilation)
 
 
 @torch.library.register_fake("classic_ops::pointwise_conv2d")
-def _(input, weight, bias, stride):
+def _(input, weight, bias, stride, relu=False):
     return _conv_forward_fake(input, weight, stride, (0, 0), (1, 1))
 
 
@@ -100,7 +100,11 @@ def _(grad_output, input, indices, kernel_size, stride, padding, dilation, ceil_
 # Every convolution op differentiates through the two general backward ops, which route
 # to the same specialized kernels as the forward. Both backward ops are linear in each of
 # their tensor arguments, so their own gradients are again convolutions: double backward
-# works.
+# works. With relu=True the incoming gradient is first masked where the output is not
+# positive, as torch.relu's backward does.
+
+_RELU_ARGUMENT = {"conv2d": 7, "depthwise_conv2d": 6, "pointwise_conv2d": 4}
+
 
 def _conv_params(op_name, inputs):
     """(stride, padding, dilation, groups) of a forward convolution call."""
@@ -114,13 +118,16 @@ def _conv_params(op_name, inputs):
 def _register_conv_autograd(op_name):
     def setup_context(ctx, inputs, output):
         input, weight, bias = inputs[:3]
-        ctx.save_for_backward(input, weight)
+        relu = len(inputs) > _RELU_ARGUMENT[op_name] and inputs[_RELU_ARGUMENT[op_name]]
+        ctx.save_for_backward(input, weight, output if relu else None)
         ctx.params = _conv_params(op_name, inputs)
         ctx.has_bias = bias is not None
         ctx.num_inputs = len(inputs)
 
     def backward(ctx, grad):
-        input, weight = ctx.saved_tensors
+        input, weight, relu_output = ctx.saved_tensors
+        if relu_output is not None:
+            grad = grad * (relu_output > 0)
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_input = ops.conv2d_grad_input(grad, input, weight, *ctx.params)

@@ -40,31 +40,32 @@ def _resolve_padding(input, weight, padding, stride, dilation):
     return input, symmetric
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """Like torch.nn.functional.conv2d; depthwise and 1x1 cases run the specialized kernels."""
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False):
+    """Like torch.nn.functional.conv2d; depthwise and 1x1 cases run the specialized kernels.
+    relu=True gives relu(conv2d(...)), fused into the kernel where the backend can."""
     stride, dilation = _pair(stride), _pair(dilation)
 
     def run(x):
         x, pad = _resolve_padding(x, weight, padding, stride, dilation)
-        return ops.conv2d(x, weight, bias, stride, pad, dilation, groups)
+        return ops.conv2d(x, weight, bias, stride, pad, dilation, groups, relu)
 
     return _batched(input, run)
 
 
-def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
+def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, relu=False):
     """Depthwise convolution (groups = input channels); weight is (C * multiplier, 1, kH, kW)."""
     stride, dilation = _pair(stride), _pair(dilation)
 
     def run(x):
         x, pad = _resolve_padding(x, weight, padding, stride, dilation)
-        return ops.depthwise_conv2d(x, weight, bias, stride, pad, dilation)
+        return ops.depthwise_conv2d(x, weight, bias, stride, pad, dilation, relu)
 
     return _batched(input, run)
 
 
-def pointwise_conv2d(input, weight, bias=None, stride=1):
+def pointwise_conv2d(input, weight, bias=None, stride=1, relu=False):
     """1x1 convolution; weight is (out_channels, in_channels, 1, 1)."""
-    return _batched(input, lambda x: ops.pointwise_conv2d(x, weight, bias, _pair(stride)))
+    return _batched(input, lambda x: ops.pointwise_conv2d(x, weight, bias, _pair(stride), relu))
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,

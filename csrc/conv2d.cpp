@@ -14,7 +14,8 @@ const ConvKernels& conv_kernels(ConvRoute route, const ConvGeometry& g, const at
 }
 
 at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor& input,
-                       const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+                       const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                       bool relu) {
   c10::DeviceGuard guard(input.device());
   const ConvKernels& kernels = conv_kernels(route, g, input);
   at::Tensor output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w},
@@ -22,40 +23,46 @@ at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor&
   if (output.numel() > 0) {
     const at::Tensor bias_contiguous =
         bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
-    kernels.forward(input.contiguous(kernels.forward_layout), weight.contiguous(), bias_contiguous,
-                    output, g);
+    const at::Tensor x = input.contiguous(kernels.forward_layout), w = weight.contiguous();
+    if (relu && kernels.forward_relu != nullptr) {
+      kernels.forward_relu(x, w, bias_contiguous, output, g);
+    } else {
+      kernels.forward(x, w, bias_contiguous, output, g);
+      if (relu) output.clamp_min_(0);  // NaN stays NaN, as in torch.relu
+    }
   }
   return output.contiguous(conv2d_output_format(input, weight));
 }
 
 at::Tensor conv2d(const at::Tensor& input, const at::Tensor& weight,
                   const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+                  at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups, bool relu) {
   const ConvGeometry g =
       check_conv2d("classic_ops.conv2d", input, weight, bias, stride, padding, dilation, groups);
-  return run_forward(route_conv2d(g), g, input, weight, bias);
+  return run_forward(route_conv2d(g), g, input, weight, bias, relu);
 }
 
 at::Tensor depthwise_conv2d(const at::Tensor& input, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
-                            at::IntArrayRef padding, at::IntArrayRef dilation) {
+                            at::IntArrayRef padding, at::IntArrayRef dilation, bool relu) {
   constexpr const char* op = "classic_ops.depthwise_conv2d";
   const int64_t channels = input.dim() == 4 ? std::max<int64_t>(input.size(1), 1) : 1;
   const ConvGeometry g =
       check_conv2d(op, input, weight, bias, stride, padding, dilation, channels);
   check_depthwise_weight(op, g);
-  return run_forward(ConvRoute::Depthwise, g, input, weight, bias);
+  return run_forward(ConvRoute::Depthwise, g, input, weight, bias, relu);
 }
 
 at::Tensor pointwise_conv2d(const at::Tensor& input, const at::Tensor& weight,
-                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride) {
+                            const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                            bool relu) {
   constexpr const char* op = "classic_ops.pointwise_conv2d";
   const int64_t no_padding[2] = {0, 0};
   const int64_t no_dilation[2] = {1, 1};
   const ConvGeometry g =
       check_conv2d(op, input, weight, bias, stride, no_padding, no_dilation, /*groups=*/1);
   check_pointwise_weight(op, g);
-  return run_forward(ConvRoute::Pointwise, g, input, weight, bias);
+  return run_forward(ConvRoute::Pointwise, g, input, weight, bias, relu);
 }
 
 at::Tensor conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& input,

@@ -24,6 +24,10 @@ struct ConvKernels {
                      const at::Tensor& grad_input, const ConvGeometry& g);
   void (*grad_weight)(const at::Tensor& grad_output, const at::Tensor& input,
                       const at::Tensor& grad_weight, const ConvGeometry& g);
+  // forward followed by a ReLU in the same pass, where the backend has one; otherwise the
+  // op layer applies the ReLU to forward's output in place.
+  void (*forward_relu)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+                       const at::Tensor& output, const ConvGeometry& g) = nullptr;
 };
 
 struct MaxPoolKernels {

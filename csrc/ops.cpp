@@ -6,12 +6,14 @@
 TORCH_LIBRARY(classic_ops, m) {
   // Convolutions. conv2d is the general entry point and routes depthwise and 1x1 cases
   // to the specialized kernels; the backward ops route the same way, so they serve all
-  // three forward ops.
+  // three forward ops. relu=True returns relu(convolution + bias), fused into the kernel's
+  // epilogue where the backend has such a kernel.
   m.def("conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, "
-        "int[2] dilation, int groups) -> Tensor");
+        "int[2] dilation, int groups, bool relu=False) -> Tensor");
   m.def("depthwise_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
-        "int[2] padding, int[2] dilation) -> Tensor");
-  m.def("pointwise_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride) -> Tensor");
+        "int[2] padding, int[2] dilation, bool relu=False) -> Tensor");
+  m.def("pointwise_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
+        "bool relu=False) -> Tensor");
   m.def("conv2d_grad_input(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, "
         "int[2] padding, int[2] dilation, int groups) -> Tensor");
   m.def("conv2d_grad_weight(Tensor grad_output, Tensor input, Tensor weight, int[2] stride, "

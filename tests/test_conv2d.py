@@ -252,3 +252,41 @@ def test_weight_cache_follows_every_optimizer_step():
         with torch.no_grad():
             reference = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
             torch.testing.assert_close(conv(x), reference, rtol=1e-4, atol=1e-4)
+
+
+RELU_CALLS = {
+    "conv2d": (lambda x, w, b, relu: cf.conv2d(x, w, b, padding=1, relu=relu), 1),
+    "conv2d_strided": (lambda x, w, b, relu: cf.conv2d(x, w, b, stride=2, padding=1, relu=relu), 1),
+    "depthwise": (lambda x, w, b, relu: cf.depthwise_conv2d(x, w, b, padding=1, relu=relu), "depthwise"),
+    "pointwise": (lambda x, w, b, relu: cf.pointwise_conv2d(x, w, b, relu=relu), "pointwise"),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("name", sorted(RELU_CALLS))
+def test_relu_option_is_relu_of_the_convolution(name, channels_last, dtype, device):
+    # Channels a multiple of 8 so that on CUDA the tensor-core kernels (ReLU fused in their
+    # epilogue) take the half and channels_last cases.
+    if dtype == torch.float16 and device == "cpu":
+        pytest.skip("float16 convolutions are slow reference loops on the CPU")
+    fn, kind = RELU_CALLS[name]
+    torch.manual_seed(3)
+    x = torch.randn(2, 16, 9, 10, device=device, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w_shape = {1: (24, 16, 3, 3), "depthwise": (16, 1, 3, 3), "pointwise": (24, 16, 1, 1)}[kind]
+    w = torch.randn(w_shape, device=device, dtype=dtype) / 6
+    b = torch.randn(w_shape[0], device=device, dtype=dtype)
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    fused = fn(*leaves, True)
+    plain = [t.clone().requires_grad_() for t in (x, w, b)]
+    want = torch.relu(fn(*plain, False))
+    assert (want == 0).any() and (want > 0).any()
+    torch.testing.assert_close(fused, want, **tolerances(dtype))
+    grad = torch.randn_like(want)
+    fused.backward(grad)
+    want.backward(grad)
+    for got, expected in zip(leaves, plain):
+        torch.testing.assert_close(got.grad, expected.grad, **tolerances(dtype))

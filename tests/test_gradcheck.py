@@ -18,6 +18,9 @@ CONV_CASES = {
     "depthwise_multiplier2": (lambda x, w, b: cf.depthwise_conv2d(x, w, b, stride=2, padding=1), (2, 3, 9, 9),
                               (6, 1, 3, 3)),
     "pointwise_strided": (lambda x, w, b: cf.pointwise_conv2d(x, w, b, stride=2), (2, 5, 7, 6), (3, 5, 1, 1)),
+    "dense_relu": (lambda x, w, b: cf.conv2d(x, w, b, padding=1, relu=True), (2, 3, 6, 5), (4, 3, 3, 3)),
+    "depthwise_relu": (lambda x, w, b: cf.depthwise_conv2d(x, w, b, padding=1, relu=True), (1, 3, 6, 6),
+                       (3, 1, 3, 3)),
 }
 
 

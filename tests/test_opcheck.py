@@ -26,12 +26,16 @@ def samples(device):
         "conv2d": [
             (ops.conv2d, (r(2, 4, 9, 8), r(6, 2, 3, 3), r(6), [2, 1], [1, 0], [1, 2], 2)),
             (ops.conv2d, (r(1, 3, 7, 7, channels_last=True), r(5, 3, 3, 3), None, [1, 1], [1, 1], [1, 1], 1)),
+            (ops.conv2d, (r(2, 8, 6, 7, channels_last=True), r(16, 8, 3, 3), r(16), [1, 1], [1, 1], [1, 1], 1,
+                          True)),
         ],
         "depthwise_conv2d": [
             (ops.depthwise_conv2d, (r(2, 3, 8, 8), r(6, 1, 3, 5), r(6), [1, 2], [1, 2], [1, 1])),
+            (ops.depthwise_conv2d, (r(2, 8, 8, 8), r(8, 1, 3, 3), r(8), [1, 1], [1, 1], [1, 1], True)),
         ],
         "pointwise_conv2d": [
             (ops.pointwise_conv2d, (r(2, 4, 7, 7), r(5, 4, 1, 1), r(5), [2, 2])),
+            (ops.pointwise_conv2d, (r(2, 4, 7, 7), r(5, 4, 1, 1), r(5), [1, 1], True)),
         ],
         "conv2d_grad_input": [
             (ops.conv2d_grad_input, (r(2, 6, 5, 4), r(2, 4, 9, 8), r(6, 2, 3, 3), [2, 1], [1, 0], [1, 2], 2)),

@@ -100,7 +100,8 @@ bool tensor_cores_serve(at::ScalarType dtype) {
 }
 
 void run_implicit_gemm(const at::Tensor& input_cl, const at::Tensor& weight_krsc,
-                       const at::Tensor& bias, const at::Tensor& output_cl, const ConvGeometry& g) {
+                       const at::Tensor& bias, const at::Tensor& output_cl, const ConvGeometry& g,
+                       bool relu) {
   constexpr auto cl = at::MemoryFormat::ChannelsLast;
   TORCH_INTERNAL_ASSERT(input_cl.is_contiguous(cl) && output_cl.is_contiguous(cl) &&
                         weight_krsc.is_contiguous());
@@ -108,14 +109,15 @@ void run_implicit_gemm(const at::Tensor& input_cl, const at::Tensor& weight_krsc
   CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_implicit_gemm", [&] {
     C10_CUDA_CHECK(cuda::conv2d_forward_implicit_gemm(
         in_ptr<scalar_t>(input), in_ptr<scalar_t>(weight_krsc), in_ptr<scalar_t>(bias),
-        out_ptr<scalar_t>(output_cl), g, current_stream()));
+        out_ptr<scalar_t>(output_cl), g, relu, current_stream()));
   });
 }
 
+template <bool kRelu>
 void implicit_gemm_forward(const at::Tensor& input, const at::Tensor& weight,
                            const at::Tensor& bias, const at::Tensor& output,
                            const ConvGeometry& g) {
-  run_implicit_gemm(input, weight.permute({0, 2, 3, 1}).contiguous(), bias, output, g);
+  run_implicit_gemm(input, weight.permute({0, 2, 3, 1}).contiguous(), bias, output, g, kRelu);
 }
 
 // grad_input as a forward convolution (grad_input_as_forward.h) on the implicit GEMM.
@@ -131,7 +133,8 @@ void implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& w
   const at::Tensor grad_input_cl = at::empty(grad_input.sizes(), grad_input.options(), cl);
   run_implicit_gemm(spread_by_stride(grad_output, g, cl),
                     weight.flip({2, 3}).permute({1, 2, 3, 0}).contiguous(), at::Tensor(),
-                    grad_input_cl, stride1_grad_input_as_forward(with_unit_stride(g)));
+                    grad_input_cl, stride1_grad_input_as_forward(with_unit_stride(g)),
+                    /*relu=*/false);
   grad_input.copy_(grad_input_cl);
 }
 
@@ -178,12 +181,13 @@ at::Tensor zero_pad_channels(const at::Tensor& t, int64_t channels) {
   return padded;
 }
 
+template <bool kRelu>
 void padded_implicit_gemm_forward(const at::Tensor& input, const at::Tensor& weight,
                                   const at::Tensor& bias, const at::Tensor& output,
                                   const ConvGeometry& g) {
   const int64_t c = whole_vectors_of(g.in_channels, input.scalar_type());
-  implicit_gemm_forward(zero_pad_channels(input, c), zero_pad_channels(weight, c), bias, output,
-                        with_in_channels(g, c));
+  implicit_gemm_forward<kRelu>(zero_pad_channels(input, c), zero_pad_channels(weight, c), bias,
+                               output, with_in_channels(g, c));
 }
 
 void padded_implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
@@ -272,18 +276,29 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   constexpr auto nchw = at::MemoryFormat::Contiguous, cl = at::MemoryFormat::ChannelsLast;
   static const ConvKernels direct = {nchw, conv_forward, conv_grad_input, conv_grad_weight};
   // [grad_input on tensor cores][grad_weight on tensor cores], in channels as they are
+  constexpr auto gemm_kernels = [](auto forward, auto forward_relu, auto grad_input,
+                                   auto grad_weight) {
+    return ConvKernels{cl, forward, grad_input, grad_weight, forward_relu};
+  };
   static const ConvKernels gemm[2][2] = {
-      {{cl, implicit_gemm_forward, conv_grad_input, conv_grad_weight},
-       {cl, implicit_gemm_forward, conv_grad_input, implicit_gemm_grad_weight}},
-      {{cl, implicit_gemm_forward, implicit_gemm_grad_input, conv_grad_weight},
-       {cl, implicit_gemm_forward, implicit_gemm_grad_input, implicit_gemm_grad_weight}}};
+      {gemm_kernels(implicit_gemm_forward<false>, implicit_gemm_forward<true>, conv_grad_input,
+                    conv_grad_weight),
+       gemm_kernels(implicit_gemm_forward<false>, implicit_gemm_forward<true>, conv_grad_input,
+                    implicit_gemm_grad_weight)},
+      {gemm_kernels(implicit_gemm_forward<false>, implicit_gemm_forward<true>,
+                    implicit_gemm_grad_input, conv_grad_weight),
+       gemm_kernels(implicit_gemm_forward<false>, implicit_gemm_forward<true>,
+                    implicit_gemm_grad_input, implicit_gemm_grad_weight)}};
   // the same with the in channels zero-padded to whole vectors
   static const ConvKernels padded_gemm[2][2] = {
-      {{cl, padded_implicit_gemm_forward, conv_grad_input, conv_grad_weight},
-       {cl, padded_implicit_gemm_forward, conv_grad_input, padded_implicit_gemm_grad_weight}},
-      {{cl, padded_implicit_gemm_forward, padded_implicit_gemm_grad_input, conv_grad_weight},
-       {cl, padded_implicit_gemm_forward, padded_implicit_gemm_grad_input,
-        padded_implicit_gemm_grad_weight}}};
+      {gemm_kernels(padded_implicit_gemm_forward<false>, padded_implicit_gemm_forward<true>,
+                    conv_grad_input, conv_grad_weight),
+       gemm_kernels(padded_implicit_gemm_forward<false>, padded_implicit_gemm_forward<true>,
+                    conv_grad_input, padded_implicit_gemm_grad_weight)},
+      {gemm_kernels(padded_implicit_gemm_forward<false>, padded_implicit_gemm_forward<true>,
+                    padded_implicit_gemm_grad_input, conv_grad_weight),
+       gemm_kernels(padded_implicit_gemm_forward<false>, padded_implicit_gemm_forward<true>,
+                    padded_implicit_gemm_grad_input, padded_implicit_gemm_grad_weight)}};
   static const ConvKernels depthwise_vectors = {cl, depthwise_channels_last_forward,
                                                 conv_grad_input, conv_grad_weight};
   static const ConvKernels depthwise_nchw = {nchw, depthwise_nchw_forward, conv_grad_input,

@@ -3,6 +3,7 @@
 // tensors, with the zero padding of the convolution written by cp.async's zero fill.
 //
 //   forward:     Y[m, k]      = sum over (r, s, c) of X[m @ (r, s), c] * W[k, (r, s, c)]
+//                (+ bias[k], then ReLU if asked, in the epilogue)
 //   grad_weight: dW[k, (r,s,c)] = sum over m of dY[m, k] * X[m @ (r, s), c]
 //
 // where m runs over output pixels and X[m @ (r, s), c] is the input element that tap (r, s)
@@ -220,7 +221,7 @@ __device__ __forceinline__ const char* input_at(const PixelWindow& p, const Tap&
 template <typename T>
 __global__ void __launch_bounds__(kBlockThreads)
     forward_kernel(const T* __restrict__ input, const T* __restrict__ weight,
-                   const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g) {
+                   const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g, bool relu) {
   constexpr int kRowBytes = kTileKBytes + kChunkBytes;
   constexpr int kRowElems = kRowBytes / sizeof(T);
   constexpr int kChunksPerRow = kTileKBytes / kChunkBytes;
@@ -283,6 +284,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     const int k = n0 + col;
     if (m >= m_total || k >= out_channels) return;
     if (bias != nullptr) v += to_acc(bias[k]);
+    if (relu && v < 0) v = 0;  // NaN stays NaN, as in torch.relu
     output[m * out_channels + k] = from_acc<T>(v);
   });
 }
@@ -390,7 +392,8 @@ cudaError_t allow_shared_bytes(Kernel kernel, bool (&done)[64]) {
 
 template <typename T>
 cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
-                                         T* output, const ConvGeometry& g, cudaStream_t stream) {
+                                         T* output, const ConvGeometry& g, bool relu,
+                                         cudaStream_t stream) {
   static bool attribute_set[64] = {};
   const cudaError_t err = allow_shared_bytes(forward_kernel<T>, attribute_set);
   if (err != cudaSuccess) return err;
@@ -398,7 +401,7 @@ cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, c
   const dim3 grid(static_cast<unsigned int>((m_total + kBlockM - 1) / kBlockM),
                   static_cast<unsigned int>((g.out_channels + kBlockN - 1) / kBlockN));
   forward_kernel<T><<<grid, kBlockThreads, kSharedBytes, stream>>>(input, weight_krsc, bias,
-                                                                  output, g);
+                                                                  output, g, relu);
   return cudaGetLastError();
 }
 
@@ -455,7 +458,7 @@ bool implicit_gemm_grad_weight_fits(const ConvGeometry& g, int element_bytes) {
 
 #define INSTANTIATE(T)                                                                         \
   template cudaError_t conv2d_forward_implicit_gemm<T>(const T*, const T*, const T*, T*,       \
-                                                       const ConvGeometry&, cudaStream_t);     \
+                                                       const ConvGeometry&, bool, cudaStream_t); \
   template cudaError_t conv2d_grad_weight_implicit_gemm<T>(const T*, const T*, float*, int, T*, \
                                                            const ConvGeometry&, cudaStream_t);
 INSTANTIATE(float)

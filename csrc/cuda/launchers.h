@@ -29,10 +29,12 @@ cudaError_t conv2d_grad_weight(const T* grad_output, const T* input, T* grad_wei
 
 // Implicit GEMM on tensor cores (conv2d_implicit_gemm.cu) for groups = 1: channels_last
 // input and output, weight in (K, R, S, C) order, every pointer 16-byte aligned. float
-// runs as TF32. Instantiated for float, __half and __nv_bfloat16.
+// runs as TF32. bias may be null; relu applies a ReLU after the bias. Instantiated for
+// float, __half and __nv_bfloat16.
 template <typename T>
 cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
-                                         T* output, const ConvGeometry& g, cudaStream_t stream);
+                                         T* output, const ConvGeometry& g, bool relu,
+                                         cudaStream_t stream);
 // Whether the implicit GEMM takes this geometry with elements of this size.
 bool implicit_gemm_fits(const ConvGeometry& g, int element_bytes);
 
