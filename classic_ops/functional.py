@@ -9,6 +9,17 @@ ops = torch.ops.classic_ops
 __all__ = ["conv2d", "depthwise_conv2d", "pointwise_conv2d", "max_pool2d"]
 
 
+def _call(op, *args):
+    """op(*args), skipping the ops' autograd kernel when no gradient can be asked for: that
+    kernel is Python (torch.library.register_autograd) and costs about 5 us a call, which
+    decides small layers. Under torch.compile the call stays as it is, for the tracer."""
+    if torch.compiler.is_compiling() or (
+            torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)):
+        return op(*args)
+    with torch._C._AutoDispatchBelowAutograd():
+        return op(*args)
+
+
 def _batched(input, fn):
     """Runs fn on a 4-D batch; an unbatched (C, H, W) input is treated as a batch of one."""
     if input.dim() == 3:
@@ -47,7 +58,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     def run(x):
         x, pad = _resolve_padding(x, weight, padding, stride, dilation)
-        return ops.conv2d(x, weight, bias, stride, pad, dilation, groups, relu)
+        return _call(ops.conv2d, x, weight, bias, stride, pad, dilation, groups, relu)
 
     return _batched(input, run)
 
@@ -58,14 +69,14 @@ def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, 
 
     def run(x):
         x, pad = _resolve_padding(x, weight, padding, stride, dilation)
-        return ops.depthwise_conv2d(x, weight, bias, stride, pad, dilation, relu)
+        return _call(ops.depthwise_conv2d, x, weight, bias, stride, pad, dilation, relu)
 
     return _batched(input, run)
 
 
 def pointwise_conv2d(input, weight, bias=None, stride=1, relu=False):
     """1x1 convolution; weight is (out_channels, in_channels, 1, 1)."""
-    return _batched(input, lambda x: ops.pointwise_conv2d(x, weight, bias, _pair(stride), relu))
+    return _batched(input, lambda x: _call(ops.pointwise_conv2d, x, weight, bias, _pair(stride), relu))
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -77,6 +88,6 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     args = (kernel_size, stride, _pair(padding), _pair(dilation), bool(ceil_mode))
     needs_indices = return_indices or (torch.is_grad_enabled() and input.requires_grad)
     if not needs_indices:
-        return _batched(input, lambda x: ops.max_pool2d(x, *args))
-    output, indices = _batched(input, lambda x: ops.max_pool2d_with_indices(x, *args))
+        return _batched(input, lambda x: _call(ops.max_pool2d, x, *args))
+    output, indices = _batched(input, lambda x: _call(ops.max_pool2d_with_indices, x, *args))
     return (output, indices) if return_indices else output

@@ -4,7 +4,7 @@ import inspect
 import pytest
 import torch
 
-from classic_ops import nn as cnn
+from classic_ops import functional as cf, nn as cnn
 
 
 def test_constructor_signatures_match_torch():
@@ -61,3 +61,19 @@ def test_layers_are_torch_layers():
     # Code that inspects a model for nn.Conv2d / nn.MaxPool2d still finds ours.
     assert isinstance(cnn.Conv2d(1, 1, 1), torch.nn.Conv2d)
     assert isinstance(cnn.MaxPool2d(2), torch.nn.MaxPool2d)
+
+
+def test_functional_skips_autograd_only_when_no_gradient_can_be_asked_for():
+    x = torch.randn(2, 3, 8, 8)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    tracked = cf.conv2d(x, w, padding=1)
+    assert tracked.grad_fn is not None
+    with torch.no_grad():
+        untracked = cf.conv2d(x, w, padding=1)
+    assert untracked.grad_fn is None and torch.equal(untracked, tracked.detach())
+    detached = cf.conv2d(x, w.detach(), padding=1)
+    assert detached.grad_fn is None and torch.equal(detached, untracked)
+    pooled, indices = cf.max_pool2d(x.requires_grad_(), 2, return_indices=True)
+    assert pooled.grad_fn is not None
+    with torch.no_grad():
+        assert torch.equal(cf.max_pool2d(x, 2, return_indices=True)[1], indices)
