@@ -46,13 +46,18 @@ __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
-struct Coord {
-  int64_t n, c, h, w;
+template <typename Index>
+struct CoordOf {
+  Index n, c, h, w;
 };
+using Coord = CoordOf<int64_t>;
 
-// Splits a linear thread index over (n, c, h, w) with W or C varying fastest.
-__device__ __forceinline__ Coord unravel(int64_t i, int64_t channels, int64_t height,
-                                         int64_t width, bool channels_last) {
+// Splits a linear thread index over (n, c, h, w) with W or C varying fastest. Index is
+// int64_t, or int32_t where the caller knows every index fits (32-bit division is several
+// times cheaper).
+template <typename Index>
+__device__ __forceinline__ CoordOf<Index> unravel(Index i, Index channels, Index height,
+                                                  Index width, bool channels_last) {
   if (channels_last) {
     return {i / (channels * width * height), i % channels, i / (channels * width) % height,
             i / channels % width};

@@ -2,36 +2,55 @@
 // threads take consecutive memory: W fastest for NCHW, C fastest for channels_last, where
 // a thread takes 16 bytes of channels when they divide evenly (vector loads and stores). The
 // backward pass gathers (each input element sums the outputs whose argmax it is), so it
-// needs no atomics and its sum is deterministic. NaN wins, as in PyTorch.
+// needs no atomics and its sum is deterministic. NaN wins, as in PyTorch. The strided
+// kernels index in 32 bits wherever the tensors allow.
 #include "device_math.cuh"
 #include "launchers.h"
 
 namespace classic_ops::cuda {
 namespace {
 
-__device__ __forceinline__ int64_t offset(const Strides4& s, int64_t n, int64_t c, int64_t h,
-                                          int64_t w) {
-  return n * s.n + c * s.c + h * s.h + w * s.w;
-}
+// Element strides narrowed to Index (see unravel).
+template <typename Index>
+struct StridesOf {
+  Index n, c, h, w;
+  explicit StridesOf(const Strides4& s)
+      : n(static_cast<Index>(s.n)), c(static_cast<Index>(s.c)), h(static_cast<Index>(s.h)),
+        w(static_cast<Index>(s.w)) {}
+  __device__ __forceinline__ Index at(Index ni, Index ci, Index hi, Index wi) const {
+    return ni * n + ci * c + hi * h + wi * w;
+  }
+};
 
-template <typename T>
-__global__ void forward_kernel(const T* __restrict__ input, Strides4 in_strides,
+// The pooling geometry narrowed to Index.
+template <typename Index>
+struct PoolShape {
+  Index channels, in_h, in_w, out_h, out_w;
+  Index kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+  explicit PoolShape(const PoolGeometry& g)
+      : channels(g.channels), in_h(g.in_h), in_w(g.in_w), out_h(g.out_h), out_w(g.out_w),
+        kernel_h(g.kernel_h), kernel_w(g.kernel_w), stride_h(g.stride_h), stride_w(g.stride_w),
+        pad_h(g.pad_h), pad_w(g.pad_w), dilation_h(g.dilation_h), dilation_w(g.dilation_w) {}
+};
+
+template <typename T, typename Index>
+__global__ void forward_kernel(const T* __restrict__ input, StridesOf<Index> in_strides,
                                T* __restrict__ output, int64_t* __restrict__ indices,
-                               Strides4 out_strides, bool channels_last, PoolGeometry g) {
-  const int64_t total = g.batch * g.channels * g.out_h * g.out_w;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const Coord o = unravel(i, g.channels, g.out_h, g.out_w, channels_last);
-    int64_t h0 = o.h * g.stride_h - g.pad_h, w0 = o.w * g.stride_w - g.pad_w;
+                               StridesOf<Index> out_strides, bool channels_last, Index total,
+                               PoolShape<Index> g) {
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < total;
+       i += Index(gridDim.x) * blockDim.x) {
+    const CoordOf<Index> o = unravel(i, g.channels, g.out_h, g.out_w, channels_last);
+    Index h0 = o.h * g.stride_h - g.pad_h, w0 = o.w * g.stride_w - g.pad_w;
     while (h0 < 0) h0 += g.dilation_h;
     while (w0 < 0) w0 += g.dilation_w;
-    const int64_t h_end = min(o.h * g.stride_h - g.pad_h + (g.kernel_h - 1) * g.dilation_h + 1, g.in_h);
-    const int64_t w_end = min(o.w * g.stride_w - g.pad_w + (g.kernel_w - 1) * g.dilation_w + 1, g.in_w);
-    const T* in_plane = input + offset(in_strides, o.n, o.c, 0, 0);
+    const Index h_end = min(o.h * g.stride_h - g.pad_h + (g.kernel_h - 1) * g.dilation_h + 1, g.in_h);
+    const Index w_end = min(o.w * g.stride_w - g.pad_w + (g.kernel_w - 1) * g.dilation_w + 1, g.in_w);
+    const T* in_plane = input + in_strides.at(o.n, o.c, 0, 0);
     acc_t<T> best = -INFINITY;
-    int64_t best_at = h0 * g.in_w + w0;
-    for (int64_t ih = h0; ih < h_end; ih += g.dilation_h) {
-      for (int64_t iw = w0; iw < w_end; iw += g.dilation_w) {
+    Index best_at = h0 * g.in_w + w0;
+    for (Index ih = h0; ih < h_end; ih += g.dilation_h) {
+      for (Index iw = w0; iw < w_end; iw += g.dilation_w) {
         const acc_t<T> v = to_acc(in_plane[ih * in_strides.h + iw * in_strides.w]);
         if (v > best || isnan(v)) {
           best = v;
@@ -39,7 +58,7 @@ __global__ void forward_kernel(const T* __restrict__ input, Strides4 in_strides,
         }
       }
     }
-    const int64_t out_at = offset(out_strides, o.n, o.c, o.h, o.w);
+    const Index out_at = out_strides.at(o.n, o.c, o.h, o.w);
     output[out_at] = from_acc<T>(best);
     if (indices) indices[out_at] = best_at;
   }
@@ -95,33 +114,36 @@ __global__ void vector_channels_last_kernel(const T* __restrict__ input, T* __re
   }
 }
 
-template <typename T>
+template <typename T, typename Index>
 __global__ void grad_input_kernel(const T* __restrict__ grad_output,
-                                  const int64_t* __restrict__ indices, Strides4 out_strides,
-                                  T* __restrict__ grad_input, Strides4 in_strides,
-                                  bool channels_last, PoolGeometry g) {
-  const int64_t total = g.batch * g.channels * g.in_h * g.in_w;
-  const int64_t extent_h = (g.kernel_h - 1) * g.dilation_h + 1;
-  const int64_t extent_w = (g.kernel_w - 1) * g.dilation_w + 1;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const Coord x = unravel(i, g.channels, g.in_h, g.in_w, channels_last);
+                                  const int64_t* __restrict__ indices,
+                                  StridesOf<Index> out_strides, T* __restrict__ grad_input,
+                                  StridesOf<Index> in_strides, bool channels_last, Index total,
+                                  PoolShape<Index> g) {
+  const Index extent_h = (g.kernel_h - 1) * g.dilation_h + 1;
+  const Index extent_w = (g.kernel_w - 1) * g.dilation_w + 1;
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < total;
+       i += Index(gridDim.x) * blockDim.x) {
+    const CoordOf<Index> x = unravel(i, g.channels, g.in_h, g.in_w, channels_last);
     // Windows that can cover (x.h, x.w); the index comparison picks the right ones.
-    const int64_t oh_begin = x.h + g.pad_h < extent_h ? 0 : (x.h + g.pad_h - extent_h) / g.stride_h + 1;
-    const int64_t ow_begin = x.w + g.pad_w < extent_w ? 0 : (x.w + g.pad_w - extent_w) / g.stride_w + 1;
-    const int64_t oh_end = min((x.h + g.pad_h) / g.stride_h + 1, g.out_h);
-    const int64_t ow_end = min((x.w + g.pad_w) / g.stride_w + 1, g.out_w);
+    const Index oh_begin = x.h + g.pad_h < extent_h ? 0 : (x.h + g.pad_h - extent_h) / g.stride_h + 1;
+    const Index ow_begin = x.w + g.pad_w < extent_w ? 0 : (x.w + g.pad_w - extent_w) / g.stride_w + 1;
+    const Index oh_end = min((x.h + g.pad_h) / g.stride_h + 1, g.out_h);
+    const Index ow_end = min((x.w + g.pad_w) / g.stride_w + 1, g.out_w);
     const int64_t self = x.h * g.in_w + x.w;
     acc_t<T> acc = 0;
-    for (int64_t oh = oh_begin; oh < oh_end; ++oh) {
-      for (int64_t ow = ow_begin; ow < ow_end; ++ow) {
-        const int64_t at = offset(out_strides, x.n, x.c, oh, ow);
+    for (Index oh = oh_begin; oh < oh_end; ++oh) {
+      for (Index ow = ow_begin; ow < ow_end; ++ow) {
+        const Index at = out_strides.at(x.n, x.c, oh, ow);
         if (indices[at] == self) acc += to_acc(grad_output[at]);
       }
     }
-    grad_input[offset(in_strides, x.n, x.c, x.h, x.w)] = from_acc<T>(acc);
+    grad_input[in_strides.at(x.n, x.c, x.h, x.w)] = from_acc<T>(acc);
   }
 }
+
+// int32_t indexing when every element index (and a grid stride past it) fits.
+bool fits_int32(int64_t elements) { return elements < (int64_t{1} << 30); }
 
 }  // namespace
 
@@ -130,8 +152,17 @@ cudaError_t max_pool2d_forward(const T* input, Strides4 in_strides, T* output, i
                                Strides4 out_strides, bool channels_last, const PoolGeometry& g,
                                cudaStream_t stream) {
   const int64_t total = g.batch * g.channels * g.out_h * g.out_w;
-  forward_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
-      input, in_strides, output, indices, out_strides, channels_last, g);
+  auto launch = [&](auto index) {
+    using Index = decltype(index);
+    forward_kernel<T, Index><<<blocks_for(total), kThreads, 0, stream>>>(
+        input, StridesOf<Index>(in_strides), output, indices, StridesOf<Index>(out_strides),
+        channels_last, static_cast<Index>(total), PoolShape<Index>(g));
+  };
+  if (fits_int32(g.batch * g.channels * g.in_h * g.in_w) && fits_int32(total)) {
+    launch(int32_t{});
+  } else {
+    launch(int64_t{});
+  }
   return cudaGetLastError();
 }
 
@@ -149,8 +180,18 @@ cudaError_t max_pool2d_grad_input(const T* grad_output, const int64_t* indices,
                                   Strides4 out_strides, T* grad_input, Strides4 in_strides,
                                   bool channels_last, const PoolGeometry& g, cudaStream_t stream) {
   const int64_t total = g.batch * g.channels * g.in_h * g.in_w;
-  grad_input_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
-      grad_output, indices, out_strides, grad_input, in_strides, channels_last, g);
+  auto launch = [&](auto index) {
+    using Index = decltype(index);
+    grad_input_kernel<T, Index><<<blocks_for(total), kThreads, 0, stream>>>(
+        grad_output, indices, StridesOf<Index>(out_strides), grad_input,
+        StridesOf<Index>(in_strides), channels_last, static_cast<Index>(total),
+        PoolShape<Index>(g));
+  };
+  if (fits_int32(total) && fits_int32(g.batch * g.channels * g.out_h * g.out_w)) {
+    launch(int32_t{});
+  } else {
+    launch(int64_t{});
+  }
   return cudaGetLastError();
 }
 
