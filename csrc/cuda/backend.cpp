@@ -267,6 +267,27 @@ void max_pool_grad_input(const at::Tensor& grad_output, const at::Tensor& indice
   });
 }
 
+// The implicit-GEMM kernels for a convolution, indexed by whether its grad_input and its
+// grad_weight can run on tensor cores too (else the direct kernels take them).
+struct GemmKernels {
+  ConvKernels with_backward[2][2];
+};
+
+GemmKernels gemm_kernels(decltype(ConvKernels::forward) forward,
+                         decltype(ConvKernels::forward_relu) forward_relu,
+                         decltype(ConvKernels::grad_input) grad_input,
+                         decltype(ConvKernels::grad_weight) grad_weight) {
+  GemmKernels kernels;
+  for (const bool gemm_grad_input : {false, true}) {
+    for (const bool gemm_grad_weight : {false, true}) {
+      kernels.with_backward[gemm_grad_input][gemm_grad_weight] = {
+          at::MemoryFormat::ChannelsLast, forward, gemm_grad_input ? grad_input : conv_grad_input,
+          gemm_grad_weight ? grad_weight : conv_grad_weight, forward_relu};
+    }
+  }
+  return kernels;
+}
+
 // Tensor-core implicit GEMM for dense and 1x1 convolutions (in channels padded to whole
 // vectors where needed), its backward passes where they apply; row segments or
 // shared-memory tiles (NCHW) or channel vectors (channels_last) for depthwise; the direct kernel, which
@@ -275,30 +296,12 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                at::MemoryFormat input_format) {
   constexpr auto nchw = at::MemoryFormat::Contiguous, cl = at::MemoryFormat::ChannelsLast;
   static const ConvKernels direct = {nchw, conv_forward, conv_grad_input, conv_grad_weight};
-  // [grad_input on tensor cores][grad_weight on tensor cores], in channels as they are
-  constexpr auto gemm_kernels = [](auto forward, auto forward_relu, auto grad_input,
-                                   auto grad_weight) {
-    return ConvKernels{cl, forward, grad_input, grad_weight, forward_relu};
-  };
-  static const ConvKernels gemm[2][2] = {
-      {gemm_kernels(implicit_gemm_forward<false>, implicit_gemm_forward<true>, conv_grad_input,
-                    conv_grad_weight),
-       gemm_kernels(implicit_gemm_forward<false>, implicit_gemm_forward<true>, conv_grad_input,
-                    implicit_gemm_grad_weight)},
-      {gemm_kernels(implicit_gemm_forward<false>, implicit_gemm_forward<true>,
-                    implicit_gemm_grad_input, conv_grad_weight),
-       gemm_kernels(implicit_gemm_forward<false>, implicit_gemm_forward<true>,
-                    implicit_gemm_grad_input, implicit_gemm_grad_weight)}};
-  // the same with the in channels zero-padded to whole vectors
-  static const ConvKernels padded_gemm[2][2] = {
-      {gemm_kernels(padded_implicit_gemm_forward<false>, padded_implicit_gemm_forward<true>,
-                    conv_grad_input, conv_grad_weight),
-       gemm_kernels(padded_implicit_gemm_forward<false>, padded_implicit_gemm_forward<true>,
-                    conv_grad_input, padded_implicit_gemm_grad_weight)},
-      {gemm_kernels(padded_implicit_gemm_forward<false>, padded_implicit_gemm_forward<true>,
-                    padded_implicit_gemm_grad_input, conv_grad_weight),
-       gemm_kernels(padded_implicit_gemm_forward<false>, padded_implicit_gemm_forward<true>,
-                    padded_implicit_gemm_grad_input, padded_implicit_gemm_grad_weight)}};
+  static const GemmKernels gemm =
+      gemm_kernels(implicit_gemm_forward<false>, implicit_gemm_forward<true>,
+                   implicit_gemm_grad_input, implicit_gemm_grad_weight);
+  static const GemmKernels padded_gemm =
+      gemm_kernels(padded_implicit_gemm_forward<false>, padded_implicit_gemm_forward<true>,
+                   padded_implicit_gemm_grad_input, padded_implicit_gemm_grad_weight);
   static const ConvKernels depthwise_vectors = {cl, depthwise_channels_last_forward,
                                                 conv_grad_input, conv_grad_weight};
   static const ConvKernels depthwise_nchw = {nchw, depthwise_nchw_forward, conv_grad_input,
@@ -316,8 +319,8 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   const ConvGeometry padded = with_in_channels(g, whole_vectors_of(g.in_channels, dtype));
   if (cuda::implicit_gemm_fits(padded, element_bytes)) {
     return (padded.in_channels == g.in_channels ? gemm : padded_gemm)
-        [implicit_gemm_serves_grad_input(padded, dtype)]
-        [cuda::implicit_gemm_grad_weight_fits(padded, element_bytes)];
+        .with_backward[implicit_gemm_serves_grad_input(padded, dtype)]
+                      [cuda::implicit_gemm_grad_weight_fits(padded, element_bytes)];
   }
   return direct;
 }
