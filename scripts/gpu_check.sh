@@ -3,7 +3,8 @@
 # build for sm_90, run the CUDA tests (a compute-sanitizer memcheck over a small subset
 # included), run the CUDA benchmark suites, write logs and JSON under $OUT, and print a
 # short summary table last. Sized to finish inside 8 minutes (about 6 here).
-#   OUT=/tmp/out scripts/gpu_check.sh
+#   OUT=/tmp/out [DEADLINE_S=400] [PACK_OUT=1] scripts/gpu_check.sh
+# DEADLINE_S: seconds from the start after which no benchmark starts; PACK_OUT: see the end.
 # A Python package the machine turns out to lack can travel as a wheel in .whl/ at the
 # repository root; it is installed from there, offline.
 set -uo pipefail
@@ -82,3 +83,10 @@ for path in sorted(glob.glob(os.path.join(out, "bench_*.json"))):
                   f"{m['geomean_speedup']:7.2f}x {100 * best:10.1f}%")
 print(f"build exit {build_rc}, CUDA tests exit {tests_rc}, memcheck exit {memcheck_rc}")
 PY
+
+# PACK_OUT=1: leave one archive (logs.tgz) and this run's console log in $OUT, for machines
+# that hand back only a few files.
+if [ "${PACK_OUT:-0}" = 1 ]; then
+  (cd "$out" && tar czf ../gpu_check_logs.tgz . && mv ../gpu_check_logs.tgz logs.tgz &&
+   find . -type f ! -name logs.tgz ! -name gpu_check.log -delete)
+fi
