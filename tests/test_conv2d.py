@@ -290,3 +290,20 @@ def test_relu_option_is_relu_of_the_convolution(name, channels_last, dtype, devi
     want.backward(grad)
     for got, expected in zip(leaves, plain):
         torch.testing.assert_close(got.grad, expected.grad, **tolerances(dtype))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("kernel, channels", [(3, 16), (3, 20), (5, 24)])
+def test_depthwise_full_channel_blocks_match_native(kernel, channels, stride, channels_last, cpu_path):
+    # The grid's depthwise cases have fewer than 8 channels; these reach the AVX2 kernels'
+    # whole 8-channel blocks and their compiled-in 3-wide windows, borders included.
+    torch.manual_seed(kernel * channels + stride)
+    x = torch.randn(2, channels, 13, 21)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(channels, 1, kernel, kernel)
+    b = torch.randn(channels)
+    got = cf.depthwise_conv2d(x, w, b, stride=stride, padding=kernel // 2)
+    want = F.conv2d(x, w, b, stride=stride, padding=kernel // 2, groups=channels)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -83,8 +83,10 @@ __attribute__((target("avx2,fma"))) void pixels(const float* in, const float* w,
 }
 
 // The fast case: P pixels whose windows lie inside the input rows `rows` and all columns,
-// full blocks of eight channels; no bounds checks, no masks.
-template <int P>
+// full blocks of eight channels; no bounds checks, no masks. kWindow > 0 compiles in a
+// window kWindow wide with stride kStride and no dilation: each input vector of a row is
+// then loaded once and serves every pixel whose window covers it.
+template <int P, int kWindow = 0, int kStride = 0>
 __attribute__((target("avx2,fma"))) void interior_pixels(const float* in, const float* w,
                                                          const float* bias, float* out,
                                                          const ConvGeometry& g, int64_t n,
@@ -103,11 +105,24 @@ __attribute__((target("avx2,fma"))) void interior_pixels(const float* in, const 
       const int64_t ih = oh * g.stride_h - g.pad_h + r * g.dilation_h;
       const float* x = in_first + ih * g.in_w * channels + c;
       const float* wr = w + r * g.kernel_w * channels + c;
-      for (int64_t s = 0; s < g.kernel_w; ++s) {
-        const __m256 wv = _mm256_loadu_ps(wr + s * channels);
+      if constexpr (kWindow > 0) {
+        constexpr int kColumns = (P - 1) * kStride + kWindow;
+        __m256 column[kColumns];
+#pragma GCC unroll 16
+        for (int j = 0; j < kColumns; ++j) column[j] = _mm256_loadu_ps(x + j * channels);
+#pragma GCC unroll 8
+        for (int s = 0; s < kWindow; ++s) {
+          const __m256 wv = _mm256_loadu_ps(wr + s * channels);
 #pragma GCC unroll 4
-        for (int p = 0; p < P; ++p) {
-          acc[p] = _mm256_fmadd_ps(_mm256_loadu_ps(x + p * pixel_step + s * tap_step), wv, acc[p]);
+          for (int p = 0; p < P; ++p) acc[p] = _mm256_fmadd_ps(column[p * kStride + s], wv, acc[p]);
+        }
+      } else {
+        for (int64_t s = 0; s < g.kernel_w; ++s) {
+          const __m256 wv = _mm256_loadu_ps(wr + s * channels);
+#pragma GCC unroll 4
+          for (int p = 0; p < P; ++p) {
+            acc[p] = _mm256_fmadd_ps(_mm256_loadu_ps(x + p * pixel_step + s * tap_step), wv, acc[p]);
+          }
         }
       }
     }
@@ -126,8 +141,16 @@ void run_row(const float* in, const float* w, const float* bias, float* out, con
   const int64_t full_channels = g.in_channels / kLanes * kLanes;
   int64_t ow = 0;
   for (; ow < first; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows);
+  // MobileNet's windows: 3 wide, stride 1 or 2, no dilation.
+  const bool three_wide = g.kernel_w == 3 && g.dilation_w == 1;
   for (; ow + kPixels <= last; ow += kPixels) {
-    interior_pixels<kPixels>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
+    if (three_wide && g.stride_w == 1) {
+      interior_pixels<kPixels, 3, 1>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
+    } else if (three_wide && g.stride_w == 2) {
+      interior_pixels<kPixels, 3, 2>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
+    } else {
+      interior_pixels<kPixels>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
+    }
   }
   for (; ow < last; ++ow) interior_pixels<1>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
   for (; ow < g.out_w; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows);
