@@ -7,12 +7,11 @@ namespace {
 constexpr at::MemoryFormat kNCHW = at::MemoryFormat::Contiguous;
 
 // The AVX2 grad_input where it applies, else the route's reference kernel.
-template <decltype(cpu::grouped_conv2d_grad_input)* reference>
+template <decltype(cpu::dense_conv2d_grad_input_avx2)* avx2,
+          decltype(cpu::grouped_conv2d_grad_input)* reference>
 void grad_input_avx2_or(const at::Tensor& grad_output, const at::Tensor& weight,
                         const at::Tensor& grad_input, const ConvGeometry& g) {
-  if (!cpu::dense_conv2d_grad_input_avx2(grad_output, weight, grad_input, g)) {
-    reference(grad_output, weight, grad_input, g);
-  }
+  if (!avx2(grad_output, weight, grad_input, g)) reference(grad_output, weight, grad_input, g);
 }
 
 const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::ScalarType dtype,
@@ -29,19 +28,23 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                         cpu::pointwise_conv2d_grad_weight};
   static const ConvKernels dense_avx2 = {at::MemoryFormat::ChannelsLast,
                                          cpu::dense_conv2d_forward_avx2,
-                                         grad_input_avx2_or<cpu::grouped_conv2d_grad_input>,
+                                         grad_input_avx2_or<cpu::dense_conv2d_grad_input_avx2,
+                                                            cpu::grouped_conv2d_grad_input>,
                                          cpu::dense_conv2d_grad_weight_avx2};
+  constexpr auto depthwise_grad_input =
+      grad_input_avx2_or<cpu::depthwise_conv2d_grad_input_avx2, cpu::grouped_conv2d_grad_input>;
   static const ConvKernels depthwise_avx2 = {at::MemoryFormat::ChannelsLast,
                                              cpu::depthwise_conv2d_forward_avx2,
-                                             cpu::grouped_conv2d_grad_input,
-                                             cpu::grouped_conv2d_grad_weight};
+                                             depthwise_grad_input,
+                                             cpu::depthwise_conv2d_grad_weight_nchw_avx2};
   static const ConvKernels pointwise_avx2 = {at::MemoryFormat::ChannelsLast,
                                              cpu::dense_conv2d_forward_avx2,
-                                             grad_input_avx2_or<cpu::pointwise_conv2d_grad_input>,
+                                             grad_input_avx2_or<cpu::dense_conv2d_grad_input_avx2,
+                                                                cpu::pointwise_conv2d_grad_input>,
                                              cpu::dense_conv2d_grad_weight_avx2};
   static const ConvKernels depthwise_nchw_avx2 = {kNCHW, cpu::depthwise_conv2d_forward_nchw_avx2,
-                                                  cpu::grouped_conv2d_grad_input,
-                                                  cpu::grouped_conv2d_grad_weight};
+                                                  depthwise_grad_input,
+                                                  cpu::depthwise_conv2d_grad_weight_nchw_avx2};
   // 1x1 over NCHW: a matrix product over the planes as they are, without transposes.
   static const ConvKernels pointwise_nchw_avx2 = {kNCHW, cpu::pointwise_conv2d_forward_avx2,
                                                   pointwise_avx2.grad_input,

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../grad_input_as_forward.h"
 #include "conv_taps.h"
 #include "kernels.h"
 
@@ -200,6 +201,16 @@ __attribute__((target("avx2"))) void split_phases(const float* line, const Phase
     for (int64_t x = 0; x < p.length; ++x) out[q * p.length + x] = line[x * p.phases + q];
 }
 
+// Where tap s of output column 0 reads, within a padded scratch row.
+std::vector<int64_t> columns_of_taps(const ConvGeometry& g, const PhasePlane& p) {
+  std::vector<int64_t> columns(g.kernel_w);
+  for (int64_t s = 0; s < g.kernel_w; ++s) {
+    const int64_t tap = s * g.dilation_w;
+    columns[s] = tap % p.phases * p.length + tap / p.phases;
+  }
+  return columns;
+}
+
 // Copies input plane `in` into the phase-split scratch. The caller zeroes `scratch` and
 // `line` (room for one padded row) once: the padding is never written, so it stays zero
 // from plane to plane.
@@ -279,6 +290,28 @@ __attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const 
   }
 }
 
+// sum over the output plane of grad_output * the input under one tap; `x` is the tap's
+// scratch position for output (0, 0), `x_row_step` the scratch step between output rows.
+__attribute__((target("avx2,fma"))) float tap_gradient(const float* grad_output, const float* x,
+                                                       int64_t x_row_step, const ConvGeometry& g) {
+  const int64_t full = g.out_w / kLanes * kLanes;
+  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(g.out_w - full)),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t oh = 0; oh < g.out_h; ++oh, grad_output += g.out_w, x += x_row_step) {
+    for (int64_t ow = 0; ow < full; ow += kLanes) {
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(grad_output + ow), _mm256_loadu_ps(x + ow), acc);
+    }
+    if (full < g.out_w) {  // both masked: an infinite input past the row must not meet a 0
+      acc = _mm256_fmadd_ps(_mm256_maskload_ps(grad_output + full, tail),
+                            _mm256_maskload_ps(x + full, tail), acc);
+    }
+  }
+  const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+  return _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
+}
+
 }  // namespace
 
 void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tensor& weight,
@@ -292,11 +325,7 @@ void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tenso
   const int64_t multiplier = g.out_channels_per_group(), taps = g.kernel_h * g.kernel_w;
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   const bool three_by_three = g.kernel_h == 3 && g.kernel_w == 3;
-  std::vector<int64_t> column_of_tap(g.kernel_w);
-  for (int64_t s = 0; s < g.kernel_w; ++s) {
-    const int64_t tap = s * g.dilation_w;
-    column_of_tap[s] = tap % p.phases * p.length + tap / p.phases;
-  }
+  const std::vector<int64_t> column_of_tap = columns_of_taps(g, p);
   at::parallel_for(0, g.batch * g.in_channels, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> line(p.row_floats()), scratch(p.rows * p.row_floats());
     for (int64_t plane = begin; plane < end; ++plane) {
@@ -313,6 +342,50 @@ void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tenso
       }
     }
   });
+}
+
+void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const at::Tensor& input,
+                                            const at::Tensor& grad_weight, const ConvGeometry& g) {
+  // Per input channel (so no two tasks write one filter): its planes, one image at a time,
+  // into the same phase-split scratch as the forward pass; then per filter tap a dot product
+  // of grad_output with the input under the tap.
+  const float* gy = grad_output.const_data_ptr<float>();
+  const float* in = input.const_data_ptr<float>();
+  float* gw = grad_weight.mutable_data_ptr<float>();
+  const PhasePlane p = phase_plane(g);
+  const int64_t multiplier = g.out_channels_per_group(), taps = g.kernel_h * g.kernel_w;
+  const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  const std::vector<int64_t> column_of_tap = columns_of_taps(g, p);
+  const int64_t width = p.row_floats();
+  at::parallel_for(0, g.in_channels, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> line(width), scratch(p.rows * width);
+    for (int64_t c = begin; c < end; ++c) {
+      std::fill_n(gw + c * multiplier * taps, multiplier * taps, 0.0f);
+      for (int64_t n = 0; n < g.batch; ++n) {
+        fill_phase_plane(in + (n * g.in_channels + c) * in_plane, g, p, line.data(), scratch.data());
+        for (int64_t k = c * multiplier; k < (c + 1) * multiplier; ++k) {
+          const float* gy_k = gy + (n * g.out_channels + k) * out_plane;
+          for (int64_t r = 0; r < g.kernel_h; ++r) {
+            for (int64_t s = 0; s < g.kernel_w; ++s) {
+              const float* x = scratch.data() + r * g.dilation_h * width + column_of_tap[s];
+              gw[k * taps + r * g.kernel_w + s] += tap_gradient(gy_k, x, g.stride_h * width, g);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+bool depthwise_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
+                                      const at::Tensor& grad_input, const ConvGeometry& g) {
+  // With one filter per channel, swapping channel axes changes nothing: grad_input is the
+  // depthwise forward convolution of the spread grad_output with the flipped filters.
+  if (g.out_channels != g.in_channels || !grad_input_as_forward_applies(g)) return false;
+  depthwise_conv2d_forward_nchw_avx2(spread_by_stride(grad_output, g, at::MemoryFormat::Contiguous),
+                                     weight.flip({2, 3}).contiguous(), at::Tensor(), grad_input,
+                                     stride1_grad_input_as_forward(with_unit_stride(g)));
+  return true;
 }
 
 void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,

@@ -41,6 +41,16 @@ void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tenso
                                         const at::Tensor& bias, const at::Tensor& output,
                                         const ConvGeometry& g);
 
+// grad_weight of a depthwise float32 convolution (any multiplier) on AVX2/FMA over NCHW.
+void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const at::Tensor& input,
+                                            const at::Tensor& grad_weight, const ConvGeometry& g);
+
+// grad_input of a depthwise float32 convolution with channel multiplier 1 through the
+// NCHW forward kernel (grad_input_as_forward.h). Returns false, having done nothing,
+// where that does not apply.
+bool depthwise_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
+                                      const at::Tensor& grad_input, const ConvGeometry& g);
+
 // Depthwise float32 convolution with channel multiplier 1 on AVX2/FMA over channels_last
 // input and output.
 void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
