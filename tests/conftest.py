@@ -35,6 +35,19 @@ def exact_float32_convolutions():
     torch.backends.cudnn.allow_tf32 = previous
 
 
+def forward_and_grads(fn, tensors, grad_out):
+    """fn(*leaves) on fresh leaf copies of `tensors` (None stays None), and the gradients of
+    each non-None tensor for the output gradient `grad_out`: a tensor, or an int seed that
+    draws one of the output's shape, so that two calls get the same one."""
+    leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in tensors]
+    out = fn(*leaves)
+    if isinstance(grad_out, int):
+        gen = torch.Generator(device=out.device).manual_seed(grad_out)
+        grad_out = torch.randn(out.shape, dtype=out.dtype, device=out.device, generator=gen)
+    out.backward(grad_out)
+    return out, [t.grad for t in leaves if t is not None]
+
+
 def memory_format_of(t):
     if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import classic_ops.functional as cf
 from classic_ops import _C
 from classic_ops import nn as cnn
-from conftest import DEVICES, memory_format_of, tolerances
+from conftest import DEVICES, forward_and_grads, memory_format_of, tolerances
 
 KERNELS = [(1, 1), (2, 2), (3, 3), (5, 5), (7, 7), (11, 11), (1, 3), (3, 1), (2, 5), (5, 3)]
 PADDINGS = [0, 1, 2, 3, (1, 2), "same", "valid"]
@@ -108,24 +108,13 @@ def _inputs(case, dtype, device):
     return x, w, b
 
 
-def _forward_and_grads(fn, x, w, b, grad_out_seed):
-    leaves = [t.detach().clone().requires_grad_() for t in (x, w)]
-    bias = b.detach().clone().requires_grad_() if b is not None else None
-    out = fn(leaves[0], leaves[1], bias)
-    gen = torch.Generator(device=out.device).manual_seed(grad_out_seed)
-    grad_out = torch.randn(out.shape, dtype=out.dtype, device=out.device, generator=gen)
-    out.backward(grad_out)
-    grads = [leaves[0].grad, leaves[1].grad] + ([bias.grad] if bias is not None else [])
-    return out, grads
-
-
 def check_against_native(case, dtype, device, ours):
     torch.manual_seed(hash(str(case)) % 2**31)
     x, w, b = _inputs(case, dtype, device)
     kwargs = dict(stride=case.stride, padding=case.padding, dilation=case.dilation)
-    ref_out, ref_grads = _forward_and_grads(
-        lambda x, w, b: F.conv2d(x, w, b, groups=case.groups, **kwargs), x, w, b, 7)
-    out, grads = _forward_and_grads(lambda x, w, b: ours(x, w, b, kwargs), x, w, b, 7)
+    ref_out, ref_grads = forward_and_grads(
+        lambda x, w, b: F.conv2d(x, w, b, groups=case.groups, **kwargs), (x, w, b), 7)
+    out, grads = forward_and_grads(lambda x, w, b: ours(x, w, b, kwargs), (x, w, b), 7)
     tol = tolerances(dtype)
     torch.testing.assert_close(out, ref_out, **tol)
     assert memory_format_of(out) == memory_format_of(ref_out) or out.numel() == 0
@@ -279,17 +268,12 @@ def test_relu_option_is_relu_of_the_convolution(name, channels_last, dtype, devi
     w_shape = {1: (24, 16, 3, 3), "depthwise": (16, 1, 3, 3), "pointwise": (24, 16, 1, 1)}[kind]
     w = torch.randn(w_shape, device=device, dtype=dtype) / 6
     b = torch.randn(w_shape[0], device=device, dtype=dtype)
-    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
-    fused = fn(*leaves, True)
-    plain = [t.clone().requires_grad_() for t in (x, w, b)]
-    want = torch.relu(fn(*plain, False))
+    fused, fused_grads = forward_and_grads(lambda *t: fn(*t, True), (x, w, b), 5)
+    want, want_grads = forward_and_grads(lambda *t: torch.relu(fn(*t, False)), (x, w, b), 5)
     assert (want == 0).any() and (want > 0).any()
     torch.testing.assert_close(fused, want, **tolerances(dtype))
-    grad = torch.randn_like(want)
-    fused.backward(grad)
-    want.backward(grad)
-    for got, expected in zip(leaves, plain):
-        torch.testing.assert_close(got.grad, expected.grad, **tolerances(dtype))
+    for got, expected in zip(fused_grads, want_grads):
+        torch.testing.assert_close(got, expected, **tolerances(dtype))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

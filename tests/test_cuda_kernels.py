@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from classic_ops import functional as cf
-from conftest import HAS_CUDA, memory_format_of
+from conftest import HAS_CUDA, forward_and_grads, memory_format_of
 
 pytestmark = pytest.mark.skipif(not HAS_CUDA, reason="needs a GPU and a CUDA build")
 
@@ -28,21 +28,6 @@ def relative_error(got, want):
     assert got.shape == want.shape
     got, want = got.detach().double().cpu(), want.detach().double().cpu()
     return ((got - want).norm() / want.norm()).item()
-
-
-def _conv_in_float64(x, w, b, grad_out, **kwargs):
-    leaves = [t.detach().double().cpu().requires_grad_() if t is not None else None
-              for t in (x, w, b)]
-    out = F.conv2d(*leaves, **kwargs)
-    out.backward(grad_out.double().cpu())
-    return out, [t.grad for t in leaves if t is not None]
-
-
-def _ours_with_grads(fn, x, w, b, grad_out):
-    leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in (x, w, b)]
-    out = fn(*leaves)
-    out.backward(grad_out)
-    return out, [t.grad for t in leaves if t is not None]
 
 
 # (batch, in_channels, out_channels, height, width, kernel, stride, padding, dilation, bias)
@@ -75,8 +60,10 @@ def test_cuda_tensor_core_convolution_matches_float64(case, dtype, channels_last
     kwargs = dict(stride=stride, padding=padding, dilation=dilation)
     out_shape = F.conv2d(x[:1].float().cpu(), weight.float().cpu(), **kwargs).shape[1:]
     grad_out = torch.randn(n, *out_shape, device="cuda", dtype=dtype)
-    want, want_grads = _conv_in_float64(x, weight, bias, grad_out, **kwargs)
-    got, got_grads = _ours_with_grads(lambda *t: cf.conv2d(*t, **kwargs), x, weight, bias, grad_out)
+    want, want_grads = forward_and_grads(
+        lambda *t: F.conv2d(*t, **kwargs),
+        [t.double().cpu() if t is not None else None for t in (x, weight, bias)], grad_out.double().cpu())
+    got, got_grads = forward_and_grads(lambda *t: cf.conv2d(*t, **kwargs), (x, weight, bias), grad_out)
     assert got.dtype == dtype
     assert got.is_contiguous(memory_format=fmt)
     assert relative_error(got, want) < RELATIVE_ERROR[dtype]
