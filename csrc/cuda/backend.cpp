@@ -159,11 +159,16 @@ void implicit_gemm_grad_weight(const at::Tensor& grad_output, const at::Tensor& 
   grad_weight.copy_(grad_weight_krsc.permute({0, 3, 1, 2}));
 }
 
+// Elements of `dtype` in one 16-byte vector, the unit of the vector and cp.async kernels.
+int64_t vector_elements(at::ScalarType dtype) {
+  return 16 / static_cast<int64_t>(c10::elementSize(dtype));
+}
+
 // In-channel counts that are no multiple of a 16-byte vector (the 3 colours of a first
 // layer) are zero-padded up to one, on the input and the filter alike: the padded
 // channels add nothing to any sum.
 int64_t whole_vectors_of(int64_t channels, at::ScalarType dtype) {
-  const int64_t vec = 16 / static_cast<int64_t>(c10::elementSize(dtype));
+  const int64_t vec = vector_elements(dtype);
   return (channels + vec - 1) / vec * vec;
 }
 
@@ -233,7 +238,7 @@ void depthwise_channels_last_forward(const at::Tensor& input, const at::Tensor& 
 
 // Whether `channels` elements of `dtype` split into whole 16-byte vectors.
 bool splits_into_vectors(int64_t channels, at::ScalarType dtype) {
-  return dtype != at::kDouble && channels % (16 / static_cast<int64_t>(c10::elementSize(dtype))) == 0;
+  return dtype != at::kDouble && channels % vector_elements(dtype) == 0;
 }
 
 void max_pool_forward(const at::Tensor& input, const at::Tensor& output, const at::Tensor& indices,
