@@ -113,9 +113,11 @@ def test_max_pool2d_reduced_precision_is_exact(dtype, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_nan_and_infinity_follow_pytorch(device, channels_last, cpu_path):
-    # Wide rows, so that the vectorized inference kernels see NaN inside full vectors too.
-    x = torch.randn(2, 3, 9, 41, device=device)
+@pytest.mark.parametrize("width", [41, 13])
+def test_nan_and_infinity_follow_pytorch(device, channels_last, width, cpu_path):
+    # Wide rows put NaN inside full vectors of the vectorized kernels, narrow rows (fewer
+    # than eight outputs) inside their partial last vector.
+    x = torch.randn(2, 3, 9, width, device=device)
     x[0, 0, 1, 1] = float("nan")
     x[0, 0, 4, 17:19] = float("nan")
     x[0, 1, 2:5, 2:5] = float("-inf")

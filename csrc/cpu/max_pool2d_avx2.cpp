@@ -3,13 +3,17 @@
 // Inference (no indices), NCHW, runs separably: a horizontal pass takes each input row's
 // maxima over the kernel columns at output-column resolution, then a vertical pass takes
 // the maxima of those rows over the kernel rows, eight outputs per instruction (the
-// horizontal pass vectorizes strides 1 and 2 and runs other strides scalar).
+// horizontal pass vectorizes strides 1 and 2 and runs other strides scalar). Rows shorter
+// than eight, common in the late layers (14x14, 7x7 planes), run as one masked vector:
+// scalar code there is branchy, and on random data its mispredictions cost ten times the
+// arithmetic.
 // channels_last takes eight channels per instruction.
 //
 // With indices, NCHW, strides 1 and 2: eight neighbouring outputs per instruction scan
 // their windows together over a -inf padded copy of the plane, carrying value and index
 // vectors, in the same order as the scalar kernel (so ties and NaNs pick the same index);
-// outputs whose window starts in the left padding, and the last few of a row, run scalar.
+// outputs whose window starts in the left padding run scalar, and the last few of a row
+// as one vector whose extra lanes are dropped.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -32,7 +36,37 @@ __attribute__((target("avx2"))) inline __m256 nan_max(__m256 a, __m256 b) {
   return _mm256_blendv_ps(larger, a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
 }
 
-inline float nan_max(float a, float b) { return (b > a || std::isnan(b)) ? b : a; }
+// The same on one float, without the branch a comparison compiles to.
+__attribute__((target("avx2"))) inline float nan_max(float a, float b) {
+  return _mm_cvtss_f32(_mm256_castps256_ps128(
+      nan_max(_mm256_castps128_ps256(_mm_set_ss(a)), _mm256_castps128_ps256(_mm_set_ss(b)))));
+}
+
+// Lanes [0, n) of a vector, n <= 8, as a mask for maskload/maskstore.
+__attribute__((target("avx2"))) inline __m256i first_lanes(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Stores the first n <= 8 lanes of v. Not with maskstore: AMD's Zen cores microcode it,
+// and it would cost more than the scalar stores.
+__attribute__((target("avx2"))) inline void store_first(float* dst, __m256 v, int64_t n) {
+  if (n == 8) {
+    _mm256_storeu_ps(dst, v);
+    return;
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, v);
+  for (int64_t j = 0; j < n; ++j) dst[j] = lanes[j];
+}
+
+// dst[j] = src[j], j < n, inline: rows of a late layer are a few dozen bytes, where a call
+// to memmove costs more than the copy.
+__attribute__((target("avx2"))) void copy_row(const float* src, int64_t n, float* dst) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, _mm256_loadu_ps(src + j));
+  for (; j < n; ++j) dst[j] = src[j];
+}
 
 // Eight elements src[0], src[stride], ..., src[7 * stride] for stride 1 or 2.
 __attribute__((target("avx2"))) inline __m256 load_strided(const float* src, int64_t stride) {
@@ -42,27 +76,29 @@ __attribute__((target("avx2"))) inline __m256 load_strided(const float* src, int
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(evens), _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
-// out[j] = max over k of row[j * stride + k * dilation], j < n, for a row already padded
-// with -inf.
+// out[j] = max over k of row[j * stride + k * dilation], j < n, for a row padded with -inf
+// and readable 15 floats past the last tap of output n - 1 (the last vector's loads). For
+// strides 1 and 2 whole vectors are stored: out must hold n rounded up to 8.
 __attribute__((target("avx2"))) void row_maxima(const float* row, int64_t n, int64_t stride,
                                                 int64_t kernel, int64_t dilation, float* out) {
-  int64_t j = 0;
   if (stride <= 2) {
-    for (; j + 8 <= n; j += 8) {
+    for (int64_t j = 0; j < n; j += 8) {
       __m256 best = _mm256_set1_ps(kMinusInf);
       for (int64_t k = 0; k < kernel; ++k) {
         best = nan_max(best, load_strided(row + j * stride + k * dilation, stride));
       }
       _mm256_storeu_ps(out + j, best);
     }
+    return;
   }
-  for (; j < n; ++j) {
+  for (int64_t j = 0; j < n; ++j) {
     float best = kMinusInf;
     for (int64_t k = 0; k < kernel; ++k) best = nan_max(best, row[j * stride + k * dilation]);
     out[j] = best;
   }
 }
 
+// out[j] = max over r of rows[r][j], j < n; reads nothing past rows[r][n - 1].
 __attribute__((target("avx2"))) void column_maxima(const float* const* rows, int64_t count,
                                                    int64_t n, float* out) {
   int64_t j = 0;
@@ -71,10 +107,11 @@ __attribute__((target("avx2"))) void column_maxima(const float* const* rows, int
     for (int64_t r = 0; r < count; ++r) best = nan_max(best, _mm256_loadu_ps(rows[r] + j));
     _mm256_storeu_ps(out + j, best);
   }
-  for (; j < n; ++j) {
-    float best = kMinusInf;
-    for (int64_t r = 0; r < count; ++r) best = nan_max(best, rows[r][j]);
-    out[j] = best;
+  if (j < n) {
+    const __m256i mask = first_lanes(n - j);
+    __m256 best = _mm256_set1_ps(kMinusInf);
+    for (int64_t r = 0; r < count; ++r) best = nan_max(best, _mm256_maskload_ps(rows[r] + j, mask));
+    store_first(out + j, best, n - j);
   }
 }
 
@@ -82,29 +119,39 @@ void forward_planes(const at::Tensor& input, const at::Tensor& output, const Poo
   const float* in = input.const_data_ptr<float>();
   float* out = output.mutable_data_ptr<float>();
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
-  // The padded row must reach the last tap of the last output, plus 8 floats of slack
-  // for the stride-2 loads that read 16 floats to keep 8.
+  // The padded row must reach the last tap of the last output, plus the 15 floats that
+  // row_maxima's last vector reads beyond it.
   const int64_t reach = (g.out_w - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1;
   const int64_t padded_w = std::max(reach, g.pad_w + g.in_w) + 16;
+  // Both passes run whole vectors into scratch with 8 floats of slack; only the finished
+  // output plane is copied out with a scalar tail.
+  const int64_t out_w_vectors = (g.out_w + 7) / 8 * 8;
   at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> padded(padded_w, kMinusInf);
-    std::vector<float> row_max(g.in_h * g.out_w);
+    // The whole plane is copied before any row is read: reading a row right after copying
+    // it stalls each vector load on the copy's smaller stores (store forwarding fails).
+    std::vector<float> padded(g.in_h * padded_w, kMinusInf);
+    std::vector<float> row_max(g.in_h * g.out_w + 8);
+    std::vector<float> plane_max(out_plane + 8);
     std::vector<const float*> window_rows(g.kernel_h);
     for (int64_t plane = begin; plane < end; ++plane) {
       const float* src = in + plane * in_plane;
       for (int64_t ih = 0; ih < g.in_h; ++ih) {
-        std::copy_n(src + ih * g.in_w, g.in_w, padded.begin() + g.pad_w);
-        row_maxima(padded.data(), g.out_w, g.stride_w, g.kernel_w, g.dilation_w,
+        copy_row(src + ih * g.in_w, g.in_w, padded.data() + ih * padded_w + g.pad_w);
+      }
+      for (int64_t ih = 0; ih < g.in_h; ++ih) {
+        row_maxima(padded.data() + ih * padded_w, g.out_w, g.stride_w, g.kernel_w, g.dilation_w,
                    row_max.data() + ih * g.out_w);
       }
+      // In increasing oh: each row's last vector spills into the next row, computed later.
       for (int64_t oh = 0; oh < g.out_h; ++oh) {
         int64_t count = 0;
         for (int64_t kh = 0; kh < g.kernel_h; ++kh) {
           const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dilation_h;
           if (ih >= 0 && ih < g.in_h) window_rows[count++] = row_max.data() + ih * g.out_w;
         }
-        column_maxima(window_rows.data(), count, g.out_w, out + plane * out_plane + oh * g.out_w);
+        column_maxima(window_rows.data(), count, out_w_vectors, plane_max.data() + oh * g.out_w);
       }
+      copy_row(plane_max.data(), out_plane, out + plane * out_plane);
     }
   });
 }
@@ -177,7 +224,7 @@ void indexed_planes(const at::Tensor& input, const at::Tensor& output, const at:
   int64_t* idx = indices.mutable_data_ptr<int64_t>();
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   const int64_t reach = (g.out_w - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1;
-  const int64_t padded_w = std::max(reach, g.pad_w + g.in_w) + 16;  // + stride-2 load slack
+  const int64_t padded_w = std::max(reach, g.pad_w + g.in_w) + 16;  // + the last vector's reads
   // Outputs from `first_inside` on have windows that start at column 0 or later.
   const int64_t first_inside = std::min(g.out_w, (g.pad_w + g.stride_w - 1) / g.stride_w);
   at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
@@ -197,7 +244,13 @@ void indexed_planes(const at::Tensor& input, const at::Tensor& output, const at:
           indexed_block(padded.data(), padded_w, g, PoolWindow(g, oh, ow), out_p + o + ow,
                         idx_p + o + ow);
         }
-        for (; ow < g.out_w; ++ow) indexed_output(src, g, oh, ow, out_p + o + ow, idx_p + o + ow);
+        if (ow < g.out_w) {
+          float tail_out[8];
+          int64_t tail_idx[8];
+          indexed_block(padded.data(), padded_w, g, PoolWindow(g, oh, ow), tail_out, tail_idx);
+          std::copy_n(tail_out, g.out_w - ow, out_p + o + ow);
+          std::copy_n(tail_idx, g.out_w - ow, idx_p + o + ow);
+        }
       }
     }
   });
