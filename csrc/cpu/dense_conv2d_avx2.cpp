@@ -20,15 +20,57 @@ constexpr int kTilePixels = 6;      // output pixels along a row per microkernel
 constexpr int kTileBlocks = 2;      // channel blocks per microkernel call
 constexpr int kPackedLayout = 1;    // weight cache tag of the (K/8, R, S, C, 8) layout
 
-// (K, C, R, S) -> (ceil(K / 8), R, S, C, 8), output channels past K zero.
-at::Tensor pack_weight(const at::Tensor& weight) {
-  const int64_t k = weight.size(0), blocks = (k + kLanes - 1) / kLanes;
-  at::Tensor padded = at::zeros({blocks * kLanes, weight.size(1), weight.size(2), weight.size(3)},
-                                weight.options());
-  padded.narrow(0, 0, k).copy_(weight);
-  return padded.view({blocks, kLanes, weight.size(1), weight.size(2), weight.size(3)})
-      .permute({0, 3, 4, 2, 1})
-      .contiguous();
+// The weight as the microkernel reads it, (K, C, R, S) -> (ceil(K / 8), R, S, C, 8), output
+// channels past K zero. With `for_grad_input`, the weight of the forward convolution that
+// computes grad_input (stride1_grad_input_as_forward): channels swapped and taps flipped,
+// (C, K, R, S) -> (ceil(C / 8), R, S, K, 8). One pass over the weight either way: backward
+// packs on every call, and a large layer's weight (512x512x3x3: 9 MB) costs as much to
+// move as its convolution of a 7x7 plane.
+at::Tensor pack_weight(const at::Tensor& weight, bool for_grad_input) {
+  const int64_t k = weight.size(0), c = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  const int64_t out_ch = for_grad_input ? c : k, in_ch = for_grad_input ? k : c;
+  const int64_t blocks = (out_ch + kLanes - 1) / kLanes;
+  at::Tensor packed = at::empty({blocks, kh, kw, in_ch, kLanes}, weight.options());
+  const float* w = weight.const_data_ptr<float>();
+  float* dst = packed.mutable_data_ptr<float>();
+  at::parallel_for(0, blocks * in_ch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t block = task / in_ch, i = task % in_ch;
+      for (int64_t r = 0; r < kh; ++r) {
+        for (int64_t s = 0; s < kw; ++s) {
+          float* lanes = dst + (((block * kh + r) * kw + s) * in_ch + i) * kLanes;
+          for (int64_t lane = 0; lane < kLanes; ++lane) {
+            const int64_t o = block * kLanes + lane;
+            if (o >= out_ch) {
+              lanes[lane] = 0.0f;
+            } else if (for_grad_input) {
+              lanes[lane] = w[((i * c + o) * kh + kh - 1 - r) * kw + kw - 1 - s];
+            } else {
+              lanes[lane] = w[((o * c + i) * kh + r) * kw + s];
+            }
+          }
+        }
+      }
+    }
+  });
+  return packed;
+}
+
+// grad_weight (K, C, R, S) from the microkernel's sums (R, S, K, C): per output channel, a
+// transpose of R*S rows of C, each read sequentially (a permuting copy of a large layer's
+// 9 MB strides badly and cost more than the products).
+void unpack_tap_sums(const at::Tensor& sums, const at::Tensor& grad_weight) {
+  const int64_t k = grad_weight.size(0), c = grad_weight.size(1);
+  const int64_t taps = grad_weight.size(2) * grad_weight.size(3);
+  const float* src = sums.const_data_ptr<float>();
+  float* dst = grad_weight.mutable_data_ptr<float>();
+  at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      for (int64_t i = 0; i < c; ++i) {
+        for (int64_t t = 0; t < taps; ++t) dst[(o * c + i) * taps + t] = src[(t * k + o) * c + i];
+      }
+    }
+  });
 }
 
 // Where the microkernel reads and writes, in floats. The tile is P "pixels" (broadcast
@@ -112,22 +154,27 @@ const std::array<Microkernel, kTilePixels> kMicrokernels[kTileBlocks] = {
     microkernels_for<2>(std::make_integer_sequence<int, kTilePixels>{}),
 };
 
-// The input as NHWC with the padding materialized, so the microkernel needs no bounds checks.
-at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g) {
+// The input as NHWC with the padding materialized, so the microkernel needs no bounds checks,
+// followed by `slack` readable floats (for vector loads of a partial channel block).
+at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, int64_t slack = 0) {
   const at::Tensor nhwc = input.permute({0, 2, 3, 1});
-  if (g.pad_h == 0 && g.pad_w == 0) return nhwc.contiguous();
-  at::Tensor padded = at::zeros({g.batch, g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w, g.in_channels},
-                                input.options());
-  padded.narrow(1, g.pad_h, g.in_h).narrow(2, g.pad_w, g.in_w).copy_(nhwc);
-  return padded;
+  const bool padded = g.pad_h != 0 || g.pad_w != 0;
+  if (!padded && slack == 0) return nhwc.contiguous();
+  const int64_t h = g.in_h + 2 * g.pad_h, w = g.in_w + 2 * g.pad_w;
+  const int64_t count = g.batch * h * w * g.in_channels;
+  const at::Tensor buffer = padded ? at::zeros({count + slack}, input.options())
+                                   : at::empty({count + slack}, input.options());
+  at::Tensor x = buffer.narrow(0, 0, count).view({g.batch, h, w, g.in_channels});
+  x.narrow(1, g.pad_h, g.in_h).narrow(2, g.pad_w, g.in_w).copy_(nhwc);
+  return x;
 }
 
-void forward_dense(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
+// `packed` is the weight of this convolution as pack_weight lays it out.
+void forward_dense(const at::Tensor& input, const at::Tensor& packed, const at::Tensor& bias,
                    const at::Tensor& output, const ConvGeometry& g) {
   const at::Tensor x = padded_nhwc(input, g);
-  const at::Tensor packed = cached_pack(weight, kPackedLayout, pack_weight);
   const int64_t blocks = packed.size(0);
-  at::Tensor bias_padded = at::zeros({blocks * kLanes}, weight.options());
+  at::Tensor bias_padded = at::zeros({blocks * kLanes}, packed.options());
   if (bias.defined()) bias_padded.narrow(0, 0, g.out_channels).copy_(bias);
 
   const int64_t padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
@@ -218,9 +265,9 @@ bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tenso
                                   const at::Tensor& grad_input, const ConvGeometry& g) {
   if (!grad_input_as_forward_applies(g)) return false;
   constexpr auto cl = at::MemoryFormat::ChannelsLast;
-  const at::Tensor flipped = weight.flip({2, 3}).transpose(0, 1).contiguous();
   at::Tensor result = at::empty(grad_input.sizes(), grad_input.options(), cl);
-  forward_dense(spread_by_stride(grad_output, g, cl), flipped, at::Tensor(), result,
+  forward_dense(spread_by_stride(grad_output, g, cl), pack_weight(weight, /*for_grad_input=*/true),
+                at::Tensor(), result,
                 stride1_grad_input_as_forward(with_unit_stride(g)));
   grad_input.copy_(result);
   return true;
@@ -229,51 +276,69 @@ bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tenso
 void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
                                    const at::Tensor& grad_weight, const ConvGeometry& g) {
   // For each tap (r, s): grad_weight[:, :, r, s] = sum over output pixels of the pixel's
-  // input channels (shifted by the tap) times its grad_output channels. The microkernel
-  // runs it with 6 input channels as broadcast "pixels", 16 output channels as lane
-  // blocks, the output pixels of a row as reduction steps, accumulating over rows.
-  const at::Tensor x = padded_nhwc(input, g);
-  const int64_t k = g.out_channels, blocks = (k + kLanes - 1) / kLanes, kp = blocks * kLanes;
-  at::Tensor go = at::zeros({g.batch, g.out_h, g.out_w, kp}, grad_output.options());
-  go.narrow(3, 0, k).copy_(grad_output.permute({0, 2, 3, 1}));
-  at::Tensor sums = at::zeros({g.kernel_h, g.kernel_w, g.in_channels, kp}, grad_output.options());
+  // grad_output channels times its input channels (shifted by the tap). The microkernel
+  // runs it with 6 output channels as broadcast "pixels", 16 input channels as lane
+  // blocks, the output pixels of a row as reduction steps and a chunk of output rows as
+  // its kernel-row loop, so the sums stay in registers over the whole chunk. The sums
+  // come out as (R, S, K, C): a 1x1 convolution's grad_weight as it is.
+  const int64_t k = g.out_channels, c = g.in_channels;
+  const at::Tensor x = padded_nhwc(input, g, /*slack=*/kLanes);
+  const at::Tensor go = grad_output.permute({0, 2, 3, 1}).contiguous();
+  const bool one_tap = g.kernel_h == 1 && g.kernel_w == 1;
+  at::Tensor sums = one_tap ? grad_weight : at::empty({g.kernel_h, g.kernel_w, k, c}, grad_weight.options());
+  sums.zero_();
 
-  const int64_t c = g.in_channels, padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
-  const TileSteps st{/*pixel=*/1, /*tap_row=*/0, /*tap_col=*/0, /*x_step=*/g.stride_w * c,
-                     /*block=*/kLanes, /*w_tap=*/0, /*w_step=*/kp, /*out_pixel=*/kp,
-                     /*kernel_h=*/1, /*kernel_w=*/1, /*depth=*/g.out_w};
-  const int64_t channel_tiles = (c + kTilePixels - 1) / kTilePixels;
+  const int64_t padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
+  const int64_t x_row_floats = g.stride_h * padded_w * c, go_row_floats = g.out_w * k;
+  // Rows per chunk: the chunk's input and grad_output rows fit in about 256 KB of cache,
+  // reused by every tile of the thread.
+  const int64_t chunk_rows = std::max<int64_t>(1, (int64_t{64} << 10) / (x_row_floats + go_row_floats));
+  const int64_t channel_tiles = (k + kTilePixels - 1) / kTilePixels;
+  const int64_t blocks = (c + kLanes - 1) / kLanes;
   const int64_t block_pairs = (blocks + kTileBlocks - 1) / kTileBlocks;
+  const int last_lanes = static_cast<int>(c - (blocks - 1) * kLanes);
   const float* xp = x.const_data_ptr<float>();
   const float* gp = go.const_data_ptr<float>();
   float* sp = sums.mutable_data_ptr<float>();
   const int64_t tasks = g.kernel_h * g.kernel_w * channel_tiles * block_pairs;
+  // Each thread owns a range of output tiles and sweeps the rows once for all of them
+  // (row chunks outside, tiles inside): a sweep per tile would stream the whole input and
+  // grad_output once per tile.
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t pair = task % block_pairs, tile = task / block_pairs % channel_tiles;
-      const int64_t tap = task / (block_pairs * channel_tiles);
-      const int64_t r = tap / g.kernel_w, s = tap % g.kernel_w;
-      const int64_t c0 = tile * kTilePixels, k0 = pair * kTileBlocks * kLanes;
-      const int pixels = static_cast<int>(std::min<int64_t>(kTilePixels, c - c0));
-      const int nblocks = static_cast<int>(std::min<int64_t>(kTileBlocks, blocks - pair * kTileBlocks));
-      float* y = sp + (tap * c + c0) * kp + k0;
-      for (int64_t n = 0; n < g.batch; ++n) {
-        for (int64_t oh = 0; oh < g.out_h; ++oh) {
-          const float* x_row = xp + ((n * padded_h + oh * g.stride_h + r * g.dilation_h) * padded_w +
-                                     s * g.dilation_w) * c + c0;
-          const float* go_row = gp + (n * g.out_h + oh) * g.out_w * kp + k0;
-          kMicrokernels[nblocks - 1][pixels - 1](x_row, go_row, nullptr, y, st, kLanes);
+    for (int64_t n = 0; n < g.batch; ++n) {
+      for (int64_t oh0 = 0; oh0 < g.out_h; oh0 += chunk_rows) {
+        const TileSteps st{/*pixel=*/1, /*tap_row=*/go_row_floats, /*tap_col=*/0, /*x_step=*/k,
+                           /*block=*/kLanes, /*w_tap=*/x_row_floats, /*w_step=*/g.stride_w * c,
+                           /*out_pixel=*/c, /*kernel_h=*/std::min(chunk_rows, g.out_h - oh0),
+                           /*kernel_w=*/1, /*depth=*/g.out_w};
+        const float* go_rows = gp + (n * g.out_h + oh0) * go_row_floats;
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t pair = task % block_pairs, tile = task / block_pairs % channel_tiles;
+          const int64_t tap = task / (block_pairs * channel_tiles);
+          const int64_t r = tap / g.kernel_w, s = tap % g.kernel_w;
+          const int64_t k0 = tile * kTilePixels, block0 = pair * kTileBlocks;
+          const int pixels = static_cast<int>(std::min<int64_t>(kTilePixels, k - k0));
+          const int nblocks = static_cast<int>(std::min<int64_t>(kTileBlocks, blocks - block0));
+          const int tile_last_lanes = block0 + nblocks == blocks ? last_lanes : static_cast<int>(kLanes);
+          const float* x_rows = xp + ((n * padded_h + oh0 * g.stride_h + r * g.dilation_h) * padded_w +
+                                      s * g.dilation_w) * c + block0 * kLanes;
+          kMicrokernels[nblocks - 1][pixels - 1](go_rows + k0, x_rows, nullptr,
+                                                 sp + (tap * k + k0) * c + block0 * kLanes, st,
+                                                 tile_last_lanes);
         }
       }
     }
   });
-  grad_weight.copy_(sums.narrow(3, 0, k).permute({3, 2, 0, 1}));
+  if (!one_tap) unpack_tap_sums(sums, grad_weight);
 }
 
 void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& output,
                                const ConvGeometry& g) {
-  forward_dense(input, weight, bias, output, g);
+  const at::Tensor packed = cached_pack(weight, kPackedLayout, [](const at::Tensor& w) {
+    return pack_weight(w, /*for_grad_input=*/false);
+  });
+  forward_dense(input, packed, bias, output, g);
 }
 
 }  // namespace classic_ops::cpu
