@@ -19,6 +19,7 @@ constexpr int64_t kLanes = 8;       // output channels per ymm register: one cha
 constexpr int kTilePixels = 6;      // output pixels along a row per microkernel call
 constexpr int kTileBlocks = 2;      // channel blocks per microkernel call
 constexpr int kPackedLayout = 1;    // weight cache tag of the (K/8, R, S, C, 8) layout
+constexpr int64_t kShortRow = 16;   // rows shorter than this waste much of the 6-pixel tiles
 
 // The weight as the microkernel reads it, (K, C, R, S) -> (ceil(K / 8), R, S, C, 8), output
 // channels past K zero. With `for_grad_input`, the weight of the forward convolution that
@@ -27,29 +28,26 @@ constexpr int kPackedLayout = 1;    // weight cache tag of the (K/8, R, S, C, 8)
 // packs on every call, and a large layer's weight (512x512x3x3: 9 MB) costs as much to
 // move as its convolution of a 7x7 plane.
 at::Tensor pack_weight(const at::Tensor& weight, bool for_grad_input) {
-  const int64_t k = weight.size(0), c = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  const int64_t k = weight.size(0), c = weight.size(1), taps = weight.size(2) * weight.size(3);
   const int64_t out_ch = for_grad_input ? c : k, in_ch = for_grad_input ? k : c;
   const int64_t blocks = (out_ch + kLanes - 1) / kLanes;
-  at::Tensor packed = at::empty({blocks, kh, kw, in_ch, kLanes}, weight.options());
+  at::Tensor packed = at::empty({blocks, weight.size(2), weight.size(3), in_ch, kLanes}, weight.options());
   const float* w = weight.const_data_ptr<float>();
   float* dst = packed.mutable_data_ptr<float>();
+  // Where output channel o, input channel i, tap t (row-major over R, S) of the convolution
+  // the packed weight serves sits in `weight`; the flipped taps run backwards.
+  const int64_t o_step = for_grad_input ? taps : c * taps, i_step = for_grad_input ? c * taps : taps;
+  const int64_t t_first = for_grad_input ? taps - 1 : 0, t_step = for_grad_input ? -1 : 1;
   at::parallel_for(0, blocks * in_ch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t block = task / in_ch, i = task % in_ch;
-      for (int64_t r = 0; r < kh; ++r) {
-        for (int64_t s = 0; s < kw; ++s) {
-          float* lanes = dst + (((block * kh + r) * kw + s) * in_ch + i) * kLanes;
-          for (int64_t lane = 0; lane < kLanes; ++lane) {
-            const int64_t o = block * kLanes + lane;
-            if (o >= out_ch) {
-              lanes[lane] = 0.0f;
-            } else if (for_grad_input) {
-              lanes[lane] = w[((i * c + o) * kh + kh - 1 - r) * kw + kw - 1 - s];
-            } else {
-              lanes[lane] = w[((o * c + i) * kh + r) * kw + s];
-            }
-          }
-        }
+      const int64_t lanes = std::min(kLanes, out_ch - block * kLanes);
+      const float* src = w + block * kLanes * o_step + i * i_step + t_first;
+      float* out = dst + (block * taps * in_ch + i) * kLanes;
+      for (int64_t t = 0; t < taps; ++t, src += t_step, out += in_ch * kLanes) {
+        int64_t lane = 0;
+        for (; lane < lanes; ++lane) out[lane] = src[lane * o_step];
+        for (; lane < kLanes; ++lane) out[lane] = 0.0f;
       }
     }
   });
@@ -82,11 +80,30 @@ struct TileSteps {
   int64_t tap_col;    // x: from one kernel column to the next
   int64_t x_step;     // x: per reduction step
   int64_t block;      // w: from one lane block to the next
-  int64_t w_tap;      // w: from one kernel tap to the next
+  int64_t w_tap_row;  // w: from one kernel row to the next
+  int64_t w_tap_col;  // w: from one kernel column to the next
   int64_t w_step;     // w: per reduction step
   int64_t out_pixel;  // y: from one pixel to the next
   int64_t kernel_h, kernel_w, depth;
+  // Reduction steps outside the taps: where one step's coefficients for all taps lie
+  // together (a (K, C, R, S) weight read in place) rather than one tap's for all steps.
+  bool depth_outer = false;
 };
+
+// acc[p][b] += x[p * pixel] * w[b * block] for one tap and reduction step.
+template <int P, int B>
+__attribute__((target("avx2,fma"), always_inline)) inline void multiply_step(
+    __m256 (&acc)[P][B], const float* x, const float* w, int64_t pixel, int64_t block) {
+  __m256 wv[B];
+#pragma GCC unroll 2
+  for (int b = 0; b < B; ++b) wv[b] = _mm256_loadu_ps(w + b * block);
+#pragma GCC unroll 6
+  for (int p = 0; p < P; ++p) {
+    const __m256 xv = _mm256_broadcast_ss(x + p * pixel);
+#pragma GCC unroll 2
+    for (int b = 0; b < B; ++b) acc[p][b] = _mm256_fmadd_ps(xv, wv[b], acc[p][b]);
+  }
+}
 
 // y[p][b] = init + sum over taps and reduction steps of x * w, where init is `bias` (one
 // vector per block) or, when bias is null, y itself (accumulation). The last block holds
@@ -108,20 +125,28 @@ __attribute__((target("avx2,fma"))) void microkernel(const float* x, const float
       acc[p][b] = masked && !bias ? _mm256_maskload_ps(init, store_mask) : _mm256_loadu_ps(init);
     }
   }
-  for (int64_t r = 0; r < st.kernel_h; ++r) {
-    for (int64_t s = 0; s < st.kernel_w; ++s) {
-      const float* xs = x + r * st.tap_row + s * st.tap_col;
-      const float* ws = w + (r * st.kernel_w + s) * st.w_tap;
-      // Fully unrolled tile loops, so that the accumulators live in registers.
-      for (int64_t c = 0; c < st.depth; ++c) {
-        __m256 wv[B];
-#pragma GCC unroll 2
-        for (int b = 0; b < B; ++b) wv[b] = _mm256_loadu_ps(ws + b * st.block + c * st.w_step);
-#pragma GCC unroll 6
-        for (int p = 0; p < P; ++p) {
-          const __m256 xv = _mm256_broadcast_ss(xs + p * st.pixel + c * st.x_step);
-#pragma GCC unroll 2
-          for (int b = 0; b < B; ++b) acc[p][b] = _mm256_fmadd_ps(xv, wv[b], acc[p][b]);
+  // The tile loops are fully unrolled (multiply_step), so the accumulators live in
+  // registers; the steps are copied to locals, or they are reloaded at every step.
+  const int64_t pixel = st.pixel, block = st.block, x_step = st.x_step, w_step = st.w_step;
+  const int64_t tap_row = st.tap_row, tap_col = st.tap_col;
+  const int64_t w_tap_row = st.w_tap_row, w_tap_col = st.w_tap_col;
+  const int64_t kernel_h = st.kernel_h, kernel_w = st.kernel_w, depth = st.depth;
+  if (st.depth_outer) {
+    for (int64_t c = 0; c < depth; ++c, x += x_step, w += w_step) {
+      for (int64_t r = 0; r < kernel_h; ++r) {
+        for (int64_t s = 0; s < kernel_w; ++s) {
+          multiply_step<P, B>(acc, x + r * tap_row + s * tap_col, w + r * w_tap_row + s * w_tap_col,
+                              pixel, block);
+        }
+      }
+    }
+  } else {
+    for (int64_t r = 0; r < kernel_h; ++r) {
+      for (int64_t s = 0; s < kernel_w; ++s) {
+        const float* xs = x + r * tap_row + s * tap_col;
+        const float* ws = w + r * w_tap_row + s * w_tap_col;
+        for (int64_t c = 0; c < depth; ++c, xs += x_step, ws += w_step) {
+          multiply_step<P, B>(acc, xs, ws, pixel, block);
         }
       }
     }
@@ -181,7 +206,8 @@ void forward_dense(const at::Tensor& input, const at::Tensor& packed, const at::
   const int64_t c = g.in_channels;
   const TileSteps st{/*pixel=*/g.stride_w * c, /*tap_row=*/g.dilation_h * padded_w * c,
                      /*tap_col=*/g.dilation_w * c, /*x_step=*/1,
-                     /*block=*/g.kernel_h * g.kernel_w * c * kLanes, /*w_tap=*/c * kLanes,
+                     /*block=*/g.kernel_h * g.kernel_w * c * kLanes,
+                     /*w_tap_row=*/g.kernel_w * c * kLanes, /*w_tap_col=*/c * kLanes,
                      /*w_step=*/kLanes, /*out_pixel=*/g.out_channels, g.kernel_h, g.kernel_w,
                      /*depth=*/c};
   const int last_lanes = static_cast<int>(g.out_channels - (blocks - 1) * kLanes);
@@ -214,61 +240,189 @@ void forward_dense(const at::Tensor& input, const at::Tensor& packed, const at::
   });
 }
 
+// Stride-1 convolution over NCHW planes with the pixels of a plane as lanes: the NCHW
+// counterpart of forward_dense (which has channels as lanes), with no transposes and no
+// weight repacking, as the weight is broadcast from wherever its coefficients lie. The
+// input planes are zero-padded and flattened with their padded row width, so every tap is
+// one constant offset; each output row then carries (padded width - out_w) columns of
+// garbage, computed and dropped.
+struct PlanarWeight {
+  const float* base;  // coefficient (o, i, r, s) at base + o * out + i * in + r * row + s * col
+  int64_t out, in, row, col;
+};
+
+// The natural (K, C, R, S) weight of a forward convolution.
+PlanarWeight forward_weight(const at::Tensor& weight) {
+  const int64_t kh = weight.size(2), kw = weight.size(3);
+  return {weight.const_data_ptr<float>(), weight.size(1) * kh * kw, kh * kw, kw, 1};
+}
+
+// Zeroed planes (N, C, H, W), followed by `slack` zeroed floats.
+at::Tensor zero_planes(int64_t n, int64_t c, int64_t h, int64_t w, int64_t slack,
+                       const at::TensorOptions& options) {
+  const int64_t count = n * c * h * w;
+  return at::zeros({count + slack}, options).narrow(0, 0, count).view({n, c, h, w});
+}
+
+// Floats a tile may read past the last padded plane: the garbage columns of the last row
+// reach (kernel_w - 1) * dilation_w past it, a partial last lane block 7 more.
+int64_t planar_slack(const ConvGeometry& t) { return (t.kernel_w - 1) * t.dilation_w + kLanes; }
+
+// output (N, O, out_h, out_w) = conv(planes, weight) + bias for stride-1 geometry t, where
+// planes (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the padded input, followed by
+// planar_slack(t) readable floats.
+void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tensor& bias,
+                 const at::Tensor& output, const ConvGeometry& t) {
+  const int64_t padded_w = planes.size(3), in_plane = planes.size(2) * padded_w;
+  const int64_t o_count = t.out_channels, i_count = t.in_channels;
+  const int64_t positions = t.out_h * padded_w;
+  const bool direct = padded_w == t.out_w;
+  at::Tensor y = direct ? output : at::empty({t.batch, o_count, t.out_h, padded_w}, output.options());
+  if (bias.defined()) {
+    y.copy_(bias.view({1, o_count, 1, 1}).expand_as(y));
+  } else {
+    y.zero_();
+  }
+  const TileSteps st{/*pixel=*/w.out, /*tap_row=*/w.row, /*tap_col=*/w.col, /*x_step=*/w.in,
+                     /*block=*/kLanes, /*w_tap_row=*/t.dilation_h * padded_w,
+                     /*w_tap_col=*/t.dilation_w, /*w_step=*/in_plane, /*out_pixel=*/positions,
+                     t.kernel_h, t.kernel_w, /*depth=*/i_count, /*depth_outer=*/true};
+  // Positions per task: about 128 KB of input rows, shared by the channel tiles that
+  // follow each other in a thread.
+  const int64_t pixel_step = kTileBlocks * kLanes;
+  const int64_t chunk = std::max<int64_t>(pixel_step, (int64_t{32} << 10) / i_count / pixel_step * pixel_step);
+  const int64_t chunks = (positions + chunk - 1) / chunk;
+  const int64_t channel_tiles = (o_count + kTilePixels - 1) / kTilePixels;
+  const float* xp = planes.const_data_ptr<float>();
+  float* yp = y.mutable_data_ptr<float>();
+  at::parallel_for(0, t.batch * chunks * channel_tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t o0 = task % channel_tiles * kTilePixels;
+      const int64_t n = task / (channel_tiles * chunks), first = task / channel_tiles % chunks * chunk;
+      const int rows = static_cast<int>(std::min<int64_t>(kTilePixels, o_count - o0));
+      for (int64_t p0 = first; p0 < std::min(positions, first + chunk); p0 += pixel_step) {
+        const int64_t left = positions - p0;
+        const int nblocks = left > kLanes ? 2 : 1;
+        const int last_lanes = static_cast<int>(std::min<int64_t>(kLanes, left - (nblocks - 1) * kLanes));
+        kMicrokernels[nblocks - 1][rows - 1](w.base + o0 * w.out, xp + n * i_count * in_plane + p0,
+                                             nullptr, yp + (n * o_count + o0) * positions + p0, st,
+                                             last_lanes);
+      }
+    }
+  });
+  if (!direct) output.copy_(y.narrow(3, 0, t.out_w));
+}
+
+// One dimension of a phase of grad_input for stride s: the input positions first, first + s,
+// ... (count of them) receive gradient only from the kernel taps tap0, tap0 + s, ...
+// (taps of them), each position p = first + s * m reading grad_output at m + shift + j for
+// its tap number taps - 1 - j (so the taps run as a stride-1 correlation over m).
+struct StridePhase {
+  int64_t first, count, tap0, taps, shift;
+};
+
+StridePhase stride_phase(int64_t first, int64_t in, int64_t kernel, int64_t stride, int64_t pad) {
+  StridePhase p{first, (in - first + stride - 1) / stride, (first + pad) % stride, 0, 0};
+  if (p.tap0 < kernel) p.taps = (kernel - p.tap0 + stride - 1) / stride;
+  p.shift = (first + pad - p.tap0) / stride - (p.taps - 1);
+  return p;
+}
+
+// grad_input of a dense convolution with unit dilation, phase by phase of the stride (one
+// phase for stride 1): each phase is a stride-1 convolution of grad_output with the taps of
+// the flipped filter that reach it, so no multiply is spent on the zeros a spread
+// grad_output would hold.
+void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight,
+                         const at::Tensor& grad_input, const ConvGeometry& g) {
+  const int64_t k = g.out_channels, c = g.in_channels, kw = g.kernel_w;
+  const int64_t taps = g.kernel_h * kw;
+  // A 1x1 weight read in place would give each reduction step its own cache line.
+  const at::Tensor transposed = taps == 1 ? weight.view({k, c}).t().contiguous() : at::Tensor();
+  const bool strided = g.stride_h != 1 || g.stride_w != 1;
+  for (int64_t first_h = 0; first_h < std::min(g.stride_h, g.in_h); ++first_h) {
+    for (int64_t first_w = 0; first_w < std::min(g.stride_w, g.in_w); ++first_w) {
+      const StridePhase ph = stride_phase(first_h, g.in_h, g.kernel_h, g.stride_h, g.pad_h);
+      const StridePhase pw = stride_phase(first_w, g.in_w, kw, g.stride_w, g.pad_w);
+      const at::Tensor phase_input =
+          strided ? grad_input.slice(2, first_h, c10::nullopt, g.stride_h).slice(3, first_w, c10::nullopt, g.stride_w)
+                  : grad_input;
+      if (ph.taps == 0 || pw.taps == 0) {
+        phase_input.zero_();
+        continue;
+      }
+      ConvGeometry t = g;
+      t.in_channels = k;
+      t.out_channels = c;
+      t.kernel_h = ph.taps;
+      t.kernel_w = pw.taps;
+      t.out_h = ph.count;
+      t.out_w = pw.count;
+      t.in_h = ph.count + ph.taps - 1;
+      t.in_w = pw.count + pw.taps - 1;
+      t.stride_h = t.stride_w = 1;
+      t.pad_h = t.pad_w = 0;
+      // Plane row m holds grad_output row m + shift; rows outside grad_output stay zero.
+      at::Tensor planes = zero_planes(g.batch, k, t.in_h, t.in_w, planar_slack(t), grad_output.options());
+      const int64_t row0 = std::max<int64_t>(0, -ph.shift), row1 = std::min(t.in_h, g.out_h - ph.shift);
+      const int64_t col0 = std::max<int64_t>(0, -pw.shift), col1 = std::min(t.in_w, g.out_w - pw.shift);
+      if (row0 < row1 && col0 < col1) {
+        planes.narrow(2, row0, row1 - row0).narrow(3, col0, col1 - col0)
+            .copy_(grad_output.narrow(2, row0 + ph.shift, row1 - row0).narrow(3, col0 + pw.shift, col1 - col0));
+      }
+      // Coefficient (c, k, i, j) is weight[k, c, tap0 + (taps - 1 - i) * stride, ...].
+      const PlanarWeight flipped =
+          taps == 1 ? PlanarWeight{transposed.const_data_ptr<float>(), k, 1, 0, 0}
+                    : PlanarWeight{weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw +
+                                       pw.tap0 + (pw.taps - 1) * g.stride_w,
+                                   taps, c * taps, -g.stride_h * kw, -g.stride_w};
+      if (strided) {
+        const at::Tensor result = at::empty({g.batch, c, t.out_h, t.out_w}, grad_input.options());
+        planar_conv(planes, flipped, at::Tensor(), result, t);
+        phase_input.copy_(result);
+      } else {
+        planar_conv(planes, flipped, at::Tensor(), grad_input, t);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& bias, const at::Tensor& output,
                                    const ConvGeometry& g) {
-  // out[n] (K x P) = weight (K x C) . x[n] (C x P): the microkernel's broadcast "pixels"
-  // are 6 output channels (weight rows), its lane blocks 16 pixels of a plane, its
-  // reduction the input channels; it accumulates onto output rows preset to the bias.
-  const int64_t c = g.in_channels, k = g.out_channels, plane = g.out_h * g.out_w;
+  // out[n] (K x P) = weight (K x C) . x[n] (C x P), over the sampled pixels when strided.
   const bool strided = g.stride_h != 1 || g.stride_w != 1;
-  at::Tensor x = input;
-  if (strided || plane % kLanes != 0) {
-    // The sampled pixels, in a buffer with slack: a partial last lane block loads up to
-    // 7 floats past the last plane (into lanes it never stores).
-    const int64_t count = g.batch * c * plane;
-    x = at::empty({count + kLanes}, input.options()).narrow(0, 0, count).view({g.batch, c, g.out_h, g.out_w});
-    x.copy_(strided ? input.slice(2, 0, c10::nullopt, g.stride_h).slice(3, 0, c10::nullopt, g.stride_w)
-                    : input);
+  ConvGeometry t = g;
+  t.in_h = g.out_h;
+  t.in_w = g.out_w;
+  t.stride_h = t.stride_w = 1;
+  at::Tensor planes = input;
+  if (strided || (g.out_h * g.out_w) % kLanes != 0) {
+    planes = zero_planes(g.batch, g.in_channels, g.out_h, g.out_w, planar_slack(t), input.options());
+    planes.copy_(strided ? input.slice(2, 0, c10::nullopt, g.stride_h).slice(3, 0, c10::nullopt, g.stride_w)
+                         : input);
   }
-  if (bias.defined()) {
-    output.copy_(bias.view({1, k, 1, 1}).expand_as(output));
-  } else {
-    output.zero_();
-  }
-  const TileSteps st{/*pixel=*/c, /*tap_row=*/0, /*tap_col=*/0, /*x_step=*/1,
-                     /*block=*/kLanes, /*w_tap=*/0, /*w_step=*/plane, /*out_pixel=*/plane,
-                     /*kernel_h=*/1, /*kernel_w=*/1, /*depth=*/c};
-  const int64_t channel_tiles = (k + kTilePixels - 1) / kTilePixels;
-  const int64_t pixel_step = kTileBlocks * kLanes;
-  const float* wp = weight.const_data_ptr<float>();
-  const float* xp = x.const_data_ptr<float>();
-  float* yp = output.mutable_data_ptr<float>();
-  at::parallel_for(0, g.batch * channel_tiles, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / channel_tiles, k0 = task % channel_tiles * kTilePixels;
-      const int rows = static_cast<int>(std::min<int64_t>(kTilePixels, k - k0));
-      for (int64_t p0 = 0; p0 < plane; p0 += pixel_step) {
-        const int64_t left = plane - p0;
-        const int nblocks = left > kLanes ? 2 : 1;
-        const int last_lanes = static_cast<int>(std::min<int64_t>(kLanes, left - (nblocks - 1) * kLanes));
-        kMicrokernels[nblocks - 1][rows - 1](wp + k0 * c, xp + n * c * plane + p0, nullptr,
-                                             yp + (n * k + k0) * plane + p0, st, last_lanes);
-      }
-    }
-  });
+  planar_conv(planes, forward_weight(weight), bias, output, t);
 }
 
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const ConvGeometry& g) {
+  // Phase by phase over NCHW planes where the stride or the kernel size makes the
+  // channels_last kernel waste work (its 6-pixel row tiles on short rows, a spread's zeros),
+  // else through the channels_last forward kernel.
+  const bool unit_dilation = g.dilation_h == 1 && g.dilation_w == 1;
+  const bool strided = g.stride_h != 1 || g.stride_w != 1;
+  const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1;
+  if (unit_dilation && (strided || pointwise || g.in_w < kShortRow)) {
+    grad_input_by_phase(grad_output, weight, grad_input, g);
+    return true;
+  }
   if (!grad_input_as_forward_applies(g)) return false;
   constexpr auto cl = at::MemoryFormat::ChannelsLast;
   at::Tensor result = at::empty(grad_input.sizes(), grad_input.options(), cl);
   forward_dense(spread_by_stride(grad_output, g, cl), pack_weight(weight, /*for_grad_input=*/true),
-                at::Tensor(), result,
-                stride1_grad_input_as_forward(with_unit_stride(g)));
+                at::Tensor(), result, stride1_grad_input_as_forward(with_unit_stride(g)));
   grad_input.copy_(result);
   return true;
 }
@@ -308,7 +462,8 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
     for (int64_t n = 0; n < g.batch; ++n) {
       for (int64_t oh0 = 0; oh0 < g.out_h; oh0 += chunk_rows) {
         const TileSteps st{/*pixel=*/1, /*tap_row=*/go_row_floats, /*tap_col=*/0, /*x_step=*/k,
-                           /*block=*/kLanes, /*w_tap=*/x_row_floats, /*w_step=*/g.stride_w * c,
+                           /*block=*/kLanes, /*w_tap_row=*/x_row_floats, /*w_tap_col=*/0,
+                           /*w_step=*/g.stride_w * c,
                            /*out_pixel=*/c, /*kernel_h=*/std::min(chunk_rows, g.out_h - oh0),
                            /*kernel_w=*/1, /*depth=*/g.out_w};
         const float* go_rows = gp + (n * g.out_h + oh0) * go_row_floats;
