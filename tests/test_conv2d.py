@@ -135,7 +135,9 @@ POINTWISE = [ConvCase(n, c, 1, 1, k, h, w, (1, 1), (s, s), 0, (1, 1), bias, cl, 
              for (n, c, k, h, w, s, bias, cl, nc) in [
                  (2, 3, 5, 7, 9, 1, True, False, False), (1, 8, 4, 6, 5, 2, False, True, False),
                  (3, 4, 6, 9, 9, 3, True, False, True), (0, 4, 2, 5, 5, 1, True, False, False),
-                 (2, 16, 8, 5, 7, 1, False, True, True), (4, 5, 9, 11, 3, 2, True, True, False)]]
+                 (2, 16, 8, 5, 7, 1, False, True, True), (4, 5, 9, 11, 3, 2, True, True, False),
+                 # Planes of 1024 pixels and more: the CPU grad_weight by dot products.
+                 (2, 7, 10, 33, 35, 1, True, False, False), (1, 5, 4, 66, 70, 2, False, False, False)]]
 
 
 @pytest.mark.parametrize("device", DEVICES)

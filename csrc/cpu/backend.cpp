@@ -41,7 +41,7 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                              cpu::dense_conv2d_forward_avx2,
                                              grad_input_avx2_or<cpu::dense_conv2d_grad_input_avx2,
                                                                 cpu::pointwise_conv2d_grad_input>,
-                                             cpu::dense_conv2d_grad_weight_avx2};
+                                             cpu::pointwise_conv2d_grad_weight_avx2};
   static const ConvKernels depthwise_nchw_avx2 = {kNCHW, cpu::depthwise_conv2d_forward_nchw_avx2,
                                                   depthwise_grad_input,
                                                   cpu::depthwise_conv2d_grad_weight_nchw_avx2};

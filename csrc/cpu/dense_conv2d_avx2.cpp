@@ -54,6 +54,71 @@ at::Tensor pack_weight(const at::Tensor& weight, bool for_grad_input) {
   return packed;
 }
 
+// out[i][j] (+)= sum over q < n of a[i * a_row + q] * b[j * b_row + q], for the I x J tile of
+// rows of a and b: reductions along rows contiguous in both operands (a 1x1 grad_weight
+// over NCHW planes) need neither operand transposed. 12 accumulators; a partial last vector
+// is read with maskload (no reads past the rows).
+template <int I, int J>
+__attribute__((target("avx2,fma"))) void dot_tile(const float* a, int64_t a_row, const float* b,
+                                                  int64_t b_row, int64_t n, float* out,
+                                                  int64_t out_row) {
+  __m256 acc[I][J];
+#pragma GCC unroll 4
+  for (int i = 0; i < I; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) acc[i][j] = _mm256_setzero_ps();
+  }
+  int64_t q = 0;
+  for (; q + kLanes <= n; q += kLanes) {
+    __m256 av[I];
+#pragma GCC unroll 4
+    for (int i = 0; i < I; ++i) av[i] = _mm256_loadu_ps(a + i * a_row + q);
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) {
+      const __m256 bv = _mm256_loadu_ps(b + j * b_row + q);
+#pragma GCC unroll 4
+      for (int i = 0; i < I; ++i) acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+    }
+  }
+  if (q < n) {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - q)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 av[I];
+#pragma GCC unroll 4
+    for (int i = 0; i < I; ++i) av[i] = _mm256_maskload_ps(a + i * a_row + q, mask);
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) {
+      const __m256 bv = _mm256_maskload_ps(b + j * b_row + q, mask);
+#pragma GCC unroll 4
+      for (int i = 0; i < I; ++i) acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < I; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) {
+      const __m128 quad = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]), _mm256_extractf128_ps(acc[i][j], 1));
+      const __m128 pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+      out[i * out_row + j] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+    }
+  }
+}
+
+constexpr int kDotRows = 3, kDotCols = 4;  // 12 accumulators, 3 + 1 operand registers
+using DotTile = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t);
+
+template <int I, int... J>
+constexpr std::array<DotTile, sizeof...(J)> dot_tiles_for(std::integer_sequence<int, J...>) {
+  return {dot_tile<I, J + 1>...};
+}
+
+// kDotTiles[i - 1][j - 1]: the tile of i rows of a and j rows of b.
+const std::array<DotTile, kDotCols> kDotTiles[kDotRows] = {
+    dot_tiles_for<1>(std::make_integer_sequence<int, kDotCols>{}),
+    dot_tiles_for<2>(std::make_integer_sequence<int, kDotCols>{}),
+    dot_tiles_for<3>(std::make_integer_sequence<int, kDotCols>{}),
+};
+
 // grad_weight (K, C, R, S) from the microkernel's sums (R, S, K, C): per output channel, a
 // transpose of R*S rows of C, each read sequentially (a permuting copy of a large layer's
 // 9 MB strides badly and cost more than the products).
@@ -404,6 +469,44 @@ void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
                          : input);
   }
   planar_conv(planes, forward_weight(weight), bias, output, t);
+}
+
+void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
+                                       const at::Tensor& grad_weight, const ConvGeometry& g) {
+  // grad_weight (K x C) = sum over images of grad_output (K x P) . pixels (C x P)^T. On small
+  // planes the fixed cost of each dot product (12 horizontal sums for 12 x P products)
+  // outweighs the transposes the channels_last kernel pays.
+  const int64_t k = g.out_channels, c = g.in_channels, plane = g.out_h * g.out_w;
+  if (plane < 128 * kLanes) {
+    dense_conv2d_grad_weight_avx2(grad_output, input, grad_weight, g);
+    return;
+  }
+  const bool strided = g.stride_h != 1 || g.stride_w != 1;
+  const at::Tensor pixels =
+      strided ? input.slice(2, 0, c10::nullopt, g.stride_h).slice(3, 0, c10::nullopt, g.stride_w).contiguous()
+              : input;
+  grad_weight.zero_();
+  // Pixels per pass: about 256 KB of both operands, reused by all of a thread's tiles.
+  const int64_t chunk = std::max<int64_t>(8 * kLanes, (int64_t{64} << 10) / (k + c) / kLanes * kLanes);
+  const int64_t row_tiles = (k + kDotRows - 1) / kDotRows, col_tiles = (c + kDotCols - 1) / kDotCols;
+  const float* gp = grad_output.const_data_ptr<float>();
+  const float* xp = pixels.const_data_ptr<float>();
+  float* wp = grad_weight.mutable_data_ptr<float>();
+  at::parallel_for(0, row_tiles * col_tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = 0; n < g.batch; ++n) {
+      for (int64_t q0 = 0; q0 < plane; q0 += chunk) {
+        const int64_t length = std::min(chunk, plane - q0);
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t k0 = task / col_tiles * kDotRows, c0 = task % col_tiles * kDotCols;
+          const int rows = static_cast<int>(std::min<int64_t>(kDotRows, k - k0));
+          const int cols = static_cast<int>(std::min<int64_t>(kDotCols, c - c0));
+          kDotTiles[rows - 1][cols - 1](gp + (n * k + k0) * plane + q0, plane,
+                                        xp + (n * c + c0) * plane + q0, plane, length,
+                                        wp + k0 * c + c0, c);
+        }
+      }
+    }
+  });
 }
 
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,

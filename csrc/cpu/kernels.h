@@ -31,6 +31,11 @@ void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const ConvGeometry& g);
 
+// grad_weight of a 1x1 float32 convolution over NCHW planes on AVX2/FMA: dot products along
+// the planes, with no transposes.
+void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
+                                       const at::Tensor& grad_weight, const ConvGeometry& g);
+
 // grad_weight of a dense (groups == 1) float32 convolution through the AVX2 microkernel.
 void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
                                    const at::Tensor& grad_weight, const ConvGeometry& g);
