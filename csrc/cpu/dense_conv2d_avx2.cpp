@@ -351,7 +351,8 @@ void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tens
   const TileSteps st{/*pixel=*/w.out, /*tap_row=*/w.row, /*tap_col=*/w.col, /*x_step=*/w.in,
                      /*block=*/kLanes, /*w_tap_row=*/t.dilation_h * padded_w,
                      /*w_tap_col=*/t.dilation_w, /*w_step=*/in_plane, /*out_pixel=*/positions,
-                     t.kernel_h, t.kernel_w, /*depth=*/i_count, /*depth_outer=*/true};
+                     t.kernel_h, t.kernel_w, /*depth=*/i_count,
+                     /*depth_outer=*/t.kernel_h * t.kernel_w > 1};
   // Positions per task: about 128 KB of input rows, shared by the channel tiles that
   // follow each other in a thread.
   const int64_t pixel_step = kTileBlocks * kLanes;
