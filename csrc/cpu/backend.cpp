@@ -20,6 +20,8 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   // register-tiled kernel serves dense ones (groups 1, any kernel size, 1x1 included), a
   // column-vectorized kernel depthwise ones over NCHW (any multiplier) and a
   // channels-vectorized kernel channels_last depthwise ones with channel multiplier 1.
+  // Stride-1 dense ones over NCHW with short rows take a kernel with a plane's pixels as
+  // lanes (no channels_last copies either way).
   static const ConvKernels grouped = {kNCHW, cpu::grouped_conv2d_forward,
                                       cpu::grouped_conv2d_grad_input,
                                       cpu::grouped_conv2d_grad_weight};
@@ -49,6 +51,8 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   static const ConvKernels pointwise_nchw_avx2 = {kNCHW, cpu::pointwise_conv2d_forward_avx2,
                                                   pointwise_avx2.grad_input,
                                                   pointwise_avx2.grad_weight};
+  static const ConvKernels dense_planar_avx2 = {kNCHW, cpu::dense_conv2d_forward_planar_avx2,
+                                                dense_avx2.grad_input, dense_avx2.grad_weight};
   const bool avx2 = dtype == at::kFloat && cpu::use_avx2();
   const bool nchw = input_format == at::MemoryFormat::Contiguous;
   switch (route) {
@@ -58,7 +62,9 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
       return nchw || g.out_channels != g.in_channels ? depthwise_nchw_avx2 : depthwise_avx2;
     case ConvRoute::Direct: break;
   }
-  return avx2 && g.groups == 1 ? dense_avx2 : grouped;
+  if (!avx2 || g.groups != 1) return grouped;
+  const bool short_rows = g.out_w < cpu::kShortRow && g.stride_h == 1 && g.stride_w == 1;
+  return nchw && short_rows ? dense_planar_avx2 : dense_avx2;
 }
 
 }  // namespace

@@ -19,7 +19,6 @@ constexpr int64_t kLanes = 8;       // output channels per ymm register: one cha
 constexpr int kTilePixels = 6;      // output pixels along a row per microkernel call
 constexpr int kTileBlocks = 2;      // channel blocks per microkernel call
 constexpr int kPackedLayout = 1;    // weight cache tag of the (K/8, R, S, C, 8) layout
-constexpr int64_t kShortRow = 16;   // rows shorter than this waste much of the 6-pixel tiles
 
 // The weight as the microkernel reads it, (K, C, R, S) -> (ceil(K / 8), R, S, C, 8), output
 // channels past K zero. With `for_grad_input`, the weight of the forward convolution that
@@ -470,6 +469,16 @@ void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
                          : input);
   }
   planar_conv(planes, forward_weight(weight), bias, output, t);
+}
+
+void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor& weight,
+                                      const at::Tensor& bias, const at::Tensor& output,
+                                      const ConvGeometry& g) {
+  TORCH_INTERNAL_ASSERT(g.stride_h == 1 && g.stride_w == 1);
+  at::Tensor planes = zero_planes(g.batch, g.in_channels, g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w,
+                                  planar_slack(g), input.options());
+  planes.narrow(2, g.pad_h, g.in_h).narrow(3, g.pad_w, g.in_w).copy_(input);
+  planar_conv(planes, forward_weight(weight), bias, output, g);
 }
 
 void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
