@@ -332,21 +332,14 @@ at::Tensor zero_planes(int64_t n, int64_t c, int64_t h, int64_t w, int64_t slack
 // reach (kernel_w - 1) * dilation_w past it, a partial last lane block 7 more.
 int64_t planar_slack(const ConvGeometry& t) { return (t.kernel_w - 1) * t.dilation_w + kLanes; }
 
-// output (N, O, out_h, out_w) = conv(planes, weight) + bias for stride-1 geometry t, where
+// y (N, O, out_h, padded row width) += conv(planes, weight) for stride-1 geometry t, where
 // planes (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the padded input, followed by
-// planar_slack(t) readable floats.
-void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tensor& bias,
-                 const at::Tensor& output, const ConvGeometry& t) {
+// planar_slack(t) readable floats; output columns past out_w come out as garbage.
+void planar_accumulate(const at::Tensor& planes, const PlanarWeight& w, const ConvGeometry& t,
+                       const at::Tensor& y) {
   const int64_t padded_w = planes.size(3), in_plane = planes.size(2) * padded_w;
   const int64_t o_count = t.out_channels, i_count = t.in_channels;
   const int64_t positions = t.out_h * padded_w;
-  const bool direct = padded_w == t.out_w;
-  at::Tensor y = direct ? output : at::empty({t.batch, o_count, t.out_h, padded_w}, output.options());
-  if (bias.defined()) {
-    y.copy_(bias.view({1, o_count, 1, 1}).expand_as(y));
-  } else {
-    y.zero_();
-  }
   const TileSteps st{/*pixel=*/w.out, /*tap_row=*/w.row, /*tap_col=*/w.col, /*x_step=*/w.in,
                      /*block=*/kLanes, /*w_tap_row=*/t.dilation_h * padded_w,
                      /*w_tap_col=*/t.dilation_w, /*w_step=*/in_plane, /*out_pixel=*/positions,
@@ -375,6 +368,27 @@ void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tens
       }
     }
   });
+}
+
+// Zero, or the bias per channel.
+void init_with_bias(const at::Tensor& y, const at::Tensor& bias) {
+  if (bias.defined()) {
+    y.copy_(bias.view({1, y.size(1), 1, 1}).expand_as(y));
+  } else {
+    y.zero_();
+  }
+}
+
+// output (N, O, out_h, out_w) = conv(planes, weight) + bias for stride-1 geometry t, where
+// planes (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the padded input, followed by
+// planar_slack(t) readable floats.
+void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tensor& bias,
+                 const at::Tensor& output, const ConvGeometry& t) {
+  const bool direct = planes.size(3) == t.out_w;
+  const at::Tensor y =
+      direct ? output : at::empty({t.batch, t.out_channels, t.out_h, planes.size(3)}, output.options());
+  init_with_bias(y, bias);
+  planar_accumulate(planes, w, t, y);
   if (!direct) output.copy_(y.narrow(3, 0, t.out_w));
 }
 
@@ -474,11 +488,55 @@ void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
 void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor& weight,
                                       const at::Tensor& bias, const at::Tensor& output,
                                       const ConvGeometry& g) {
-  TORCH_INTERNAL_ASSERT(g.stride_h == 1 && g.stride_w == 1);
-  at::Tensor planes = zero_planes(g.batch, g.in_channels, g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w,
-                                  planar_slack(g), input.options());
-  planes.narrow(2, g.pad_h, g.in_h).narrow(3, g.pad_w, g.in_w).copy_(input);
-  planar_conv(planes, forward_weight(weight), bias, output, g);
+  if (g.stride_h == 1 && g.stride_w == 1) {
+    at::Tensor planes = zero_planes(g.batch, g.in_channels, g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w,
+                                    planar_slack(g), input.options());
+    planes.narrow(2, g.pad_h, g.in_h).narrow(3, g.pad_w, g.in_w).copy_(input);
+    planar_conv(planes, forward_weight(weight), bias, output, g);
+    return;
+  }
+  // Strided: the padded input split into stride_h x stride_w phases (rows a, a + stride_h,
+  // ...; columns b, b + stride_w, ...), and the output the sum over phases of a stride-1
+  // convolution of each with the taps (a + stride_h i, b + stride_w j): consecutive outputs
+  // read consecutive phase pixels, so the lanes stay a plane's pixels.
+  TORCH_INTERNAL_ASSERT(g.dilation_h == 1 && g.dilation_w == 1);
+  const int64_t sh = g.stride_h, sw = g.stride_w, kw = g.kernel_w, taps = g.kernel_h * kw;
+  const int64_t rows = (g.in_h + 2 * g.pad_h + sh - 1) / sh, cols = (g.in_w + 2 * g.pad_w + sw - 1) / sw;
+  const int64_t phase_floats = g.batch * g.in_channels * rows * cols;
+  const int64_t slack = (kw + sw - 1) / sw - 1 + kLanes;
+  const at::Tensor phases = at::zeros({sh * sw * phase_floats + slack}, input.options());
+  const at::Tensor y = at::empty({g.batch, g.out_channels, g.out_h, cols}, output.options());
+  init_with_bias(y, bias);
+  // Phase positions [first, last] whose input position first_at + stride * m is inside [0, size).
+  const auto inside = [](int64_t offset, int64_t stride, int64_t pad, int64_t size, int64_t count) {
+    const int64_t first = offset >= pad ? 0 : (pad - offset + stride - 1) / stride;
+    const int64_t end = size - 1 + pad - offset >= 0 ? std::min(count, (size - 1 + pad - offset) / stride + 1) : 0;
+    return std::make_pair(first, std::max(first, end));
+  };
+  for (int64_t a = 0; a < std::min(sh, g.kernel_h); ++a) {
+    for (int64_t b = 0; b < std::min(sw, kw); ++b) {
+      const at::Tensor phase =
+          phases.narrow(0, (a * sw + b) * phase_floats, phase_floats).view({g.batch, g.in_channels, rows, cols});
+      const auto [m0, m1] = inside(a, sh, g.pad_h, g.in_h, rows);
+      const auto [n0, n1] = inside(b, sw, g.pad_w, g.in_w, cols);
+      if (m0 < m1 && n0 < n1) {
+        phase.narrow(2, m0, m1 - m0).narrow(3, n0, n1 - n0)
+            .copy_(input.slice(2, a + sh * m0 - g.pad_h, a + sh * (m1 - 1) - g.pad_h + 1, sh)
+                       .slice(3, b + sw * n0 - g.pad_w, b + sw * (n1 - 1) - g.pad_w + 1, sw));
+      }
+      ConvGeometry t = g;
+      t.kernel_h = (g.kernel_h - a + sh - 1) / sh;
+      t.kernel_w = (kw - b + sw - 1) / sw;
+      t.in_h = rows;
+      t.in_w = cols;
+      t.stride_h = t.stride_w = 1;
+      t.pad_h = t.pad_w = 0;
+      planar_accumulate(phase, PlanarWeight{weight.const_data_ptr<float>() + a * kw + b,
+                                            g.in_channels * taps, taps, sh * kw, sw},
+                        t, y);
+    }
+  }
+  output.copy_(y.narrow(3, 0, g.out_w));
 }
 
 void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
