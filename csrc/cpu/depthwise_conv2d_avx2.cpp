@@ -14,12 +14,12 @@
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
-#include <cstring>
 #include <vector>
 
 #include "../grad_input_as_forward.h"
 #include "conv_taps.h"
 #include "kernels.h"
+#include "row_copy.h"
 
 namespace classic_ops::cpu {
 namespace {
@@ -222,9 +222,9 @@ void fill_phase_plane(const float* in, const ConvGeometry& g, const PhasePlane& 
   for (int64_t ih = 0; ih < g.in_h; ++ih) {
     float* out = scratch + (ih + g.pad_h) * width;
     if (p.phases == 1) {
-      std::memcpy(out + g.pad_w, in + ih * g.in_w, copied * sizeof(float));
+      copy_row(in + ih * g.in_w, copied, out + g.pad_w);
     } else {
-      std::memcpy(line + g.pad_w, in + ih * g.in_w, copied * sizeof(float));
+      copy_row(in + ih * g.in_w, copied, line + g.pad_w);
       split_phases(line, p, out);
     }
   }
@@ -256,7 +256,7 @@ __attribute__((target("avx2,fma"))) inline void output_pass(
   } else {
     alignas(32) float tail[kColumnsPerPass];
     for (int v = 0; v < kVectors; ++v) _mm256_store_ps(tail + v * kLanes, acc[v]);
-    std::memcpy(out, tail, remaining * sizeof(float));
+    copy_row(tail, remaining, out);
   }
 }
 

@@ -24,6 +24,7 @@
 
 #include "conv_taps.h"
 #include "kernels.h"
+#include "row_copy.h"
 
 namespace classic_ops::cpu {
 namespace {
@@ -58,14 +59,6 @@ __attribute__((target("avx2"))) inline void store_first(float* dst, __m256 v, in
   alignas(32) float lanes[8];
   _mm256_store_ps(lanes, v);
   for (int64_t j = 0; j < n; ++j) dst[j] = lanes[j];
-}
-
-// dst[j] = src[j], j < n, inline: rows of a late layer are a few dozen bytes, where a call
-// to memmove costs more than the copy.
-__attribute__((target("avx2"))) void copy_row(const float* src, int64_t n, float* dst) {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, _mm256_loadu_ps(src + j));
-  for (; j < n; ++j) dst[j] = src[j];
 }
 
 // Eight elements src[0], src[stride], ..., src[7 * stride] for stride 1 or 2.
