@@ -392,77 +392,32 @@ void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tens
   if (!direct) output.copy_(y.narrow(3, 0, t.out_w));
 }
 
-// One dimension of a phase of grad_input for stride s: the input positions first, first + s,
-// ... (count of them) receive gradient only from the kernel taps tap0, tap0 + s, ...
-// (taps of them), each position p = first + s * m reading grad_output at m + shift + j for
-// its tap number taps - 1 - j (so the taps run as a stride-1 correlation over m).
-struct StridePhase {
-  int64_t first, count, tap0, taps, shift;
-};
-
-StridePhase stride_phase(int64_t first, int64_t in, int64_t kernel, int64_t stride, int64_t pad) {
-  StridePhase p{first, (in - first + stride - 1) / stride, (first + pad) % stride, 0, 0};
-  if (p.tap0 < kernel) p.taps = (kernel - p.tap0 + stride - 1) / stride;
-  p.shift = (first + pad - p.tap0) / stride - (p.taps - 1);
-  return p;
-}
-
 // grad_input of a dense convolution with unit dilation, phase by phase of the stride (one
-// phase for stride 1): each phase is a stride-1 convolution of grad_output with the taps of
-// the flipped filter that reach it, so no multiply is spent on the zeros a spread
-// grad_output would hold.
+// phase for stride 1; grad_input_as_forward.h), each phase through the planar kernel.
 void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight,
                          const at::Tensor& grad_input, const ConvGeometry& g) {
   const int64_t k = g.out_channels, c = g.in_channels, kw = g.kernel_w;
   const int64_t taps = g.kernel_h * kw;
   // A 1x1 weight read in place would give each reduction step its own cache line.
   const at::Tensor transposed = taps == 1 ? weight.view({k, c}).t().contiguous() : at::Tensor();
-  const bool strided = g.stride_h != 1 || g.stride_w != 1;
-  for (int64_t first_h = 0; first_h < std::min(g.stride_h, g.in_h); ++first_h) {
-    for (int64_t first_w = 0; first_w < std::min(g.stride_w, g.in_w); ++first_w) {
-      const StridePhase ph = stride_phase(first_h, g.in_h, g.kernel_h, g.stride_h, g.pad_h);
-      const StridePhase pw = stride_phase(first_w, g.in_w, kw, g.stride_w, g.pad_w);
-      const at::Tensor phase_input =
-          strided ? grad_input.slice(2, first_h, c10::nullopt, g.stride_h).slice(3, first_w, c10::nullopt, g.stride_w)
-                  : grad_input;
-      if (ph.taps == 0 || pw.taps == 0) {
-        phase_input.zero_();
-        continue;
-      }
-      ConvGeometry t = g;
-      t.in_channels = k;
-      t.out_channels = c;
-      t.kernel_h = ph.taps;
-      t.kernel_w = pw.taps;
-      t.out_h = ph.count;
-      t.out_w = pw.count;
-      t.in_h = ph.count + ph.taps - 1;
-      t.in_w = pw.count + pw.taps - 1;
-      t.stride_h = t.stride_w = 1;
-      t.pad_h = t.pad_w = 0;
-      // Plane row m holds grad_output row m + shift; rows outside grad_output stay zero.
-      at::Tensor planes = zero_planes(g.batch, k, t.in_h, t.in_w, planar_slack(t), grad_output.options());
-      const int64_t row0 = std::max<int64_t>(0, -ph.shift), row1 = std::min(t.in_h, g.out_h - ph.shift);
-      const int64_t col0 = std::max<int64_t>(0, -pw.shift), col1 = std::min(t.in_w, g.out_w - pw.shift);
-      if (row0 < row1 && col0 < col1) {
-        planes.narrow(2, row0, row1 - row0).narrow(3, col0, col1 - col0)
-            .copy_(grad_output.narrow(2, row0 + ph.shift, row1 - row0).narrow(3, col0 + pw.shift, col1 - col0));
-      }
-      // Coefficient (c, k, i, j) is weight[k, c, tap0 + (taps - 1 - i) * stride, ...].
-      const PlanarWeight flipped =
-          taps == 1 ? PlanarWeight{transposed.const_data_ptr<float>(), k, 1, 0, 0}
-                    : PlanarWeight{weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw +
-                                       pw.tap0 + (pw.taps - 1) * g.stride_w,
-                                   taps, c * taps, -g.stride_h * kw, -g.stride_w};
-      if (strided) {
-        const at::Tensor result = at::empty({g.batch, c, t.out_h, t.out_w}, grad_input.options());
-        planar_conv(planes, flipped, at::Tensor(), result, t);
-        phase_input.copy_(result);
-      } else {
-        planar_conv(planes, flipped, at::Tensor(), grad_input, t);
-      }
+  for_each_stride_phase(g, grad_input, [&](const StridePhase& ph, const StridePhase& pw,
+                                           const at::Tensor& phase_input) {
+    const ConvGeometry t = phase_as_forward(g, ph, pw);
+    const at::Tensor planes = phase_grad_output(grad_output, g, ph, pw, planar_slack(t));
+    // Coefficient (c, k, i, j) is weight[k, c, tap0 + (taps - 1 - i) * stride, ...].
+    const PlanarWeight flipped =
+        taps == 1 ? PlanarWeight{transposed.const_data_ptr<float>(), k, 1, 0, 0}
+                  : PlanarWeight{weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw +
+                                     pw.tap0 + (pw.taps - 1) * g.stride_w,
+                                 taps, c * taps, -g.stride_h * kw, -g.stride_w};
+    if (phase_input.is_contiguous()) {
+      planar_conv(planes, flipped, at::Tensor(), phase_input, t);
+    } else {
+      const at::Tensor result = at::empty({g.batch, c, t.out_h, t.out_w}, grad_input.options());
+      planar_conv(planes, flipped, at::Tensor(), result, t);
+      phase_input.copy_(result);
     }
-  }
+  });
 }
 
 }  // namespace

@@ -35,9 +35,11 @@ void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
                                    const at::Tensor& bias, const at::Tensor& output,
                                    const ConvGeometry& g);
 
-// grad_input of a dense float32 convolution through the AVX2 forward kernel
-// (grad_input_as_forward.h; strided convolutions through grad_output spread by the
-// stride). Returns false, having done nothing, where that does not apply.
+// grad_input of a dense float32 convolution through the AVX2 forward kernels
+// (grad_input_as_forward.h): phase by phase of the stride through the planar kernel for
+// unit dilation where the stride, a 1x1 kernel or short rows call for it, else through the
+// channels_last kernel over grad_output spread by the stride. Returns false, having done
+// nothing, where neither applies.
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const ConvGeometry& g);
 
