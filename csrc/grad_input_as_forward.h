@@ -40,22 +40,22 @@ inline StridePhase stride_phase(int64_t first, int64_t in, int64_t kernel, int64
   return p;
 }
 
-// The forward convolution of phase (ph, pw) of grad_input of g: channels swapped, stride 1,
-// no padding, over phase_grad_output's planes.
+// The forward convolution of phase (ph, pw) of grad_input of g: that of the stride-1
+// convolution from the phase's positions (its input) to grad_output padded by taps - 1
+// (its output), so channels swapped, stride 1, no padding, over phase_grad_output's planes.
 inline ConvGeometry phase_as_forward(const ConvGeometry& g, const StridePhase& ph,
                                      const StridePhase& pw) {
-  ConvGeometry t = g;
-  t.in_channels = g.out_channels;
-  t.out_channels = g.in_channels;
-  t.kernel_h = ph.taps;
-  t.kernel_w = pw.taps;
-  t.out_h = ph.count;
-  t.out_w = pw.count;
-  t.in_h = ph.count + ph.taps - 1;
-  t.in_w = pw.count + pw.taps - 1;
-  t.stride_h = t.stride_w = 1;
-  t.pad_h = t.pad_w = 0;
-  return t;
+  ConvGeometry phase = g;
+  phase.kernel_h = ph.taps;
+  phase.kernel_w = pw.taps;
+  phase.in_h = ph.count;
+  phase.in_w = pw.count;
+  phase.out_h = ph.count + ph.taps - 1;
+  phase.out_w = pw.count + pw.taps - 1;
+  phase.pad_h = ph.taps - 1;
+  phase.pad_w = pw.taps - 1;
+  phase.stride_h = phase.stride_w = 1;
+  return stride1_grad_input_as_forward(phase);
 }
 
 // The input of that forward convolution: zeroed NCHW planes (row m is grad_output row
