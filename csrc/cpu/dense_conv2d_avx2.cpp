@@ -1,9 +1,15 @@
-// Dense float32 convolution on AVX2/FMA, in the style of oneDNN's AVX2 direct kernel. The
-// input is read as padded NHWC, the weight is repacked once into blocks of 8 output
-// channels (cached while the weight is unchanged), and the microkernel holds a register
-// tile of up to 6 output pixels x 16 output channels (12 ymm accumulators): for each input
-// channel it loads two weight vectors and broadcasts one input value per pixel against
-// them. Any kernel size, stride, dilation and padding; 1x1 is the same kernel with R = S = 1.
+// Dense float32 convolution on AVX2/FMA, in the style of oneDNN's AVX2 direct kernel: one
+// microkernel holds a register tile of up to 6 "pixels" x 16 lanes (12 ymm accumulators)
+// and, per reduction step, loads two lane vectors and broadcasts one value per pixel
+// against them. It runs in two orientations:
+// - channels_last rows (forward_dense): pixels along an output row, lanes 16 output
+//   channels of a weight repacked into blocks of 8 (cached while the weight is unchanged);
+//   any kernel size, stride, dilation and padding.
+// - NCHW planes (planar_conv): pixels 6 output channels broadcast from the weight where
+//   it lies, lanes 16 pixels of a padded plane; stride 1, with strided convolutions and
+//   grad_input split by stride phase (grad_input_as_forward.h).
+// grad_weight runs it with output channels broadcast and input channels as lanes; the 1x1
+// grad_weight over large planes uses dot-product tiles instead.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -462,7 +468,8 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
   const at::Tensor phases = at::zeros({sh * sw * phase_floats + slack}, input.options());
   const at::Tensor y = at::empty({g.batch, g.out_channels, g.out_h, cols}, output.options());
   init_with_bias(y, bias);
-  // Phase positions [first, last] whose input position first_at + stride * m is inside [0, size).
+  // Phase positions [first, end) whose input position offset + stride * m - pad is inside
+  // [0, size).
   const auto inside = [](int64_t offset, int64_t stride, int64_t pad, int64_t size, int64_t count) {
     const int64_t first = offset >= pad ? 0 : (pad - offset + stride - 1) / stride;
     const int64_t end = size - 1 + pad - offset >= 0 ? std::min(count, (size - 1 + pad - offset) / stride + 1) : 0;
