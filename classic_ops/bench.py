@@ -179,7 +179,8 @@ def _pair_of_calls(layer, batch, dtype, device, memory_format, pass_):
 def _median_seconds(fn, min_run_time, device):
     if device == "cuda":
         torch.cuda.synchronize()
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn})
+    # Timer runs on one thread unless told otherwise: measure with the threads set.
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 

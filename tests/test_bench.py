@@ -46,3 +46,15 @@ def test_plot(tmp_path):
     rows = [dict(network="n", layer="l", pass_="forward", batch=1, speedup=s) for s in (0.5, 2.0)]
     bench.plot(rows, tmp_path / "speedup.png")
     assert (tmp_path / "speedup.png").stat().st_size > 0
+
+
+def test_timing_runs_with_the_threads_set():
+    # torch.utils.benchmark.Timer defaults to one thread; --threads must reach the kernels.
+    seen = []
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        bench._median_seconds(lambda: seen.append(torch.get_num_threads()), 0.01, "cpu")
+    finally:
+        torch.set_num_threads(previous)
+    assert seen and set(seen) == {2}
