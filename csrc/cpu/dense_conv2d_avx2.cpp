@@ -16,6 +16,7 @@
 
 #include "../grad_input_as_forward.h"
 #include "kernels.h"
+#include "row_copy.h"
 #include "weight_cache.h"
 
 namespace classic_ops::cpu {
@@ -359,18 +360,37 @@ void planar_accumulate(const at::Tensor& planes, const PlanarWeight& w, const Co
   const int64_t channel_tiles = (o_count + kTilePixels - 1) / kTilePixels;
   const float* xp = planes.const_data_ptr<float>();
   float* yp = y.mutable_data_ptr<float>();
+  // Without taps (1x1), a thread copies its chunk once into a panel, each 16-position block
+  // as i_count rows of 16 floats: read in place, every reduction step would start a new
+  // cache line of another plane.
+  const bool packed = t.kernel_h * t.kernel_w == 1;
+  TileSteps panel_st = st;
+  panel_st.w_step = pixel_step;
   at::parallel_for(0, t.batch * chunks * channel_tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> panel(packed ? chunk * i_count : 0);
+    int64_t panel_of = -1;  // the (image, chunk) in the panel
     for (int64_t task = begin; task < end; ++task) {
       const int64_t o0 = task % channel_tiles * kTilePixels;
       const int64_t n = task / (channel_tiles * chunks), first = task / channel_tiles % chunks * chunk;
+      const int64_t last = std::min(positions, first + chunk);
+      const float* x = xp + n * i_count * in_plane;
+      if (packed && panel_of != task / channel_tiles) {
+        for (int64_t p0 = first; p0 < last; p0 += pixel_step) {
+          // Lanes past the last position keep stale values; their results are not stored.
+          const int64_t length = std::min(pixel_step, positions - p0);
+          float* block = panel.data() + (p0 - first) * i_count;
+          for (int64_t i = 0; i < i_count; ++i) copy_row(x + i * in_plane + p0, length, block + i * pixel_step);
+        }
+        panel_of = task / channel_tiles;
+      }
       const int rows = static_cast<int>(std::min<int64_t>(kTilePixels, o_count - o0));
-      for (int64_t p0 = first; p0 < std::min(positions, first + chunk); p0 += pixel_step) {
+      for (int64_t p0 = first; p0 < last; p0 += pixel_step) {
         const int64_t left = positions - p0;
         const int nblocks = left > kLanes ? 2 : 1;
         const int last_lanes = static_cast<int>(std::min<int64_t>(kLanes, left - (nblocks - 1) * kLanes));
-        kMicrokernels[nblocks - 1][rows - 1](w.base + o0 * w.out, xp + n * i_count * in_plane + p0,
-                                             nullptr, yp + (n * o_count + o0) * positions + p0, st,
-                                             last_lanes);
+        kMicrokernels[nblocks - 1][rows - 1](
+            w.base + o0 * w.out, packed ? panel.data() + (p0 - first) * i_count : x + p0, nullptr,
+            yp + (n * o_count + o0) * positions + p0, packed ? panel_st : st, last_lanes);
       }
     }
   });
@@ -402,20 +422,16 @@ void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tens
 // phase for stride 1; grad_input_as_forward.h), each phase through the planar kernel.
 void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight,
                          const at::Tensor& grad_input, const ConvGeometry& g) {
-  const int64_t k = g.out_channels, c = g.in_channels, kw = g.kernel_w;
+  const int64_t c = g.in_channels, kw = g.kernel_w;
   const int64_t taps = g.kernel_h * kw;
-  // A 1x1 weight read in place would give each reduction step its own cache line.
-  const at::Tensor transposed = taps == 1 ? weight.view({k, c}).t().contiguous() : at::Tensor();
   for_each_stride_phase(g, grad_input, [&](const StridePhase& ph, const StridePhase& pw,
                                            const at::Tensor& phase_input) {
     const ConvGeometry t = phase_as_forward(g, ph, pw);
     const at::Tensor planes = phase_grad_output(grad_output, g, ph, pw, planar_slack(t));
     // Coefficient (c, k, i, j) is weight[k, c, tap0 + (taps - 1 - i) * stride, ...].
-    const PlanarWeight flipped =
-        taps == 1 ? PlanarWeight{transposed.const_data_ptr<float>(), k, 1, 0, 0}
-                  : PlanarWeight{weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw +
-                                     pw.tap0 + (pw.taps - 1) * g.stride_w,
-                                 taps, c * taps, -g.stride_h * kw, -g.stride_w};
+    const PlanarWeight flipped{weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw +
+                                   pw.tap0 + (pw.taps - 1) * g.stride_w,
+                               taps, c * taps, -g.stride_h * kw, -g.stride_w};
     if (phase_input.is_contiguous()) {
       planar_conv(planes, flipped, at::Tensor(), phase_input, t);
     } else {
