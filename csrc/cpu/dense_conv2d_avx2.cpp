@@ -405,12 +405,12 @@ void init_with_bias(const at::Tensor& y, const at::Tensor& bias) {
   }
 }
 
-// output (N, O, out_h, out_w) = conv(planes, weight) + bias for stride-1 geometry t, where
-// planes (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the padded input, followed by
-// planar_slack(t) readable floats.
+// output (N, O, out_h, out_w), any strides, = conv(planes, weight) + bias for stride-1
+// geometry t, where planes (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the padded input,
+// followed by planar_slack(t) readable floats.
 void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tensor& bias,
                  const at::Tensor& output, const ConvGeometry& t) {
-  const bool direct = planes.size(3) == t.out_w;
+  const bool direct = planes.size(3) == t.out_w && output.is_contiguous();
   const at::Tensor y =
       direct ? output : at::empty({t.batch, t.out_channels, t.out_h, planes.size(3)}, output.options());
   init_with_bias(y, bias);
@@ -432,13 +432,7 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
     const PlanarWeight flipped{weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw +
                                    pw.tap0 + (pw.taps - 1) * g.stride_w,
                                taps, c * taps, -g.stride_h * kw, -g.stride_w};
-    if (phase_input.is_contiguous()) {
-      planar_conv(planes, flipped, at::Tensor(), phase_input, t);
-    } else {
-      const at::Tensor result = at::empty({g.batch, c, t.out_h, t.out_w}, grad_input.options());
-      planar_conv(planes, flipped, at::Tensor(), result, t);
-      phase_input.copy_(result);
-    }
+    planar_conv(planes, flipped, at::Tensor(), phase_input, t);
   });
 }
 
