@@ -48,7 +48,7 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                                   depthwise_grad_input,
                                                   cpu::depthwise_conv2d_grad_weight_nchw_avx2};
   // 1x1 over NCHW: a matrix product over the planes as they are, without transposes.
-  static const ConvKernels pointwise_nchw_avx2 = {kNCHW, cpu::pointwise_conv2d_forward_avx2,
+  static const ConvKernels pointwise_nchw_avx2 = {kNCHW, cpu::dense_conv2d_forward_planar_avx2,
                                                   pointwise_avx2.grad_input,
                                                   pointwise_avx2.grad_weight};
   static const ConvKernels dense_planar_avx2 = {kNCHW, cpu::dense_conv2d_forward_planar_avx2,

@@ -322,19 +322,6 @@ struct PlanarWeight {
   int64_t out, in, row, col;
 };
 
-// The natural (K, C, R, S) weight of a forward convolution.
-PlanarWeight forward_weight(const at::Tensor& weight) {
-  const int64_t kh = weight.size(2), kw = weight.size(3);
-  return {weight.const_data_ptr<float>(), weight.size(1) * kh * kw, kh * kw, kw, 1};
-}
-
-// Zeroed planes (N, C, H, W), followed by `slack` zeroed floats.
-at::Tensor zero_planes(int64_t n, int64_t c, int64_t h, int64_t w, int64_t slack,
-                       const at::TensorOptions& options) {
-  const int64_t count = n * c * h * w;
-  return at::zeros({count + slack}, options).narrow(0, 0, count).view({n, c, h, w});
-}
-
 // Floats a tile may read past the last padded plane: the garbage columns of the last row
 // reach (kernel_w - 1) * dilation_w past it, a partial last lane block 7 more.
 int64_t planar_slack(const ConvGeometry& t) { return (t.kernel_w - 1) * t.dilation_w + kLanes; }
@@ -405,17 +392,28 @@ void init_with_bias(const at::Tensor& y, const at::Tensor& bias) {
   }
 }
 
-// output (N, O, out_h, out_w), any strides, = conv(planes, weight) + bias for stride-1
-// geometry t, where planes (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the padded input,
-// followed by planar_slack(t) readable floats.
+// output (N, O, out_h, out_w), any strides, = bias + what accumulate(y) adds to planar
+// rows y (N, O, out_h, row_width) that start at the bias: y is the output itself where it
+// is contiguous and no columns are dropped, else scratch whose first out_w columns are
+// copied out.
+template <typename Accumulate>
+void planar_output(const at::Tensor& output, int64_t row_width, const at::Tensor& bias,
+                   Accumulate&& accumulate) {
+  const bool direct = row_width == output.size(3) && output.is_contiguous();
+  const at::Tensor y = direct ? output
+                              : at::empty({output.size(0), output.size(1), output.size(2), row_width},
+                                          output.options());
+  init_with_bias(y, bias);
+  accumulate(y);
+  if (!direct) output.copy_(y.narrow(3, 0, output.size(3)));
+}
+
+// output = conv(planes, weight) + bias for stride-1 geometry t, where planes
+// (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the padded input, followed by
+// planar_slack(t) readable floats.
 void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tensor& bias,
                  const at::Tensor& output, const ConvGeometry& t) {
-  const bool direct = planes.size(3) == t.out_w && output.is_contiguous();
-  const at::Tensor y =
-      direct ? output : at::empty({t.batch, t.out_channels, t.out_h, planes.size(3)}, output.options());
-  init_with_bias(y, bias);
-  planar_accumulate(planes, w, t, y);
-  if (!direct) output.copy_(y.narrow(3, 0, t.out_w));
+  planar_output(output, planes.size(3), bias, [&](const at::Tensor& y) { planar_accumulate(planes, w, t, y); });
 }
 
 // grad_input of a dense convolution with unit dilation, phase by phase of the stride (one
@@ -438,46 +436,27 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
 
 }  // namespace
 
-void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
-                                   const at::Tensor& bias, const at::Tensor& output,
-                                   const ConvGeometry& g) {
-  // out[n] (K x P) = weight (K x C) . x[n] (C x P), over the sampled pixels when strided.
-  const bool strided = g.stride_h != 1 || g.stride_w != 1;
-  ConvGeometry t = g;
-  t.in_h = g.out_h;
-  t.in_w = g.out_w;
-  t.stride_h = t.stride_w = 1;
-  at::Tensor planes = input;
-  if (strided || (g.out_h * g.out_w) % kLanes != 0) {
-    planes = zero_planes(g.batch, g.in_channels, g.out_h, g.out_w, planar_slack(t), input.options());
-    planes.copy_(strided ? input.slice(2, 0, c10::nullopt, g.stride_h).slice(3, 0, c10::nullopt, g.stride_w)
-                         : input);
-  }
-  planar_conv(planes, forward_weight(weight), bias, output, t);
-}
-
 void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor& weight,
                                       const at::Tensor& bias, const at::Tensor& output,
                                       const ConvGeometry& g) {
-  if (g.stride_h == 1 && g.stride_w == 1) {
-    at::Tensor planes = zero_planes(g.batch, g.in_channels, g.in_h + 2 * g.pad_h, g.in_w + 2 * g.pad_w,
-                                    planar_slack(g), input.options());
-    planes.narrow(2, g.pad_h, g.in_h).narrow(3, g.pad_w, g.in_w).copy_(input);
-    planar_conv(planes, forward_weight(weight), bias, output, g);
-    return;
-  }
-  // Strided: the padded input split into stride_h x stride_w phases (rows a, a + stride_h,
-  // ...; columns b, b + stride_w, ...), and the output the sum over phases of a stride-1
+  // The padded input split into stride_h x stride_w phases (rows a, a + stride_h, ...;
+  // columns b, b + stride_w, ...), and the output the sum over phases of a stride-1
   // convolution of each with the taps (a + stride_h i, b + stride_w j): consecutive outputs
-  // read consecutive phase pixels, so the lanes stay a plane's pixels.
-  TORCH_INTERNAL_ASSERT(g.dilation_h == 1 && g.dilation_w == 1);
+  // read consecutive phase pixels, so the lanes stay a plane's pixels. Stride 1 is one
+  // phase, the padded input itself, with any dilation.
   const int64_t sh = g.stride_h, sw = g.stride_w, kw = g.kernel_w, taps = g.kernel_h * kw;
+  const bool strided = sh != 1 || sw != 1;
+  TORCH_INTERNAL_ASSERT(!strided || (g.dilation_h == 1 && g.dilation_w == 1));
   const int64_t rows = (g.in_h + 2 * g.pad_h + sh - 1) / sh, cols = (g.in_w + 2 * g.pad_w + sw - 1) / sw;
   const int64_t phase_floats = g.batch * g.in_channels * rows * cols;
-  const int64_t slack = (kw + sw - 1) / sw - 1 + kLanes;
-  const at::Tensor phases = at::zeros({sh * sw * phase_floats + slack}, input.options());
-  const at::Tensor y = at::empty({g.batch, g.out_channels, g.out_h, cols}, output.options());
-  init_with_bias(y, bias);
+  // A 1x1 convolution without stride reads the input as it is where whole vectors cover
+  // its planes: nothing to pad, nothing read past the end.
+  const bool in_place = taps == 1 && !strided && g.pad_h == 0 && g.pad_w == 0 &&
+                        (g.in_h * g.in_w) % kLanes == 0;
+  const int64_t phases_h = std::min(sh, g.kernel_h), phases_w = std::min(sw, kw);
+  const int64_t slack = ((kw + sw - 1) / sw - 1) * g.dilation_w + kLanes;
+  const at::Tensor phases =
+      in_place ? input : at::zeros({phases_h * phases_w * phase_floats + slack}, input.options());
   // Phase positions [first, end) whose input position offset + stride * m - pad is inside
   // [0, size).
   const auto inside = [](int64_t offset, int64_t stride, int64_t pad, int64_t size, int64_t count) {
@@ -485,30 +464,32 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
     const int64_t end = size - 1 + pad - offset >= 0 ? std::min(count, (size - 1 + pad - offset) / stride + 1) : 0;
     return std::make_pair(first, std::max(first, end));
   };
-  for (int64_t a = 0; a < std::min(sh, g.kernel_h); ++a) {
-    for (int64_t b = 0; b < std::min(sw, kw); ++b) {
-      const at::Tensor phase =
-          phases.narrow(0, (a * sw + b) * phase_floats, phase_floats).view({g.batch, g.in_channels, rows, cols});
-      const auto [m0, m1] = inside(a, sh, g.pad_h, g.in_h, rows);
-      const auto [n0, n1] = inside(b, sw, g.pad_w, g.in_w, cols);
-      if (m0 < m1 && n0 < n1) {
-        phase.narrow(2, m0, m1 - m0).narrow(3, n0, n1 - n0)
-            .copy_(input.slice(2, a + sh * m0 - g.pad_h, a + sh * (m1 - 1) - g.pad_h + 1, sh)
-                       .slice(3, b + sw * n0 - g.pad_w, b + sw * (n1 - 1) - g.pad_w + 1, sw));
+  planar_output(output, cols, bias, [&](const at::Tensor& y) {
+    for (int64_t a = 0; a < phases_h; ++a) {
+      for (int64_t b = 0; b < phases_w; ++b) {
+        at::Tensor phase = in_place ? input
+                                    : phases.narrow(0, (a * phases_w + b) * phase_floats, phase_floats)
+                                          .view({g.batch, g.in_channels, rows, cols});
+        const auto [m0, m1] = inside(a, sh, g.pad_h, g.in_h, rows);
+        const auto [n0, n1] = inside(b, sw, g.pad_w, g.in_w, cols);
+        if (!in_place && m0 < m1 && n0 < n1) {
+          phase.narrow(2, m0, m1 - m0).narrow(3, n0, n1 - n0)
+              .copy_(input.slice(2, a + sh * m0 - g.pad_h, a + sh * (m1 - 1) - g.pad_h + 1, sh)
+                         .slice(3, b + sw * n0 - g.pad_w, b + sw * (n1 - 1) - g.pad_w + 1, sw));
+        }
+        ConvGeometry t = g;
+        t.kernel_h = (g.kernel_h - a + sh - 1) / sh;
+        t.kernel_w = (kw - b + sw - 1) / sw;
+        t.in_h = rows;
+        t.in_w = cols;
+        t.stride_h = t.stride_w = 1;
+        t.pad_h = t.pad_w = 0;
+        planar_accumulate(phase, PlanarWeight{weight.const_data_ptr<float>() + a * kw + b,
+                                              g.in_channels * taps, taps, sh * kw, sw},
+                          t, y);
       }
-      ConvGeometry t = g;
-      t.kernel_h = (g.kernel_h - a + sh - 1) / sh;
-      t.kernel_w = (kw - b + sw - 1) / sw;
-      t.in_h = rows;
-      t.in_w = cols;
-      t.stride_h = t.stride_w = 1;
-      t.pad_h = t.pad_w = 0;
-      planar_accumulate(phase, PlanarWeight{weight.const_data_ptr<float>() + a * kw + b,
-                                            g.in_channels * taps, taps, sh * kw, sw},
-                        t, y);
     }
-  }
-  output.copy_(y.narrow(3, 0, g.out_w));
+  });
 }
 
 void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,

@@ -23,17 +23,12 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
 // tiles empty (7 pixels: two tiles), so the planar kernels take them.
 constexpr int64_t kShortRow = 12;
 
-// Dense float32 convolution with stride 1 on AVX2/FMA over NCHW input and output, the
-// pixels of a plane as lanes, for planes with short rows.
+// Dense float32 convolution (1x1 included) on AVX2/FMA over NCHW input and output, the
+// pixels of a plane as lanes and the weight read as it lies: any stride with unit
+// dilation, any dilation with stride 1.
 void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor& weight,
                                       const at::Tensor& bias, const at::Tensor& output,
                                       const ConvGeometry& g);
-
-// 1x1 float32 convolution on AVX2/FMA over NCHW input and output, as one matrix product per
-// image: output channels broadcast against eight pixels per lane block.
-void pointwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
-                                   const at::Tensor& bias, const at::Tensor& output,
-                                   const ConvGeometry& g);
 
 // grad_input of a dense float32 convolution through the AVX2 forward kernels
 // (grad_input_as_forward.h): phase by phase of the stride through the planar kernel for
