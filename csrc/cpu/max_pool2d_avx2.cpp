@@ -3,10 +3,10 @@
 // Inference (no indices), NCHW, runs separably: a horizontal pass takes each input row's
 // maxima over the kernel columns at output-column resolution, then a vertical pass takes
 // the maxima of those rows over the kernel rows, eight outputs per instruction (the
-// horizontal pass vectorizes strides 1 and 2 and runs other strides scalar). Rows shorter
-// than eight, common in the late layers (14x14, 7x7 planes), run as one masked vector:
-// scalar code there is branchy, and on random data its mispredictions cost ten times the
-// arithmetic.
+// horizontal pass vectorizes strides 1 and 2 and runs other strides scalar). Both passes
+// store whole vectors into scratch with slack, so rows shorter than eight, common in the
+// late layers (14x14, 7x7 planes), run vectorized too: scalar code there is branchy, and
+// on random data its mispredictions cost ten times the arithmetic.
 // channels_last takes eight channels per instruction.
 //
 // With indices, NCHW, strides 1 and 2: eight neighbouring outputs per instruction scan
@@ -43,7 +43,7 @@ __attribute__((target("avx2"))) inline float nan_max(float a, float b) {
       nan_max(_mm256_castps128_ps256(_mm_set_ss(a)), _mm256_castps128_ps256(_mm_set_ss(b)))));
 }
 
-// Lanes [0, n) of a vector, n <= 8, as a mask for maskload/maskstore.
+// Lanes [0, n) of a vector, n <= 8, as a mask for maskload.
 __attribute__((target("avx2"))) inline __m256i first_lanes(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -108,14 +108,18 @@ __attribute__((target("avx2"))) void column_maxima(const float* const* rows, int
   }
 }
 
+// Width of a row padded with -inf for the vector kernels: it reaches the last tap of the
+// last output, plus the 15 floats a vector of stride-2 loads reads beyond it.
+int64_t padded_row_width(const PoolGeometry& g) {
+  const int64_t reach = (g.out_w - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1;
+  return std::max(reach, g.pad_w + g.in_w) + 16;
+}
+
 void forward_planes(const at::Tensor& input, const at::Tensor& output, const PoolGeometry& g) {
   const float* in = input.const_data_ptr<float>();
   float* out = output.mutable_data_ptr<float>();
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
-  // The padded row must reach the last tap of the last output, plus the 15 floats that
-  // row_maxima's last vector reads beyond it.
-  const int64_t reach = (g.out_w - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1;
-  const int64_t padded_w = std::max(reach, g.pad_w + g.in_w) + 16;
+  const int64_t padded_w = padded_row_width(g);
   // Both passes run whole vectors into scratch with 8 floats of slack; only the finished
   // output plane is copied out with a scalar tail.
   const int64_t out_w_vectors = (g.out_w + 7) / 8 * 8;
@@ -216,8 +220,7 @@ void indexed_planes(const at::Tensor& input, const at::Tensor& output, const at:
   float* out = output.mutable_data_ptr<float>();
   int64_t* idx = indices.mutable_data_ptr<int64_t>();
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
-  const int64_t reach = (g.out_w - 1) * g.stride_w + (g.kernel_w - 1) * g.dilation_w + 1;
-  const int64_t padded_w = std::max(reach, g.pad_w + g.in_w) + 16;  // + the last vector's reads
+  const int64_t padded_w = padded_row_width(g);
   // Outputs from `first_inside` on have windows that start at column 0 or later.
   const int64_t first_inside = std::min(g.out_w, (g.pad_w + g.stride_w - 1) / g.stride_w);
   at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
@@ -225,7 +228,7 @@ void indexed_planes(const at::Tensor& input, const at::Tensor& output, const at:
     for (int64_t plane = begin; plane < end; ++plane) {
       const float* src = in + plane * in_plane;
       for (int64_t ih = 0; ih < g.in_h; ++ih) {
-        std::copy_n(src + ih * g.in_w, g.in_w, padded.begin() + ih * padded_w + g.pad_w);
+        copy_row(src + ih * g.in_w, g.in_w, padded.data() + ih * padded_w + g.pad_w);
       }
       float* out_p = out + plane * out_plane;
       int64_t* idx_p = idx + plane * out_plane;
