@@ -280,6 +280,25 @@ def test_relu_option_is_relu_of_the_convolution(name, channels_last, dtype, devi
         torch.testing.assert_close(got, expected, **tolerances(dtype))
 
 
+@pytest.mark.parametrize("padding", [0, 1, 2])
+@pytest.mark.parametrize("width", [5, 14, 15, 31, 56, 57])
+def test_depthwise_stride2_rows_of_every_width_match_native(width, padding):
+    # NCHW stride 2 splits each input row into even and odd columns by whole vectors, masked
+    # where they cross the row's ends, and per float on rows where the vectors would leave
+    # the plane: widths below, at and above one and several vectors, odd and even, reach each.
+    torch.manual_seed(width * 3 + padding)
+    x = torch.randn(2, 3, 9, width, dtype=torch.float64).float().requires_grad_()
+    w = torch.randn(3, 1, 3, 3).requires_grad_()
+    got = cf.depthwise_conv2d(x, w, stride=2, padding=padding)
+    want = F.conv2d(x, w, stride=2, padding=padding, groups=3)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(want)
+    got_grads = torch.autograd.grad(got, (x, w), grad)
+    want_grads = torch.autograd.grad(want, (x, w), grad)
+    for g, e in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("kernel, channels", [(3, 16), (3, 20), (5, 24)])

@@ -161,8 +161,8 @@ void run_row(const float* in, const float* w, const float* bias, float* out, con
 }
 
 // The phase-split scratch of one input plane: `rows` padded rows of `phases` phase rows of
-// `length` floats. length covers the outputs rounded up to whole passes plus the reach of
-// the window.
+// `length` floats, a whole number of vectors that covers the outputs rounded up to whole
+// passes plus the reach of the window.
 struct PhasePlane {
   int64_t phases, length, rows;
   int64_t row_floats() const { return phases * length; }
@@ -170,35 +170,12 @@ struct PhasePlane {
 
 constexpr int64_t kColumnsPerPass = 2 * kLanes;
 
+int64_t whole_vectors(int64_t floats) { return (floats + kLanes - 1) / kLanes * kLanes; }
+
 PhasePlane phase_plane(const ConvGeometry& g) {
   const int64_t passes = (g.out_w + kColumnsPerPass - 1) / kColumnsPerPass;
   const int64_t reach = (g.kernel_w - 1) * g.dilation_w / g.stride_w + 1;
-  return {g.stride_w, passes * kColumnsPerPass + reach, g.in_h + 2 * g.pad_h};
-}
-
-// Padded row -> phases: out[q * length + x] = line[x * stride + q].
-__attribute__((target("avx2"))) void split_phases(const float* line, const PhasePlane& p,
-                                                  float* out) {
-  if (p.phases == 2) {
-    int64_t x = 0;
-    for (; x + kLanes <= p.length; x += kLanes) {
-      const __m256 a = _mm256_loadu_ps(line + 2 * x), b = _mm256_loadu_ps(line + 2 * x + kLanes);
-      // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6], and the same for odds.
-      const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-      const __m256 odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-      _mm256_storeu_ps(out + x, _mm256_castpd_ps(_mm256_permute4x64_pd(
-                                    _mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0))));
-      _mm256_storeu_ps(out + p.length + x, _mm256_castpd_ps(_mm256_permute4x64_pd(
-                                               _mm256_castps_pd(odd), _MM_SHUFFLE(3, 1, 2, 0))));
-    }
-    for (; x < p.length; ++x) {
-      out[x] = line[2 * x];
-      out[p.length + x] = line[2 * x + 1];
-    }
-    return;
-  }
-  for (int64_t q = 0; q < p.phases; ++q)
-    for (int64_t x = 0; x < p.length; ++x) out[q * p.length + x] = line[x * p.phases + q];
+  return {g.stride_w, whole_vectors(passes * kColumnsPerPass + reach), g.in_h + 2 * g.pad_h};
 }
 
 // Where tap s of output column 0 reads, within a padded scratch row.
@@ -211,24 +188,79 @@ std::vector<int64_t> columns_of_taps(const ConvGeometry& g, const PhasePlane& p)
   return columns;
 }
 
-// Copies input plane `in` into the phase-split scratch. The caller zeroes `scratch` and
-// `line` (room for one padded row) once: the padding is never written, so it stays zero
-// from plane to plane.
-void fill_phase_plane(const float* in, const ConvGeometry& g, const PhasePlane& p, float* line,
-                      float* scratch) {
-  const int64_t width = p.row_floats();
-  const int64_t copied = std::clamp<int64_t>(width - g.pad_w, 0, g.in_w);
-  if (copied == 0) return;
-  for (int64_t ih = 0; ih < g.in_h; ++ih) {
-    float* out = scratch + (ih + g.pad_h) * width;
-    if (p.phases == 1) {
-      copy_row(in + ih * g.in_w, copied, out + g.pad_w);
-    } else {
-      copy_row(in + ih * g.in_w, copied, line + g.pad_w);
-      split_phases(line, p, out);
+// Copies input planes into the phase-split scratch: position x of phase q of a padded row
+// holds input column x * phases + q - pad_w, zero outside the row. The caller zeroes the
+// scratch once; what is not written is padding and stays zero from plane to plane.
+//
+// One phase is a row copy. Two go by whole vectors of 16 columns read straight from the
+// input, across the row's ends where the plane allows, and masked by AND there: staging
+// the row in a padded line (each load of it straddled two stores just made: failed store
+// forwarding), masked loads and stores (slow on AMD) and per-float tails each cost more
+// than the convolution.
+class PhaseSplitter {
+ public:
+  PhaseSplitter(const ConvGeometry& g, const PhasePlane& p)
+      : g_(g), p_(p),
+        // Two phases: positions [0, filled) hold columns [-pad, 2 filled - pad).
+        filled_(std::min(p.length, whole_vectors((g.in_w + g.pad_w + 1) / 2))),
+        inside_(p.phases == 2 ? 2 * filled_ : 0) {
+    for (int64_t j = 0; j < static_cast<int64_t>(inside_.size()); ++j) {
+      inside_[j] = j >= g.pad_w && j - g.pad_w < g.in_w ? ~0u : 0u;
     }
   }
-}
+
+  __attribute__((target("avx2"))) void fill(const float* in, float* scratch) const {
+    // Everything in locals: the vector stores may alias anything, so members would be
+    // reloaded after each one.
+    const int64_t in_w = g_.in_w, in_h = g_.in_h, pad = g_.pad_w, length = p_.length;
+    const int64_t phases = p_.phases, filled = filled_, row_floats = p_.row_floats();
+    const uint32_t* inside = inside_.data();
+    float* out = scratch + g_.pad_h * row_floats;
+    for (int64_t ih = 0; ih < in_h; ++ih, out += row_floats) {
+      const float* row = in + ih * in_w;
+      if (phases == 1) {
+        copy_row(row, std::clamp<int64_t>(length - pad, 0, in_w), out + pad);
+        continue;
+      }
+      // Plane floats [ih * in_w - pad, ... + 2 filled) read as whole vectors, or per float.
+      if (phases > 2 || ih * in_w < pad || ih * in_w - pad + 2 * filled > in_h * in_w) {
+        for (int64_t x = 0; x < length; ++x) {
+          for (int64_t q = 0; q < phases; ++q) {
+            const int64_t column = x * phases + q - pad;
+            if (column >= 0 && column < in_w) out[q * length + x] = row[column];
+          }
+        }
+        continue;
+      }
+      const float* src = row - pad;
+      for (int64_t x = 0; x < filled; x += kLanes) {
+        const int64_t j = 2 * x;
+        __m256 a = _mm256_loadu_ps(src + j), b = _mm256_loadu_ps(src + j + kLanes);
+        if (j < pad || j + 2 * kLanes > pad + in_w) {
+          a = _mm256_and_ps(a, mask(inside + j));
+          b = _mm256_and_ps(b, mask(inside + j + kLanes));
+        }
+        // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6], and the same for odds.
+        const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+        const __m256 odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        _mm256_storeu_ps(out + x, _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                      _mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0))));
+        _mm256_storeu_ps(out + length + x, _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                               _mm256_castps_pd(odd), _MM_SHUFFLE(3, 1, 2, 0))));
+      }
+    }
+  }
+
+ private:
+  __attribute__((target("avx2"))) static __m256 mask(const uint32_t* words) {
+    return _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(words)));
+  }
+
+  const ConvGeometry& g_;
+  const PhasePlane& p_;
+  int64_t filled_;                // two phases: positions past it are padding in both
+  std::vector<uint32_t> inside_;  // two phases: all ones where column j - pad is in the row
+};
 
 // kVectors (1 or 2) vectors of outputs of one row, `remaining` of them inside the plane.
 // `row` is the first scratch row the window covers, at the pass's first output column.
@@ -274,18 +306,26 @@ __attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const 
   if constexpr (kFixed) {
     for (int i = 0; i < kHeld; ++i) held[i] = _mm256_set1_ps(w[i]);
   }
-  const int64_t row_step = g.dilation_h * width;
-  for (int64_t oh = 0; oh < g.out_h; ++oh) {
-    const float* row = scratch + oh * g.stride_h * width;
-    float* out_row = out + oh * g.out_w;
+  // Geometry in locals: the output stores may alias anything, so it would be reloaded
+  // after each one.
+  const int64_t row_step = g.dilation_h * width, out_h = g.out_h, out_w = g.out_w;
+  const int64_t input_row_step = g.stride_h * width, kernel_h = g.kernel_h, kernel_w = g.kernel_w;
+  int64_t held_columns[kFixed ? kWindow : 1];
+  if constexpr (kFixed) {
+    std::copy_n(column_of_tap, kWindow, held_columns);
+    column_of_tap = held_columns;
+  }
+  for (int64_t oh = 0; oh < out_h; ++oh) {
+    const float* row = scratch + oh * input_row_step;
+    float* out_row = out + oh * out_w;
     int64_t ow = 0;
-    for (; ow + kLanes < g.out_w; ow += kColumnsPerPass) {
-      output_pass<kWindow, 2>(row + ow, row_step, column_of_tap, held, w, g.kernel_h,
-                              g.kernel_w, bias, out_row + ow, g.out_w - ow);
+    for (; ow + kLanes < out_w; ow += kColumnsPerPass) {
+      output_pass<kWindow, 2>(row + ow, row_step, column_of_tap, held, w, kernel_h, kernel_w, bias,
+                              out_row + ow, out_w - ow);
     }
-    if (ow < g.out_w) {
-      output_pass<kWindow, 1>(row + ow, row_step, column_of_tap, held, w, g.kernel_h,
-                              g.kernel_w, bias, out_row + ow, g.out_w - ow);
+    if (ow < out_w) {
+      output_pass<kWindow, 1>(row + ow, row_step, column_of_tap, held, w, kernel_h, kernel_w, bias,
+                              out_row + ow, out_w - ow);
     }
   }
 }
@@ -326,11 +366,12 @@ void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tenso
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   const bool three_by_three = g.kernel_h == 3 && g.kernel_w == 3;
   const std::vector<int64_t> column_of_tap = columns_of_taps(g, p);
+  const PhaseSplitter splitter(g, p);
   at::parallel_for(0, g.batch * g.in_channels, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> line(p.row_floats()), scratch(p.rows * p.row_floats());
+    std::vector<float> scratch(p.rows * p.row_floats());
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t n = plane / g.in_channels, c = plane % g.in_channels;
-      fill_phase_plane(in + plane * in_plane, g, p, line.data(), scratch.data());
+      splitter.fill(in + plane * in_plane, scratch.data());
       for (int64_t k = c * multiplier; k < (c + 1) * multiplier; ++k) {
         const float bias_k = bp ? bp[k] : 0.0f;
         float* out_k = out + (n * g.out_channels + k) * out_plane;
@@ -356,13 +397,14 @@ void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const
   const int64_t multiplier = g.out_channels_per_group(), taps = g.kernel_h * g.kernel_w;
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   const std::vector<int64_t> column_of_tap = columns_of_taps(g, p);
+  const PhaseSplitter splitter(g, p);
   const int64_t width = p.row_floats();
   at::parallel_for(0, g.in_channels, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> line(width), scratch(p.rows * width);
+    std::vector<float> scratch(p.rows * width);
     for (int64_t c = begin; c < end; ++c) {
       std::fill_n(gw + c * multiplier * taps, multiplier * taps, 0.0f);
       for (int64_t n = 0; n < g.batch; ++n) {
-        fill_phase_plane(in + (n * g.in_channels + c) * in_plane, g, p, line.data(), scratch.data());
+        splitter.fill(in + (n * g.in_channels + c) * in_plane, scratch.data());
         for (int64_t k = c * multiplier; k < (c + 1) * multiplier; ++k) {
           const float* gy_k = gy + (n * g.out_channels + k) * out_plane;
           for (int64_t r = 0; r < g.kernel_h; ++r) {
