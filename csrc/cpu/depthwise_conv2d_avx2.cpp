@@ -192,18 +192,18 @@ std::vector<int64_t> columns_of_taps(const ConvGeometry& g, const PhasePlane& p)
 // holds input column x * phases + q - pad_w, zero outside the row. The caller zeroes the
 // scratch once; what is not written is padding and stays zero from plane to plane.
 //
-// One phase is a row copy. Two go by whole vectors of 16 columns read straight from the
-// input, across the row's ends where the plane allows, and masked by AND there: staging
-// the row in a padded line (each load of it straddled two stores just made: failed store
-// forwarding), masked loads and stores (slow on AMD) and per-float tails each cost more
-// than the convolution.
+// One or two phases go by whole vectors of 8 or 16 columns read straight from the input,
+// across the row's ends where the plane allows and masked by AND there: per-float tails
+// (a 14-column row is mostly tail), masked loads and stores (slow on AMD) and staging the
+// row in a padded line (each load of it straddled two stores just made: failed store
+// forwarding) each cost more than the convolution.
 class PhaseSplitter {
  public:
   PhaseSplitter(const ConvGeometry& g, const PhasePlane& p)
       : g_(g), p_(p),
-        // Two phases: positions [0, filled) hold columns [-pad, 2 filled - pad).
-        filled_(std::min(p.length, whole_vectors((g.in_w + g.pad_w + 1) / 2))),
-        inside_(p.phases == 2 ? 2 * filled_ : 0) {
+        // Positions [0, filled) hold columns [-pad, filled * phases - pad).
+        filled_(std::min(p.length, whole_vectors((g.in_w + g.pad_w + p.phases - 1) / p.phases))),
+        inside_(p.phases <= 2 ? p.phases * filled_ : 0) {
     for (int64_t j = 0; j < static_cast<int64_t>(inside_.size()); ++j) {
       inside_[j] = j >= g.pad_w && j - g.pad_w < g.in_w ? ~0u : 0u;
     }
@@ -214,17 +214,15 @@ class PhaseSplitter {
     // reloaded after each one.
     const int64_t in_w = g_.in_w, in_h = g_.in_h, pad = g_.pad_w, length = p_.length;
     const int64_t phases = p_.phases, filled = filled_, row_floats = p_.row_floats();
+    const int64_t vector_columns = phases * kLanes;
     const uint32_t* inside = inside_.data();
     float* out = scratch + g_.pad_h * row_floats;
     for (int64_t ih = 0; ih < in_h; ++ih, out += row_floats) {
       const float* row = in + ih * in_w;
-      if (phases == 1) {
-        copy_row(row, std::clamp<int64_t>(length - pad, 0, in_w), out + pad);
-        continue;
-      }
-      // Plane floats [ih * in_w - pad, ... + 2 filled) read as whole vectors, or per float.
-      if (phases > 2 || ih * in_w < pad || ih * in_w - pad + 2 * filled > in_h * in_w) {
-        for (int64_t x = 0; x < length; ++x) {
+      // Plane floats [ih * in_w - pad, ... + phases * filled) read as whole vectors, or per
+      // float.
+      if (phases > 2 || ih * in_w < pad || ih * in_w - pad + phases * filled > in_h * in_w) {
+        for (int64_t x = 0; x < filled; ++x) {
           for (int64_t q = 0; q < phases; ++q) {
             const int64_t column = x * phases + q - pad;
             if (column >= 0 && column < in_w) out[q * length + x] = row[column];
@@ -234,12 +232,16 @@ class PhaseSplitter {
       }
       const float* src = row - pad;
       for (int64_t x = 0; x < filled; x += kLanes) {
-        const int64_t j = 2 * x;
-        __m256 a = _mm256_loadu_ps(src + j), b = _mm256_loadu_ps(src + j + kLanes);
-        if (j < pad || j + 2 * kLanes > pad + in_w) {
-          a = _mm256_and_ps(a, mask(inside + j));
-          b = _mm256_and_ps(b, mask(inside + j + kLanes));
+        const int64_t j = phases * x;
+        const bool at_end = j < pad || j + vector_columns > pad + in_w;
+        __m256 a = _mm256_loadu_ps(src + j);
+        if (at_end) a = _mm256_and_ps(a, mask(inside + j));
+        if (phases == 1) {
+          _mm256_storeu_ps(out + x, a);
+          continue;
         }
+        __m256 b = _mm256_loadu_ps(src + j + kLanes);
+        if (at_end) b = _mm256_and_ps(b, mask(inside + j + kLanes));
         // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6], and the same for odds.
         const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
         const __m256 odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
@@ -258,17 +260,19 @@ class PhaseSplitter {
 
   const ConvGeometry& g_;
   const PhasePlane& p_;
-  int64_t filled_;                // two phases: positions past it are padding in both
-  std::vector<uint32_t> inside_;  // two phases: all ones where column j - pad is in the row
+  int64_t filled_;                // positions past it are padding in every phase
+  std::vector<uint32_t> inside_;  // one or two phases: all ones where column j - pad is in the row
 };
 
-// kVectors (1 or 2) vectors of outputs of one row, `remaining` of them inside the plane.
-// `row` is the first scratch row the window covers, at the pass's first output column.
+// kVectors (1 or 2) vectors of outputs of one row. `row` is the first scratch row the
+// window covers, at the pass's first output column. `writable`: floats from `out` to the
+// end of the output plane; whole vectors are stored where they fit, as what they write past
+// the row's end belongs to rows written later (a 14-column row would be mostly tail).
 template <int kWindow, int kVectors>
 __attribute__((target("avx2,fma"))) inline void output_pass(
     const float* row, int64_t row_step, const int64_t* column_of_tap, const __m256* held,
     const float* w, int64_t kernel_h, int64_t kernel_w, float bias, float* out,
-    int64_t remaining) {
+    int64_t writable) {
   constexpr bool kFixed = kWindow > 0;
   if constexpr (kFixed) kernel_h = kernel_w = kWindow;
   __m256 acc[kVectors];
@@ -283,12 +287,12 @@ __attribute__((target("avx2,fma"))) inline void output_pass(
         acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(x + v * kLanes), wv, acc[v]);
     }
   }
-  if (remaining >= kVectors * kLanes) {
+  if (writable >= kVectors * kLanes) {
     for (int v = 0; v < kVectors; ++v) _mm256_storeu_ps(out + v * kLanes, acc[v]);
   } else {
     alignas(32) float tail[kColumnsPerPass];
     for (int v = 0; v < kVectors; ++v) _mm256_store_ps(tail + v * kLanes, acc[v]);
-    copy_row(tail, remaining, out);
+    copy_row(tail, writable, out);
   }
 }
 
@@ -321,11 +325,11 @@ __attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const 
     int64_t ow = 0;
     for (; ow + kLanes < out_w; ow += kColumnsPerPass) {
       output_pass<kWindow, 2>(row + ow, row_step, column_of_tap, held, w, kernel_h, kernel_w, bias,
-                              out_row + ow, out_w - ow);
+                              out_row + ow, (out_h - oh) * out_w - ow);
     }
     if (ow < out_w) {
       output_pass<kWindow, 1>(row + ow, row_step, column_of_tap, held, w, kernel_h, kernel_w, bias,
-                              out_row + ow, out_w - ow);
+                              out_row + ow, (out_h - oh) * out_w - ow);
     }
   }
 }
