@@ -280,6 +280,28 @@ def test_relu_option_is_relu_of_the_convolution(name, channels_last, dtype, devi
         torch.testing.assert_close(got, expected, **tolerances(dtype))
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_infinities_follow_native(stride, cpu_path):
+    # The NCHW kernels read whole vectors past a row's end and mask the lanes outside it: an
+    # infinity under those lanes (the input's last columns, the next grad_output row's
+    # first) must not meet a masked zero and turn a sum into NaN. (No padding: the AVX2
+    # kernels multiply explicit padding zeros, which native kernels skip, so an infinity
+    # next to padding gives NaN in grad_weight where native's is finite.)
+    torch.manual_seed(stride)
+    x = torch.randn(1, 8, 9, 14)
+    x[0, 1, 3, 13] = float("inf")
+    x = x.requires_grad_()
+    w = torch.randn(8, 1, 3, 3).requires_grad_()
+    got = cf.depthwise_conv2d(x, w, stride=stride)
+    want = F.conv2d(x, w, stride=stride, groups=8)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
+    grad = torch.randn_like(want)
+    grad[0, 2, 2, 0] = float("inf")
+    for g, e in zip(torch.autograd.grad(got, (x, w), grad), torch.autograd.grad(want, (x, w), grad)):
+        assert g.isinf().any()
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4, equal_nan=True)
+
+
 @pytest.mark.parametrize("padding", [0, 1, 2])
 @pytest.mark.parametrize("width", [5, 14, 15, 31, 56, 57])
 def test_depthwise_stride2_rows_of_every_width_match_native(width, padding):

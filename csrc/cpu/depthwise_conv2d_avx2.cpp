@@ -14,6 +14,7 @@
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
+#include <array>
 #include <vector>
 
 #include "../grad_input_as_forward.h"
@@ -334,27 +335,61 @@ __attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const 
   }
 }
 
-// sum over the output plane of grad_output * the input under one tap; `x` is the tap's
-// scratch position for output (0, 0), `x_row_step` the scratch step between output rows.
-__attribute__((target("avx2,fma"))) float tap_gradient(const float* grad_output, const float* x,
-                                                       int64_t x_row_step, const ConvGeometry& g) {
-  const int64_t full = g.out_w / kLanes * kLanes;
-  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(g.out_w - full)),
+// sums[i] += the sum over the output plane of grad_output * the input under tap i, for
+// kTaps taps at once, whose scratch positions for output (0, 0) are x + offsets[i];
+// `x_row_step`: the scratch step between output rows. One sweep for all the taps, each with
+// its own sum: one tap at a time, every FMA waited on the one before (4 cycles each).
+template <int kTaps>
+__attribute__((target("avx2,fma"))) void window_gradients(const float* grad_output, const float* x,
+                                                          const int64_t* offsets, int64_t x_row_step,
+                                                          int64_t out_h, int64_t out_w, float* sums) {
+  int64_t offset[kTaps];
+  __m256 acc[kTaps];
+  for (int i = 0; i < kTaps; ++i) {
+    offset[i] = offsets[i];
+    acc[i] = _mm256_setzero_ps();
+  }
+  const int64_t full = out_w / kLanes * kLanes;
+  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(out_w - full)),
                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t oh = 0; oh < g.out_h; ++oh, grad_output += g.out_w, x += x_row_step) {
+  const __m256 tail_bits = _mm256_castsi256_ps(tail);
+  for (int64_t oh = 0; oh < out_h; ++oh, grad_output += out_w, x += x_row_step) {
     for (int64_t ow = 0; ow < full; ow += kLanes) {
-      acc = _mm256_fmadd_ps(_mm256_loadu_ps(grad_output + ow), _mm256_loadu_ps(x + ow), acc);
+      const __m256 gv = _mm256_loadu_ps(grad_output + ow);
+#pragma GCC unroll 9
+      for (int i = 0; i < kTaps; ++i) acc[i] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(x + offset[i] + ow), acc[i]);
     }
-    if (full < g.out_w) {  // both masked: an infinite input past the row must not meet a 0
-      acc = _mm256_fmadd_ps(_mm256_maskload_ps(grad_output + full, tail),
-                            _mm256_maskload_ps(x + full, tail), acc);
+    if (full == out_w) continue;
+    // Both operands masked (an infinite input past the row must not meet a 0). Scratch rows
+    // hold whole vectors; grad_output is read whole where the plane continues (masked loads
+    // are slow on AMD).
+    const __m256 gv = (out_h - oh) * out_w - full >= kLanes
+                          ? _mm256_and_ps(_mm256_loadu_ps(grad_output + full), tail_bits)
+                          : _mm256_maskload_ps(grad_output + full, tail);
+#pragma GCC unroll 9
+    for (int i = 0; i < kTaps; ++i) {
+      acc[i] = _mm256_fmadd_ps(gv, _mm256_and_ps(_mm256_loadu_ps(x + offset[i] + full), tail_bits), acc[i]);
     }
   }
-  const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
-  return _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
+  for (int i = 0; i < kTaps; ++i) {
+    const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[i]), _mm256_extractf128_ps(acc[i], 1));
+    const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    sums[i] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
+  }
 }
+
+constexpr int kTapGroup = 9;  // taps per sweep: a 3x3 window in one; 9 sums + 2 operands
+using WindowGradients = void (*)(const float*, const float*, const int64_t*, int64_t, int64_t,
+                                 int64_t, float*);
+
+template <int... T>
+constexpr std::array<WindowGradients, sizeof...(T)> window_gradients_for(std::integer_sequence<int, T...>) {
+  return {window_gradients<T + 1>...};
+}
+
+// kWindowGradients[t - 1]: t taps per sweep.
+const std::array<WindowGradients, kTapGroup> kWindowGradients =
+    window_gradients_for(std::make_integer_sequence<int, kTapGroup>{});
 
 }  // namespace
 
@@ -392,8 +427,8 @@ void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tenso
 void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const at::Tensor& input,
                                             const at::Tensor& grad_weight, const ConvGeometry& g) {
   // Per input channel (so no two tasks write one filter): its planes, one image at a time,
-  // into the same phase-split scratch as the forward pass; then per filter tap a dot product
-  // of grad_output with the input under the tap.
+  // into the same phase-split scratch as the forward pass; then for each filter tap the dot
+  // product of grad_output with the input under the tap, nine taps per sweep.
   const float* gy = grad_output.const_data_ptr<float>();
   const float* in = input.const_data_ptr<float>();
   float* gw = grad_weight.mutable_data_ptr<float>();
@@ -403,6 +438,11 @@ void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const
   const std::vector<int64_t> column_of_tap = columns_of_taps(g, p);
   const PhaseSplitter splitter(g, p);
   const int64_t width = p.row_floats();
+  // Scratch position of tap (r, s) for output (0, 0), taps row-major like the weight.
+  std::vector<int64_t> tap_offsets;
+  for (int64_t r = 0; r < g.kernel_h; ++r) {
+    for (int64_t s = 0; s < g.kernel_w; ++s) tap_offsets.push_back(r * g.dilation_h * width + column_of_tap[s]);
+  }
   at::parallel_for(0, g.in_channels, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(p.rows * width);
     for (int64_t c = begin; c < end; ++c) {
@@ -411,11 +451,10 @@ void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const
         splitter.fill(in + (n * g.in_channels + c) * in_plane, scratch.data());
         for (int64_t k = c * multiplier; k < (c + 1) * multiplier; ++k) {
           const float* gy_k = gy + (n * g.out_channels + k) * out_plane;
-          for (int64_t r = 0; r < g.kernel_h; ++r) {
-            for (int64_t s = 0; s < g.kernel_w; ++s) {
-              const float* x = scratch.data() + r * g.dilation_h * width + column_of_tap[s];
-              gw[k * taps + r * g.kernel_w + s] += tap_gradient(gy_k, x, g.stride_h * width, g);
-            }
+          for (int64_t t0 = 0; t0 < taps; t0 += kTapGroup) {
+            const int64_t count = std::min<int64_t>(kTapGroup, taps - t0);
+            kWindowGradients[count - 1](gy_k, scratch.data(), tap_offsets.data() + t0,
+                                        g.stride_h * width, g.out_h, g.out_w, gw + k * taps + t0);
           }
         }
       }
