@@ -125,18 +125,19 @@ const std::array<DotTile, kDotCols> kDotTiles[kDotRows] = {
     dot_tiles_for<3>(std::make_integer_sequence<int, kDotCols>{}),
 };
 
-// grad_weight (K, C, R, S) from the microkernel's sums (R, S, K, C): per output channel, a
-// transpose of R*S rows of C, each read sequentially (a permuting copy of a large layer's
-// 9 MB strides badly and cost more than the products).
-void unpack_tap_sums(const at::Tensor& sums, const at::Tensor& grad_weight) {
+// grad_weight (K, C, R, S) from the microkernel's sums: (R, S, K, C), or (R, S, C, K) with
+// `channels_outer`. Per output channel, a transpose of R*S rows (a permuting copy of a large
+// layer's 9 MB strides badly and cost more than the products).
+void unpack_tap_sums(const at::Tensor& sums, bool channels_outer, const at::Tensor& grad_weight) {
   const int64_t k = grad_weight.size(0), c = grad_weight.size(1);
   const int64_t taps = grad_weight.size(2) * grad_weight.size(3);
+  const int64_t k_step = channels_outer ? 1 : c, c_step = channels_outer ? k : 1;
   const float* src = sums.const_data_ptr<float>();
   float* dst = grad_weight.mutable_data_ptr<float>();
   at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       for (int64_t i = 0; i < c; ++i) {
-        for (int64_t t = 0; t < taps; ++t) dst[(o * c + i) * taps + t] = src[(t * k + o) * c + i];
+        for (int64_t t = 0; t < taps; ++t) dst[(o * c + i) * taps + t] = src[t * k * c + o * k_step + i * c_step];
       }
     }
   });
@@ -555,13 +556,22 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
                                    const at::Tensor& grad_weight, const ConvGeometry& g) {
   // For each tap (r, s): grad_weight[:, :, r, s] = sum over output pixels of the pixel's
   // grad_output channels times its input channels (shifted by the tap). The microkernel
-  // runs it with 6 output channels as broadcast "pixels", 16 input channels as lane
-  // blocks, the output pixels of a row as reduction steps and a chunk of output rows as
-  // its kernel-row loop, so the sums stay in registers over the whole chunk. The sums
-  // come out as (R, S, K, C): a 1x1 convolution's grad_weight as it is.
+  // runs it with the output pixels of a row as reduction steps and a chunk of output rows
+  // as its kernel-row loop, so the sums stay in registers over the whole chunk, in one of
+  // two orientations:
+  // - per tap, 6 output channels as broadcast "pixels" (of grad_output) and 16 input
+  //   channels as lanes (of the input); sums (R, S, K, C), a 1x1 grad_weight as it is;
+  // - with fewer input channels than a lane block (a first layer's 3 would fill 3 of 16
+  //   lanes), per kernel row, 16 output channels as lanes (of grad_output) and as "pixels"
+  //   6 consecutive floats of an input row, which under one output pixel are the taps
+  //   (s, c) of the kernel row in order (unit column dilation); sums (R, S, C, K).
   const int64_t k = g.out_channels, c = g.in_channels;
-  const at::Tensor x = padded_nhwc(input, g, /*slack=*/kLanes);
-  const at::Tensor go = grad_output.permute({0, 2, 3, 1}).contiguous();
+  const bool taps_as_pixels = c < kLanes && g.dilation_w == 1 && g.kernel_w > 1;
+  // Vector operands read whole lane blocks: slack past the last one.
+  const at::Tensor x = padded_nhwc(input, g, /*slack=*/taps_as_pixels ? 0 : kLanes);
+  const int64_t go_floats = g.batch * g.out_h * g.out_w * k;
+  at::Tensor go = at::empty({go_floats + (taps_as_pixels ? kLanes : 0)}, grad_output.options());
+  go.narrow(0, 0, go_floats).view({g.batch, g.out_h, g.out_w, k}).copy_(grad_output.permute({0, 2, 3, 1}));
   const bool one_tap = g.kernel_h == 1 && g.kernel_w == 1;
   at::Tensor sums = one_tap ? grad_weight : at::empty({g.kernel_h, g.kernel_w, k, c}, grad_weight.options());
   sums.zero_();
@@ -571,44 +581,56 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
   // Rows per chunk: the chunk's input and grad_output rows fit in about 256 KB of cache,
   // reused by every tile of the thread.
   const int64_t chunk_rows = std::max<int64_t>(1, (int64_t{64} << 10) / (x_row_floats + go_row_floats));
-  const int64_t channel_tiles = (k + kTilePixels - 1) / kTilePixels;
-  const int64_t blocks = (c + kLanes - 1) / kLanes;
+  // Per tap group (a tap, or a kernel row): pixel tiles x lane block pairs.
+  const int64_t tap_groups = taps_as_pixels ? g.kernel_h : g.kernel_h * g.kernel_w;
+  const int64_t pixels = taps_as_pixels ? g.kernel_w * c : k, lanes = taps_as_pixels ? k : c;
+  const int64_t pixel_tiles = (pixels + kTilePixels - 1) / kTilePixels;
+  const int64_t blocks = (lanes + kLanes - 1) / kLanes;
   const int64_t block_pairs = (blocks + kTileBlocks - 1) / kTileBlocks;
-  const int last_lanes = static_cast<int>(c - (blocks - 1) * kLanes);
+  const int last_lanes = static_cast<int>(lanes - (blocks - 1) * kLanes);
   const float* xp = x.const_data_ptr<float>();
   const float* gp = go.const_data_ptr<float>();
   float* sp = sums.mutable_data_ptr<float>();
-  const int64_t tasks = g.kernel_h * g.kernel_w * channel_tiles * block_pairs;
+  const int64_t tasks = tap_groups * pixel_tiles * block_pairs;
   // Each thread owns a range of output tiles and sweeps the rows once for all of them
   // (row chunks outside, tiles inside): a sweep per tile would stream the whole input and
   // grad_output once per tile.
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t n = 0; n < g.batch; ++n) {
       for (int64_t oh0 = 0; oh0 < g.out_h; oh0 += chunk_rows) {
-        const TileSteps st{/*pixel=*/1, /*tap_row=*/go_row_floats, /*tap_col=*/0, /*x_step=*/k,
-                           /*block=*/kLanes, /*w_tap_row=*/x_row_floats, /*w_tap_col=*/0,
-                           /*w_step=*/g.stride_w * c,
-                           /*out_pixel=*/c, /*kernel_h=*/std::min(chunk_rows, g.out_h - oh0),
-                           /*kernel_w=*/1, /*depth=*/g.out_w};
+        const int64_t rows = std::min(chunk_rows, g.out_h - oh0);
         const float* go_rows = gp + (n * g.out_h + oh0) * go_row_floats;
+        const float* x_rows = xp + (n * padded_h + oh0 * g.stride_h) * padded_w * c;
+        const TileSteps go_pixels{/*pixel=*/1, /*tap_row=*/go_row_floats, /*tap_col=*/0, /*x_step=*/k,
+                                  /*block=*/kLanes, /*w_tap_row=*/x_row_floats, /*w_tap_col=*/0,
+                                  /*w_step=*/g.stride_w * c, /*out_pixel=*/c, /*kernel_h=*/rows,
+                                  /*kernel_w=*/1, /*depth=*/g.out_w};
+        const TileSteps x_pixels{/*pixel=*/1, /*tap_row=*/x_row_floats, /*tap_col=*/0,
+                                 /*x_step=*/g.stride_w * c, /*block=*/kLanes,
+                                 /*w_tap_row=*/go_row_floats, /*w_tap_col=*/0, /*w_step=*/k,
+                                 /*out_pixel=*/k, /*kernel_h=*/rows, /*kernel_w=*/1, /*depth=*/g.out_w};
         for (int64_t task = begin; task < end; ++task) {
-          const int64_t pair = task % block_pairs, tile = task / block_pairs % channel_tiles;
-          const int64_t tap = task / (block_pairs * channel_tiles);
-          const int64_t r = tap / g.kernel_w, s = tap % g.kernel_w;
-          const int64_t k0 = tile * kTilePixels, block0 = pair * kTileBlocks;
-          const int pixels = static_cast<int>(std::min<int64_t>(kTilePixels, k - k0));
+          const int64_t pair = task % block_pairs, tile = task / block_pairs % pixel_tiles;
+          const int64_t group = task / (block_pairs * pixel_tiles);
+          const int64_t p0 = tile * kTilePixels, block0 = pair * kTileBlocks;
+          const int tile_pixels = static_cast<int>(std::min<int64_t>(kTilePixels, pixels - p0));
           const int nblocks = static_cast<int>(std::min<int64_t>(kTileBlocks, blocks - block0));
           const int tile_last_lanes = block0 + nblocks == blocks ? last_lanes : static_cast<int>(kLanes);
-          const float* x_rows = xp + ((n * padded_h + oh0 * g.stride_h + r * g.dilation_h) * padded_w +
-                                      s * g.dilation_w) * c + block0 * kLanes;
-          kMicrokernels[nblocks - 1][pixels - 1](go_rows + k0, x_rows, nullptr,
-                                                 sp + (tap * k + k0) * c + block0 * kLanes, st,
-                                                 tile_last_lanes);
+          const Microkernel kernel = kMicrokernels[nblocks - 1][tile_pixels - 1];
+          if (taps_as_pixels) {
+            // Kernel row `group`; pixel j = s * c + i is tap (group, s), input channel i.
+            kernel(x_rows + group * g.dilation_h * padded_w * c + p0, go_rows + block0 * kLanes, nullptr,
+                   sp + (group * pixels + p0) * k + block0 * kLanes, x_pixels, tile_last_lanes);
+          } else {
+            const int64_t r = group / g.kernel_w, s = group % g.kernel_w;
+            kernel(go_rows + p0, x_rows + (r * g.dilation_h * padded_w + s * g.dilation_w) * c + block0 * kLanes,
+                   nullptr, sp + (group * k + p0) * c + block0 * kLanes, go_pixels, tile_last_lanes);
+          }
         }
       }
     }
   });
-  if (!one_tap) unpack_tap_sums(sums, grad_weight);
+  if (!one_tap) unpack_tap_sums(sums, taps_as_pixels, grad_weight);
 }
 
 void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
