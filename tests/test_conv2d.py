@@ -139,7 +139,7 @@ POINTWISE = [ConvCase(n, c, 1, 1, k, h, w, (1, 1), (s, s), 0, (1, 1), bias, cl, 
                  # Planes of 1024 pixels and more: the CPU grad_weight by dot products.
                  (2, 7, 10, 33, 35, 1, True, False, False), (1, 5, 4, 66, 70, 2, False, False, False),
                  # Several chunks of positions in the CPU planar kernel, the last one partial.
-                 (2, 64, 80, 23, 23, 1, True, False, False)]]
+                 (1, 256, 40, 23, 23, 1, True, False, False)]]
 
 
 @pytest.mark.parametrize("device", DEVICES)
