@@ -20,8 +20,8 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   // register-tiled kernel serves dense ones (groups 1, any kernel size, 1x1 included), a
   // column-vectorized kernel depthwise ones over NCHW (any multiplier) and a
   // channels-vectorized kernel channels_last depthwise ones with channel multiplier 1.
-  // Dense ones over NCHW with short rows take a kernel with a plane's pixels as lanes (no
-  // channels_last copies either way).
+  // Dense ones over NCHW with short rows or few input channels take a kernel with a plane's
+  // pixels as lanes (no channels_last copies either way).
   static const ConvKernels grouped = {kNCHW, cpu::grouped_conv2d_forward,
                                       cpu::grouped_conv2d_grad_input,
                                       cpu::grouped_conv2d_grad_weight};
@@ -63,13 +63,14 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
     case ConvRoute::Direct: break;
   }
   if (!avx2 || g.groups != 1) return grouped;
-  // Strided ones too where the rows are short or the input has too few channels to fill a
-  // channels_last lane block (first layers); elsewhere the stride phases measured slower.
+  // Over NCHW, the plane-pixels kernel where the rows are short or the input has too few
+  // channels to fill a channels_last lane block (first layers: converting VGG-16's
+  // 64x224x224 output back from channels_last took longer than the convolution); strided
+  // ones by stride phase, without dilation. Elsewhere the stride phases measured slower.
   const bool stride1 = g.stride_h == 1 && g.stride_w == 1;
   const bool short_rows = g.out_w < cpu::kShortRow;
-  const bool planar = stride1 ? short_rows
-                              : g.dilation_h == 1 && g.dilation_w == 1 &&
-                                    (short_rows || g.in_channels < 8);
+  const bool planar = (short_rows || g.in_channels < 8) &&
+                      (stride1 || (g.dilation_h == 1 && g.dilation_w == 1));
   return nchw && planar ? dense_planar_avx2 : dense_avx2;
 }
 
