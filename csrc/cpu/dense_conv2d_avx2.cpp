@@ -160,6 +160,8 @@ struct TileSteps {
   // Reduction steps outside the taps: where one step's coefficients for all taps lie
   // together (a (K, C, R, S) weight read in place) rather than one tap's for all steps.
   bool depth_outer = false;
+  // A bias per pixel, broadcast over the lanes, rather than one per lane.
+  bool bias_per_pixel = false;
 };
 
 // acc[p][b] += x[p * pixel] * w[b * block] for one tap and reduction step.
@@ -178,7 +180,8 @@ __attribute__((target("avx2,fma"), always_inline)) inline void multiply_step(
 }
 
 // y[p][b] = init + sum over taps and reduction steps of x * w, where init is `bias` (one
-// vector per block) or, when bias is null, y itself (accumulation). The last block holds
+// vector per block, or with st.bias_per_pixel one value per pixel) or, when bias is null,
+// y itself (accumulation). The last block holds
 // `last_block_lanes` valid lanes: masked loads and stores keep inside them. (Vector values
 // never cross the boundary to code compiled without AVX: its ABI differs.)
 template <int P, int B>
@@ -193,6 +196,10 @@ __attribute__((target("avx2,fma"))) void microkernel(const float* x, const float
     const bool masked = b == B - 1 && last_block_lanes != kLanes;
 #pragma GCC unroll 6
     for (int p = 0; p < P; ++p) {
+      if (bias && st.bias_per_pixel) {
+        acc[p][b] = _mm256_broadcast_ss(bias + p);
+        continue;
+      }
       const float* init = bias ? bias + b * kLanes : y + p * st.out_pixel + b * kLanes;
       acc[p][b] = masked && !bias ? _mm256_maskload_ps(init, store_mask) : _mm256_loadu_ps(init);
     }
@@ -327,11 +334,12 @@ struct PlanarWeight {
 // reach (kernel_w - 1) * dilation_w past it, a partial last lane block 7 more.
 int64_t planar_slack(const ConvGeometry& t) { return (t.kernel_w - 1) * t.dilation_w + kLanes; }
 
-// y (N, O, out_h, padded row width) += conv(planes, weight) for stride-1 geometry t, where
+// y (N, O, out_h, padded row width) = init + conv(planes, weight) for stride-1 geometry t,
+// where init is `bias` (O values) or, when bias is null, y itself (accumulation), and
 // planes (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the padded input, followed by
 // planar_slack(t) readable floats; output columns past out_w come out as garbage.
 void planar_accumulate(const at::Tensor& planes, const PlanarWeight& w, const ConvGeometry& t,
-                       const at::Tensor& y) {
+                       const float* bias, const at::Tensor& y) {
   const int64_t padded_w = planes.size(3), in_plane = planes.size(2) * padded_w;
   const int64_t o_count = t.out_channels, i_count = t.in_channels;
   const int64_t positions = t.out_h * padded_w;
@@ -339,7 +347,7 @@ void planar_accumulate(const at::Tensor& planes, const PlanarWeight& w, const Co
                      /*block=*/kLanes, /*w_tap_row=*/t.dilation_h * padded_w,
                      /*w_tap_col=*/t.dilation_w, /*w_step=*/in_plane, /*out_pixel=*/positions,
                      t.kernel_h, t.kernel_w, /*depth=*/i_count,
-                     /*depth_outer=*/t.kernel_h * t.kernel_w > 1};
+                     /*depth_outer=*/t.kernel_h * t.kernel_w > 1, /*bias_per_pixel=*/true};
   // Positions per task: about 512 KB of input rows (half a 1 MB L2), shared by the channel
   // tiles that follow each other in a thread. Each chunk sweeps the whole weight, which
   // for a large layer comes from L3: 128 KB chunks swept a stride-2 grad_input's 1.2 MB
@@ -379,44 +387,43 @@ void planar_accumulate(const at::Tensor& planes, const PlanarWeight& w, const Co
         const int nblocks = left > kLanes ? 2 : 1;
         const int last_lanes = static_cast<int>(std::min<int64_t>(kLanes, left - (nblocks - 1) * kLanes));
         kMicrokernels[nblocks - 1][rows - 1](
-            w.base + o0 * w.out, packed ? panel.data() + (p0 - first) * i_count : x + p0, nullptr,
+            w.base + o0 * w.out, packed ? panel.data() + (p0 - first) * i_count : x + p0,
+            bias ? bias + o0 : nullptr,
             yp + (n * o_count + o0) * positions + p0, packed ? panel_st : st, last_lanes);
       }
     }
   });
 }
 
-// Zero, or the bias per channel.
-void init_with_bias(const at::Tensor& y, const at::Tensor& bias) {
-  if (bias.defined()) {
-    y.copy_(bias.view({1, y.size(1), 1, 1}).expand_as(y));
-  } else {
-    y.zero_();
-  }
-}
-
-// output (N, O, out_h, out_w), any strides, = bias + what accumulate(y) adds to planar
-// rows y (N, O, out_h, row_width) that start at the bias: y is the output itself where it
+// output (N, O, out_h, out_w), any strides, = what write(y) makes of planar rows y
+// (N, O, out_h, row_width), every one of which it writes: y is the output itself where it
 // is contiguous and no columns are dropped, else scratch whose first out_w columns are
 // copied out.
-template <typename Accumulate>
-void planar_output(const at::Tensor& output, int64_t row_width, const at::Tensor& bias,
-                   Accumulate&& accumulate) {
+template <typename Write>
+void planar_output(const at::Tensor& output, int64_t row_width, Write&& write) {
   const bool direct = row_width == output.size(3) && output.is_contiguous();
   const at::Tensor y = direct ? output
                               : at::empty({output.size(0), output.size(1), output.size(2), row_width},
                                           output.options());
-  init_with_bias(y, bias);
-  accumulate(y);
+  write(y);
   if (!direct) output.copy_(y.narrow(3, 0, output.size(3)));
 }
 
-// output = conv(planes, weight) + bias for stride-1 geometry t, where planes
+// The bias as the planar kernel starts from it: zeros without one. (Starting the sums from
+// it in registers spares a pass that fills the output and one that reads it back.)
+at::Tensor planar_bias(const at::Tensor& bias, int64_t channels, const at::TensorOptions& options) {
+  return bias.defined() ? bias.contiguous() : at::zeros({channels}, options);
+}
+
+// output = conv(planes, weight) for stride-1 geometry t, where planes
 // (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the padded input, followed by
 // planar_slack(t) readable floats.
-void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tensor& bias,
-                 const at::Tensor& output, const ConvGeometry& t) {
-  planar_output(output, planes.size(3), bias, [&](const at::Tensor& y) { planar_accumulate(planes, w, t, y); });
+void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tensor& output,
+                 const ConvGeometry& t) {
+  const at::Tensor zeros = planar_bias(at::Tensor(), t.out_channels, output.options());
+  planar_output(output, planes.size(3), [&](const at::Tensor& y) {
+    planar_accumulate(planes, w, t, zeros.const_data_ptr<float>(), y);
+  });
 }
 
 // grad_input of a dense convolution with unit dilation, phase by phase of the stride (one
@@ -433,7 +440,7 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
     const PlanarWeight flipped{weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw +
                                    pw.tap0 + (pw.taps - 1) * g.stride_w,
                                taps, c * taps, -g.stride_h * kw, -g.stride_w};
-    planar_conv(planes, flipped, at::Tensor(), phase_input, t);
+    planar_conv(planes, flipped, phase_input, t);
   });
 }
 
@@ -467,7 +474,8 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
     const int64_t end = size - 1 + pad - offset >= 0 ? std::min(count, (size - 1 + pad - offset) / stride + 1) : 0;
     return std::make_pair(first, std::max(first, end));
   };
-  planar_output(output, cols, bias, [&](const at::Tensor& y) {
+  const at::Tensor init = planar_bias(bias, g.out_channels, output.options());
+  planar_output(output, cols, [&](const at::Tensor& y) {
     for (int64_t a = 0; a < phases_h; ++a) {
       for (int64_t b = 0; b < phases_w; ++b) {
         at::Tensor phase = in_place ? input
@@ -487,9 +495,10 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
         t.in_w = cols;
         t.stride_h = t.stride_w = 1;
         t.pad_h = t.pad_w = 0;
+        // The first phase starts from the bias, the others add to what it wrote.
         planar_accumulate(phase, PlanarWeight{weight.const_data_ptr<float>() + a * kw + b,
                                               g.in_channels * taps, taps, sh * kw, sw},
-                          t, y);
+                          t, a == 0 && b == 0 ? init.const_data_ptr<float>() : nullptr, y);
       }
     }
   });
