@@ -348,13 +348,15 @@ void planar_accumulate(const at::Tensor& planes, const PlanarWeight& w, const Co
                      /*w_tap_col=*/t.dilation_w, /*w_step=*/in_plane, /*out_pixel=*/positions,
                      t.kernel_h, t.kernel_w, /*depth=*/i_count,
                      /*depth_outer=*/t.kernel_h * t.kernel_w > 1, /*bias_per_pixel=*/true};
-  // Positions per task: about 512 KB of input rows (half a 1 MB L2), shared by the channel
-  // tiles that follow each other in a thread. Each chunk sweeps the whole weight, which
-  // for a large layer comes from L3: 128 KB chunks swept a stride-2 grad_input's 1.2 MB
-  // weight twice per phase.
+  // Positions per task: at most about 512 KB of input rows (half a 1 MB L2), shared by the
+  // channel tiles that follow each other in a thread, in chunks of equal size (threads
+  // take runs of tasks: a short last chunk left one thread idle). Each chunk sweeps the
+  // whole weight, which for a large layer comes from L3: 128 KB chunks swept a stride-2
+  // grad_input's 1.2 MB weight twice per phase.
   const int64_t pixel_step = kTileBlocks * kLanes;
-  const int64_t chunk = std::max<int64_t>(pixel_step, (int64_t{128} << 10) / i_count / pixel_step * pixel_step);
-  const int64_t chunks = (positions + chunk - 1) / chunk;
+  const int64_t most = std::max<int64_t>(pixel_step, (int64_t{128} << 10) / i_count / pixel_step * pixel_step);
+  const int64_t chunks = (positions + most - 1) / most;
+  const int64_t chunk = ((positions + chunks - 1) / chunks + pixel_step - 1) / pixel_step * pixel_step;
   const int64_t channel_tiles = (o_count + kTilePixels - 1) / kTilePixels;
   const float* xp = planes.const_data_ptr<float>();
   float* yp = y.mutable_data_ptr<float>();
