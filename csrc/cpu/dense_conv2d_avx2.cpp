@@ -461,10 +461,10 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
   TORCH_INTERNAL_ASSERT(!strided || (g.dilation_h == 1 && g.dilation_w == 1));
   const int64_t rows = (g.in_h + 2 * g.pad_h + sh - 1) / sh, cols = (g.in_w + 2 * g.pad_w + sw - 1) / sw;
   const int64_t phase_floats = g.batch * g.in_channels * rows * cols;
-  // A 1x1 convolution without stride reads the input as it is where whole vectors cover
-  // its planes: nothing to pad, nothing read past the end.
-  const bool in_place = taps == 1 && !strided && g.pad_h == 0 && g.pad_w == 0 &&
-                        (g.in_h * g.in_w) % kLanes == 0;
+  // A 1x1 convolution without stride or padding reads the input as it is: the 1x1 path
+  // copies exactly the positions it uses into its panels, so nothing is read past a plane
+  // (a 14x14 plane, not whole vectors, was copied into padded planes first).
+  const bool in_place = taps == 1 && !strided && g.pad_h == 0 && g.pad_w == 0;
   const int64_t phases_h = std::min(sh, g.kernel_h), phases_w = std::min(sw, kw);
   const int64_t slack = ((kw + sw - 1) / sw - 1) * g.dilation_w + kLanes;
   const at::Tensor phases =
