@@ -437,10 +437,10 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
   for_each_stride_phase(g, grad_input, [&](const StridePhase& ph, const StridePhase& pw,
                                            const at::Tensor& phase_input) {
     const ConvGeometry t = phase_as_forward(g, ph, pw);
-    // A 1x1 phase that is all of grad_output reads it in place: the 1x1 path reads nothing
-    // past a plane, so it needs neither padding nor slack.
-    const bool whole = t.kernel_h * t.kernel_w == 1 && ph.shift == 0 && pw.shift == 0 &&
-                       t.in_h == g.out_h && t.in_w == g.out_w && grad_output.is_contiguous();
+    // A 1x1 phase with as many rows and columns as grad_output is all of it (contiguous
+    // NCHW, as the op hands it over) and reads it in place: the 1x1 path reads nothing past
+    // a plane, so it needs neither padding nor slack.
+    const bool whole = t.kernel_h * t.kernel_w == 1 && t.in_h == g.out_h && t.in_w == g.out_w;
     const at::Tensor planes = whole ? grad_output : phase_grad_output(grad_output, g, ph, pw, planar_slack(t));
     // Coefficient (c, k, i, j) is weight[k, c, tap0 + (taps - 1 - i) * stride, ...].
     const PlanarWeight flipped{weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw +
