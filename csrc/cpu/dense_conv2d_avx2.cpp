@@ -15,8 +15,8 @@
 #include <immintrin.h>
 
 #include "../grad_input_as_forward.h"
+#include "avx2_vectors.h"
 #include "kernels.h"
-#include "row_copy.h"
 #include "weight_cache.h"
 
 namespace classic_ops::cpu {
@@ -87,8 +87,7 @@ __attribute__((target("avx2,fma"))) void dot_tile(const float* a, int64_t a_row,
     }
   }
   if (q < n) {
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - q)),
-                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i mask = first_lanes(n - q);
     __m256 av[I];
 #pragma GCC unroll 4
     for (int i = 0; i < I; ++i) av[i] = _mm256_maskload_ps(a + i * a_row + q, mask);
@@ -103,9 +102,7 @@ __attribute__((target("avx2,fma"))) void dot_tile(const float* a, int64_t a_row,
   for (int i = 0; i < I; ++i) {
 #pragma GCC unroll 4
     for (int j = 0; j < J; ++j) {
-      const __m128 quad = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]), _mm256_extractf128_ps(acc[i][j], 1));
-      const __m128 pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
-      out[i * out_row + j] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+      out[i * out_row + j] += sum_lanes(acc[i][j]);
     }
   }
 }
@@ -188,8 +185,7 @@ template <int P, int B>
 __attribute__((target("avx2,fma"))) void microkernel(const float* x, const float* w,
                                                      const float* bias, float* y,
                                                      const TileSteps& st, int last_block_lanes) {
-  const __m256i store_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(last_block_lanes),
-                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i store_mask = first_lanes(last_block_lanes);
   __m256 acc[P][B];
 #pragma GCC unroll 2
   for (int b = 0; b < B; ++b) {
@@ -417,15 +413,12 @@ at::Tensor planar_bias(const at::Tensor& bias, int64_t channels, const at::Tenso
   return bias.defined() ? bias.contiguous() : at::zeros({channels}, options);
 }
 
-// output = conv(planes, weight) for stride-1 geometry t, where planes
-// (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the padded input, followed by
-// planar_slack(t) readable floats.
-void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const at::Tensor& output,
-                 const ConvGeometry& t) {
-  const at::Tensor zeros = planar_bias(at::Tensor(), t.out_channels, output.options());
-  planar_output(output, planes.size(3), [&](const at::Tensor& y) {
-    planar_accumulate(planes, w, t, zeros.const_data_ptr<float>(), y);
-  });
+// output = init + conv(planes, weight) for stride-1 geometry t, where init holds one
+// value per output channel and planes (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the
+// padded input, followed by planar_slack(t) readable floats.
+void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const float* init,
+                 const at::Tensor& output, const ConvGeometry& t) {
+  planar_output(output, planes.size(3), [&](const at::Tensor& y) { planar_accumulate(planes, w, t, init, y); });
 }
 
 // grad_input of a dense convolution with unit dilation, phase by phase of the stride (one
@@ -434,6 +427,7 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
                          const at::Tensor& grad_input, const ConvGeometry& g) {
   const int64_t c = g.in_channels, kw = g.kernel_w;
   const int64_t taps = g.kernel_h * kw;
+  const at::Tensor zeros = planar_bias(at::Tensor(), c, grad_input.options());
   for_each_stride_phase(g, grad_input, [&](const StridePhase& ph, const StridePhase& pw,
                                            const at::Tensor& phase_input) {
     const ConvGeometry t = phase_as_forward(g, ph, pw);
@@ -446,7 +440,7 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
     const PlanarWeight flipped{weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw +
                                    pw.tap0 + (pw.taps - 1) * g.stride_w,
                                taps, c * taps, -g.stride_h * kw, -g.stride_w};
-    planar_conv(planes, flipped, phase_input, t);
+    planar_conv(planes, flipped, zeros.const_data_ptr<float>(), phase_input, t);
   });
 }
 

@@ -20,7 +20,7 @@
 #include "../grad_input_as_forward.h"
 #include "conv_taps.h"
 #include "kernels.h"
-#include "row_copy.h"
+#include "avx2_vectors.h"
 
 namespace classic_ops::cpu {
 namespace {
@@ -54,8 +54,7 @@ __attribute__((target("avx2,fma"))) void pixels(const float* in, const float* w,
   float* out_px = out + ((n * g.out_h + oh) * g.out_w + ow) * channels;
   for (int64_t c = first_channel; c < channels; c += kLanes) {
     const bool masked = c + kLanes > channels;
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(channels - c)),
-                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i mask = first_lanes(channels - c);
     __m256 acc[P];
     const __m256 init = bias ? load(bias + c, masked, mask) : _mm256_setzero_ps();
 #pragma GCC unroll 4
@@ -350,8 +349,7 @@ __attribute__((target("avx2,fma"))) void window_gradients(const float* grad_outp
     acc[i] = _mm256_setzero_ps();
   }
   const int64_t full = out_w / kLanes * kLanes;
-  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(out_w - full)),
-                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i tail = first_lanes(out_w - full);
   const __m256 tail_bits = _mm256_castsi256_ps(tail);
   for (int64_t oh = 0; oh < out_h; ++oh, grad_output += out_w, x += x_row_step) {
     for (int64_t ow = 0; ow < full; ow += kLanes) {
@@ -371,11 +369,7 @@ __attribute__((target("avx2,fma"))) void window_gradients(const float* grad_outp
       acc[i] = _mm256_fmadd_ps(gv, _mm256_and_ps(_mm256_loadu_ps(x + offset[i] + full), tail_bits), acc[i]);
     }
   }
-  for (int i = 0; i < kTaps; ++i) {
-    const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[i]), _mm256_extractf128_ps(acc[i], 1));
-    const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    sums[i] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
-  }
+  for (int i = 0; i < kTaps; ++i) sums[i] += sum_lanes(acc[i]);
 }
 
 constexpr int kTapGroup = 9;  // taps per sweep: a 3x3 window in one; 9 sums + 2 operands

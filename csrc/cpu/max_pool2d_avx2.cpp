@@ -24,7 +24,7 @@
 
 #include "conv_taps.h"
 #include "kernels.h"
-#include "row_copy.h"
+#include "avx2_vectors.h"
 
 namespace classic_ops::cpu {
 namespace {
@@ -43,11 +43,6 @@ __attribute__((target("avx2"))) inline float nan_max(float a, float b) {
       nan_max(_mm256_castps128_ps256(_mm_set_ss(a)), _mm256_castps128_ps256(_mm_set_ss(b)))));
 }
 
-// Lanes [0, n) of a vector, n <= 8, as a mask for maskload.
-__attribute__((target("avx2"))) inline __m256i first_lanes(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),
-                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 // Stores the first n <= 8 lanes of v. Not with maskstore: AMD's Zen cores microcode it,
 // and it would cost more than the scalar stores.
