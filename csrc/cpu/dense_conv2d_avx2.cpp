@@ -288,6 +288,11 @@ void forward_dense(const at::Tensor& input, const at::Tensor& packed, const at::
   const int last_lanes = static_cast<int>(g.out_channels - (blocks - 1) * kLanes);
   const int64_t block_pairs = (blocks + kTileBlocks - 1) / kTileBlocks;
   const int64_t rows = g.batch * g.out_h;
+  // A row in as few tiles as 6 pixels allow, of sizes that differ by one at most, not 6s
+  // and a remainder: a tile of 2 pixels x 2 blocks has 4 chains of dependent FMAs, too few
+  // to cover their latency (14 pixels as 6 + 6 + 2: the 2 took a third as long as the 6s).
+  const int64_t row_tiles = (g.out_w + kTilePixels - 1) / kTilePixels;
+  const int64_t tile_pixels = g.out_w / row_tiles, wider_tiles = g.out_w % row_tiles;
 
   const float* xp = x.const_data_ptr<float>();
   const float* wp = packed.const_data_ptr<float>();
@@ -305,11 +310,13 @@ void forward_dense(const at::Tensor& input, const at::Tensor& packed, const at::
       const float* x_row = xp + ((n * padded_h + oh * g.stride_h) * padded_w) * c;
       float* y_row = yp + ((n * g.out_h + oh) * g.out_w) * g.out_channels + block0 * kLanes;
       const float* w_blocks = wp + block0 * st.block;
-      for (int64_t ow = 0; ow < g.out_w; ow += kTilePixels) {
-        const int pixels = static_cast<int>(std::min<int64_t>(kTilePixels, g.out_w - ow));
+      int64_t ow = 0;
+      for (int64_t tile = 0; tile < row_tiles; ++tile) {
+        const int pixels = static_cast<int>(tile_pixels + (tile < wider_tiles));
         kMicrokernels[nblocks - 1][pixels - 1](x_row + ow * st.pixel, w_blocks,
                                                bp + block0 * kLanes, y_row + ow * g.out_channels,
                                                st, tile_last_lanes);
+        ow += pixels;
       }
     }
   });
