@@ -63,6 +63,17 @@ inline ConvGeometry phase_as_forward(const ConvGeometry& g, const StridePhase& p
 at::Tensor phase_grad_output(const at::Tensor& grad_output, const ConvGeometry& g,
                              const StridePhase& ph, const StridePhase& pw, int64_t slack);
 
+// The zeros around grad_output's `out` rows (or columns) that make the input of every
+// phase (phase_grad_output) a window of them: its row m is grad_output row m + shift.
+inline int64_t phase_window_padding(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad) {
+  int64_t padding = 0;
+  for (int64_t first = 0; first < std::min(stride, in); ++first) {
+    const StridePhase p = stride_phase(first, in, kernel, stride, pad);
+    if (p.taps > 0) padding = std::max({padding, -p.shift, p.shift + p.count + p.taps - 1 - out});
+  }
+  return padding;
+}
+
 // Calls phase_fn(ph, pw, view) for each phase of grad_input (NCHW, unit dilation) that
 // some tap reaches, with `view` its positions in grad_input; zeroes the others.
 template <typename PhaseFn>

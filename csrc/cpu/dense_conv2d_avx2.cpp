@@ -27,33 +27,105 @@ constexpr int kTilePixels = 6;      // output pixels along a row per microkernel
 constexpr int kTileBlocks = 2;      // channel blocks per microkernel call
 constexpr int kPackedLayout = 1;    // weight cache tag of the (K/8, R, S, C, 8) layout
 
-// The weight as the microkernel reads it, (K, C, R, S) -> (ceil(K / 8), R, S, C, 8), output
-// channels past K zero. With `for_grad_input`, the weight of the forward convolution that
-// computes grad_input (stride1_grad_input_as_forward): channels swapped and taps flipped,
-// (C, K, R, S) -> (ceil(C / 8), R, S, K, 8). One pass over the weight either way: backward
-// packs on every call, and a large layer's weight (512x512x3x3: 9 MB) costs as much to
-// move as its convolution of a 7x7 plane.
-at::Tensor pack_weight(const at::Tensor& weight, bool for_grad_input) {
-  const int64_t k = weight.size(0), c = weight.size(1), taps = weight.size(2) * weight.size(3);
-  const int64_t out_ch = for_grad_input ? c : k, in_ch = for_grad_input ? k : c;
+// A convolution's weight read where it lies: coefficient (o, i, r, s) (output channel,
+// input channel, kernel row and column of the convolution it serves) at
+// base + o * out + i * in + r * row + s * col. The grad_input filters are the forward one
+// read with channels swapped and taps backwards, a stride phase's with every stride-th tap.
+struct PlanarWeight {
+  const float* base;
+  int64_t out, in, row, col;
+};
+
+// out[lane] = src[lane * stride] for the first `lanes` of 8 lanes, zero in the others.
+__attribute__((target("avx2"))) void gather_lanes(const float* src, int32_t stride, int64_t lanes,
+                                                  float* out) {
+  const __m256i index =
+      _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+  const __m256 mask = _mm256_castsi256_ps(first_lanes(lanes));
+  _mm256_storeu_ps(out, _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, index, mask, sizeof(float)));
+}
+
+// m[j] = column j of the 8x8 matrix whose row r is m[r].
+__attribute__((target("avx2"), always_inline)) inline void transpose8x8(__m256 (&m)[8]) {
+  __m256 pairs[8], quads[8];
+  for (int r = 0; r < 8; r += 2) {
+    pairs[r] = _mm256_unpacklo_ps(m[r], m[r + 1]);
+    pairs[r + 1] = _mm256_unpackhi_ps(m[r], m[r + 1]);
+  }
+  for (int r = 0; r < 8; r += 4) {
+    for (int h = 0; h < 2; ++h) {
+      quads[r + 2 * h] = _mm256_shuffle_ps(pairs[r + h], pairs[r + h + 2], 0x44);
+      quads[r + 2 * h + 1] = _mm256_shuffle_ps(pairs[r + h], pairs[r + h + 2], 0xEE);
+    }
+  }
+  for (int j = 0; j < 4; ++j) {
+    m[j] = _mm256_permute2f128_ps(quads[j], quads[j + 4], 0x20);
+    m[j + 4] = _mm256_permute2f128_ps(quads[j], quads[j + 4], 0x31);
+  }
+}
+
+// The taps of 8 lanes of input channels i and i + 1 (two: each tap's vectors for them fill
+// a 64-byte line, which one at a time were written in halves) into their packed places,
+// out + j * tap_stride (+ 8 for i + 1) for tap j, where a lane's taps lie together in
+// memory, tap j at first + direction * j (direction +-1): 8x8 transposes of 8 taps at a
+// time, the last 8 overlapping where the taps are not a multiple of 8 (at least 8 of them).
+__attribute__((target("avx2"))) void transpose_taps(const float* first, int64_t lane_stride,
+                                                    int64_t channel_stride, int64_t taps,
+                                                    int64_t direction, float* out, int64_t tap_stride) {
+  const float* lowest = direction > 0 ? first : first - (taps - 1);
+  for (int64_t a = 0; a < taps; a += kLanes) {
+    const int64_t start = std::min(a, taps - kLanes);  // in memory order
+    __m256 m[2][kLanes];
+    for (int c = 0; c < 2; ++c) {
+      for (int lane = 0; lane < kLanes; ++lane) {
+        m[c][lane] = _mm256_loadu_ps(lowest + c * channel_stride + lane * lane_stride + start);
+      }
+      transpose8x8(m[c]);
+    }
+    for (int q = 0; q < kLanes; ++q) {
+      float* tap = out + (direction > 0 ? start + q : taps - 1 - start - q) * tap_stride;
+      _mm256_storeu_ps(tap, m[0][q]);
+      _mm256_storeu_ps(tap + kLanes, m[1][q]);
+    }
+  }
+}
+
+// The weight as the channels_last microkernel reads it, (ceil(O / 8), R, S, I, 8), output
+// channels past O zero, for `w` of O output and I input channels and R x S taps. One pass
+// over the weight: backward packs on every call, and a large layer's weight (512x512x3x3:
+// 9 MB) costs as much to move as its convolution of a 7x7 plane.
+at::Tensor pack_weight(const PlanarWeight& w, int64_t out_ch, int64_t in_ch, int64_t kernel_h,
+                       int64_t kernel_w, const at::TensorOptions& options) {
   const int64_t blocks = (out_ch + kLanes - 1) / kLanes;
-  at::Tensor packed = at::empty({blocks, weight.size(2), weight.size(3), in_ch, kLanes}, weight.options());
-  const float* w = weight.const_data_ptr<float>();
+  TORCH_CHECK(w.out <= std::numeric_limits<int32_t>::max() / kLanes, "weight too large to pack: ", w.out,
+              " floats per output channel");
+  at::Tensor packed = at::empty({blocks, kernel_h, kernel_w, in_ch, kLanes}, options);
   float* dst = packed.mutable_data_ptr<float>();
-  // Where output channel o, input channel i, tap t (row-major over R, S) of the convolution
-  // the packed weight serves sits in `weight`; the flipped taps run backwards.
-  const int64_t o_step = for_grad_input ? taps : c * taps, i_step = for_grad_input ? c * taps : taps;
-  const int64_t t_first = for_grad_input ? taps - 1 : 0, t_step = for_grad_input ? -1 : 1;
-  at::parallel_for(0, blocks * in_ch, 1, [&](int64_t begin, int64_t end) {
+  // Where a lane's taps lie together in memory (a whole filter, flipped or not), whole lane
+  // blocks go by transposes, else by a gather per tap. Tasks of 8 input channels x 1 lane
+  // block, in the order of the packed layout, write each tap's lines whole and in turn.
+  // (A 256x256x3x3 grad_input filter: 125 us with gathers in weight order, 82 us so.)
+  const int64_t taps = kernel_h * kernel_w;
+  const bool contiguous_taps = (w.col == 1 || w.col == -1) && w.row == w.col * kernel_w && taps >= kLanes;
+  const int64_t i_chunks = (in_ch + kLanes - 1) / kLanes;
+  at::parallel_for(0, blocks * i_chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t block = task / in_ch, i = task % in_ch;
-      const int64_t lanes = std::min(kLanes, out_ch - block * kLanes);
-      const float* src = w + block * kLanes * o_step + i * i_step + t_first;
-      float* out = dst + (block * taps * in_ch + i) * kLanes;
-      for (int64_t t = 0; t < taps; ++t, src += t_step, out += in_ch * kLanes) {
-        int64_t lane = 0;
-        for (; lane < lanes; ++lane) out[lane] = src[lane * o_step];
-        for (; lane < kLanes; ++lane) out[lane] = 0.0f;
+      const int64_t block = task / i_chunks, i0 = task % i_chunks * kLanes;
+      const int64_t lanes = std::min(kLanes, out_ch - block * kLanes), i1 = std::min(in_ch, i0 + kLanes);
+      const float* src = w.base + block * kLanes * w.out;
+      float* out = dst + block * taps * in_ch * kLanes;
+      for (int64_t i = i0; i < i1; ++i) {
+        if (contiguous_taps && lanes == kLanes && i + 1 < i1) {
+          transpose_taps(src + i * w.in, w.out, w.in, taps, w.col, out + i * kLanes, in_ch * kLanes);
+          ++i;
+          continue;
+        }
+        for (int64_t r = 0; r < kernel_h; ++r) {
+          for (int64_t s = 0; s < kernel_w; ++s) {
+            gather_lanes(src + i * w.in + r * w.row + s * w.col, static_cast<int32_t>(w.out), lanes,
+                         out + ((r * kernel_w + s) * in_ch + i) * kLanes);
+          }
+        }
       }
     }
   });
@@ -269,20 +341,29 @@ at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, int64_t s
   return x;
 }
 
-// `packed` is the weight of this convolution as pack_weight lays it out.
-void forward_dense(const at::Tensor& input, const at::Tensor& packed, const at::Tensor& bias,
-                   const at::Tensor& output, const ConvGeometry& g) {
-  const at::Tensor x = padded_nhwc(input, g);
+// Which taps of a packed weight a convolution uses: tap (r, s) of the convolution is
+// (row0 + r * row_step, col0 + s * col_step) of the pack. All of them by default; a stride
+// phase of grad_input uses every stride-th of the flipped filter.
+struct PackedTaps {
+  int64_t row0 = 0, col0 = 0, row_step = 1, col_step = 1;
+};
+
+// The convolution g of `x`, its input as NHWC (N, H, W, C) with the padding in place
+// (padded_nhwc; pixels and channels contiguous, rows and images at any stride), into the
+// channels_last `output`; `packed` holds its weight as pack_weight lays it out, at `taps`.
+void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& bias,
+                   const at::Tensor& output, const ConvGeometry& g, const PackedTaps& taps = {}) {
+  TORCH_INTERNAL_ASSERT(x.stride(3) == 1 && x.stride(2) == g.in_channels);
   const int64_t blocks = packed.size(0);
   at::Tensor bias_padded = at::zeros({blocks * kLanes}, packed.options());
   if (bias.defined()) bias_padded.narrow(0, 0, g.out_channels).copy_(bias);
 
-  const int64_t padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
-  const int64_t c = g.in_channels;
-  const TileSteps st{/*pixel=*/g.stride_w * c, /*tap_row=*/g.dilation_h * padded_w * c,
+  const int64_t c = g.in_channels, pack_w = packed.size(2), x_row_step = x.stride(1);
+  const TileSteps st{/*pixel=*/g.stride_w * c, /*tap_row=*/g.dilation_h * x_row_step,
                      /*tap_col=*/g.dilation_w * c, /*x_step=*/1,
-                     /*block=*/g.kernel_h * g.kernel_w * c * kLanes,
-                     /*w_tap_row=*/g.kernel_w * c * kLanes, /*w_tap_col=*/c * kLanes,
+                     /*block=*/packed.size(1) * pack_w * c * kLanes,
+                     /*w_tap_row=*/taps.row_step * pack_w * c * kLanes,
+                     /*w_tap_col=*/taps.col_step * c * kLanes,
                      /*w_step=*/kLanes, /*out_pixel=*/g.out_channels, g.kernel_h, g.kernel_w,
                      /*depth=*/c};
   const int last_lanes = static_cast<int>(g.out_channels - (blocks - 1) * kLanes);
@@ -295,7 +376,7 @@ void forward_dense(const at::Tensor& input, const at::Tensor& packed, const at::
   const int64_t tile_pixels = g.out_w / row_tiles, wider_tiles = g.out_w % row_tiles;
 
   const float* xp = x.const_data_ptr<float>();
-  const float* wp = packed.const_data_ptr<float>();
+  const float* wp = packed.const_data_ptr<float>() + (taps.row0 * pack_w + taps.col0) * c * kLanes;
   const float* bp = bias_padded.const_data_ptr<float>();
   float* yp = output.mutable_data_ptr<float>();  // channels_last: NHWC in memory
 
@@ -307,7 +388,7 @@ void forward_dense(const at::Tensor& input, const at::Tensor& packed, const at::
       const int64_t block0 = pair * kTileBlocks;
       const int nblocks = static_cast<int>(std::min<int64_t>(kTileBlocks, blocks - block0));
       const int tile_last_lanes = block0 + nblocks == blocks ? last_lanes : static_cast<int>(kLanes);
-      const float* x_row = xp + ((n * padded_h + oh * g.stride_h) * padded_w) * c;
+      const float* x_row = xp + n * x.stride(0) + oh * g.stride_h * x_row_step;
       float* y_row = yp + ((n * g.out_h + oh) * g.out_w) * g.out_channels + block0 * kLanes;
       const float* w_blocks = wp + block0 * st.block;
       int64_t ow = 0;
@@ -322,21 +403,17 @@ void forward_dense(const at::Tensor& input, const at::Tensor& packed, const at::
   });
 }
 
+// Floats a tile may read past the last padded plane: the garbage columns of the last row
+// reach (kernel_w - 1) * dilation_w past it, a partial last lane block 7 more.
+int64_t planar_slack(const ConvGeometry& t) { return (t.kernel_w - 1) * t.dilation_w + kLanes; }
+
 // Stride-1 convolution over NCHW planes with the pixels of a plane as lanes: the NCHW
 // counterpart of forward_dense (which has channels as lanes), with no transposes and no
 // weight repacking, as the weight is broadcast from wherever its coefficients lie. The
 // input planes are zero-padded and flattened with their padded row width, so every tap is
 // one constant offset; each output row then carries (padded width - out_w) columns of
 // garbage, computed and dropped.
-struct PlanarWeight {
-  const float* base;  // coefficient (o, i, r, s) at base + o * out + i * in + r * row + s * col
-  int64_t out, in, row, col;
-};
-
-// Floats a tile may read past the last padded plane: the garbage columns of the last row
-// reach (kernel_w - 1) * dilation_w past it, a partial last lane block 7 more.
-int64_t planar_slack(const ConvGeometry& t) { return (t.kernel_w - 1) * t.dilation_w + kLanes; }
-
+//
 // y (N, O, out_h, padded row width) = init + conv(planes, weight) for stride-1 geometry t,
 // where init is `bias` (O values) or, when bias is null, y itself (accumulation), and
 // planes (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the padded input, followed by
@@ -428,26 +505,69 @@ void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const float* i
   planar_output(output, planes.size(3), [&](const at::Tensor& y) { planar_accumulate(planes, w, t, init, y); });
 }
 
+// The weight of a dense convolution, (K, C, R, S), as that of the forward convolution of
+// one stride phase of its grad_input (grad_input_as_forward.h): channels swapped, and of
+// the taps tap0, tap0 + stride, ... the last first.
+PlanarWeight phase_weight(const at::Tensor& weight, const ConvGeometry& g, const StridePhase& ph,
+                          const StridePhase& pw) {
+  const int64_t kw = g.kernel_w, taps = g.kernel_h * kw;
+  return {weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw + pw.tap0 +
+              (pw.taps - 1) * g.stride_w,
+          taps, g.in_channels * taps, -g.stride_h * kw, -g.stride_w};
+}
+
+// The whole weight as the filter of stride-1 grad_input, packed: channels swapped, all
+// taps flipped.
+at::Tensor pack_flipped(const at::Tensor& weight, const ConvGeometry& g) {
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  return pack_weight(PlanarWeight{weight.const_data_ptr<float>() + taps - 1, taps, g.in_channels * taps,
+                                  -g.kernel_w, -1},
+                     g.in_channels, g.out_channels, g.kernel_h, g.kernel_w, weight.options());
+}
+
 // grad_input of a dense convolution with unit dilation, phase by phase of the stride (one
-// phase for stride 1; grad_input_as_forward.h), each phase through the planar kernel.
+// phase for stride 1; grad_input_as_forward.h). Phases with rows long enough for the
+// channels_last kernel's row tiles and channels enough for its lane blocks go through it
+// (grad_output and the phase in channels_last, the filter packed once for all phases); the
+// others, and 1x1 convolutions (whose planar path reads NCHW planes as they are), through
+// the planar kernel.
 void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight,
                          const at::Tensor& grad_input, const ConvGeometry& g) {
-  const int64_t c = g.in_channels, kw = g.kernel_w;
-  const int64_t taps = g.kernel_h * kw;
-  const at::Tensor zeros = planar_bias(at::Tensor(), c, grad_input.options());
+  constexpr auto cl = at::MemoryFormat::ChannelsLast;
+  const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1;
+  const at::Tensor zeros = planar_bias(at::Tensor(), g.in_channels, grad_input.options());
+  // For the channels_last phases: the filter, and grad_output as NHWC padded so that each
+  // phase's input is a window of it, made once for all of them.
+  at::Tensor flipped, padded;
+  ConvGeometry padding = g;
+  padding.in_channels = g.out_channels, padding.in_h = g.out_h, padding.in_w = g.out_w;
+  padding.pad_h = phase_window_padding(g.in_h, g.out_h, g.kernel_h, g.stride_h, g.pad_h);
+  padding.pad_w = phase_window_padding(g.in_w, g.out_w, g.kernel_w, g.stride_w, g.pad_w);
   for_each_stride_phase(g, grad_input, [&](const StridePhase& ph, const StridePhase& pw,
                                            const at::Tensor& phase_input) {
     const ConvGeometry t = phase_as_forward(g, ph, pw);
+    if (!pointwise && t.out_w >= kShortRow && t.out_channels >= kLanes) {
+      if (!flipped.defined()) {
+        flipped = pack_flipped(weight, g);
+        padded = padded_nhwc(grad_output, padding);
+      }
+      // The phase's tap j is flipped tap (last phase tap's) + j * stride.
+      const PackedTaps taps{g.kernel_h - 1 - ph.tap0 - (ph.taps - 1) * g.stride_h,
+                            g.kernel_w - 1 - pw.tap0 - (pw.taps - 1) * g.stride_w, g.stride_h, g.stride_w};
+      at::Tensor result = at::empty(phase_input.sizes(), phase_input.options(), cl);
+      const at::Tensor window =
+          padded.narrow(1, padding.pad_h + ph.shift, t.in_h).narrow(2, padding.pad_w + pw.shift, t.in_w);
+      forward_dense(window, flipped, at::Tensor(), result, t, taps);
+      phase_input.copy_(result);
+      return;
+    }
     // A 1x1 phase with as many rows and columns as grad_output is all of it (contiguous
     // NCHW, as the op hands it over) and reads it in place: the 1x1 path reads nothing past
     // a plane, so it needs neither padding nor slack.
     const bool whole = t.kernel_h * t.kernel_w == 1 && t.in_h == g.out_h && t.in_w == g.out_w;
-    const at::Tensor planes = whole ? grad_output : phase_grad_output(grad_output, g, ph, pw, planar_slack(t));
-    // Coefficient (c, k, i, j) is weight[k, c, tap0 + (taps - 1 - i) * stride, ...].
-    const PlanarWeight flipped{weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw +
-                                   pw.tap0 + (pw.taps - 1) * g.stride_w,
-                               taps, c * taps, -g.stride_h * kw, -g.stride_w};
-    planar_conv(planes, flipped, zeros.const_data_ptr<float>(), phase_input, t);
+    const at::Tensor planes = whole ? grad_output
+                                    : phase_grad_output(grad_output, g, ph, pw, planar_slack(t));
+    planar_conv(planes, phase_weight(weight, g, ph, pw), zeros.const_data_ptr<float>(), phase_input, t);
   });
 }
 
@@ -551,21 +671,18 @@ void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::
 
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const ConvGeometry& g) {
-  // Phase by phase over NCHW planes where the stride or the kernel size makes the
-  // channels_last kernel waste work (its 6-pixel row tiles on short rows, a spread's zeros),
-  // else through the channels_last forward kernel.
-  const bool unit_dilation = g.dilation_h == 1 && g.dilation_w == 1;
-  const bool strided = g.stride_h != 1 || g.stride_w != 1;
-  const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1;
-  if (unit_dilation && (strided || pointwise || g.in_w < kShortRow)) {
+  // Phase by phase of the stride with unit dilation (no multiply meets a spread's zeros),
+  // else through the channels_last forward kernel over grad_output spread by the stride.
+  if (g.dilation_h == 1 && g.dilation_w == 1) {
     grad_input_by_phase(grad_output, weight, grad_input, g);
     return true;
   }
   if (!grad_input_as_forward_applies(g)) return false;
   constexpr auto cl = at::MemoryFormat::ChannelsLast;
   at::Tensor result = at::empty(grad_input.sizes(), grad_input.options(), cl);
-  forward_dense(spread_by_stride(grad_output, g, cl), pack_weight(weight, /*for_grad_input=*/true),
-                at::Tensor(), result, stride1_grad_input_as_forward(with_unit_stride(g)));
+  const ConvGeometry t = stride1_grad_input_as_forward(with_unit_stride(g));
+  forward_dense(padded_nhwc(spread_by_stride(grad_output, g, cl), t), pack_flipped(weight, g), at::Tensor(),
+                result, t);
   grad_input.copy_(result);
   return true;
 }
@@ -655,9 +772,11 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
                                const at::Tensor& bias, const at::Tensor& output,
                                const ConvGeometry& g) {
   const at::Tensor packed = cached_pack(weight, kPackedLayout, [](const at::Tensor& w) {
-    return pack_weight(w, /*for_grad_input=*/false);
+    const int64_t taps = w.size(2) * w.size(3);
+    return pack_weight(PlanarWeight{w.const_data_ptr<float>(), w.size(1) * taps, taps, w.size(3), 1},
+                       w.size(0), w.size(1), w.size(2), w.size(3), w.options());
   });
-  forward_dense(input, packed, bias, output, g);
+  forward_dense(padded_nhwc(input, g), packed, bias, output, g);
 }
 
 }  // namespace classic_ops::cpu
