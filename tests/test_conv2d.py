@@ -339,21 +339,24 @@ def test_depthwise_full_channel_blocks_match_native(kernel, channels, stride, ch
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel, stride, padding", [(3, 2, 1), (3, 2, 0), (5, 3, 2), (2, 2, 0), (1, 2, 0),
-                                                     ((3, 5), (2, 3), (1, 2))])
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (3, 2, 1), (3, 2, 0), (5, 3, 2), (2, 2, 0),
+                                                     (1, 2, 0), ((3, 5), (2, 3), (1, 2))])
 @pytest.mark.parametrize("width", [23, 26, 40])
-def test_strided_grad_input_of_long_rows_matches_native(kernel, stride, padding, width):
+def test_backward_of_many_channels_and_long_rows_matches_native(kernel, stride, padding, width):
     # A stride phase of grad_input with rows of 12 pixels or more runs through the
     # channels_last kernel with every stride-th tap of the flipped filter, shorter ones
-    # through the planar kernel: width 23 at stride 2 has one phase of each. 11 output and
-    # 13 input channels leave partial lane blocks on both sides.
+    # through the planar kernel: width 23 at stride 2 has one phase of each. grad_weight's
+    # sums of 8 taps and 8 input channels or more are unpacked by 8x8 transposes. 11 output
+    # and 13 input channels leave partial lane blocks and overlapping transposes.
     torch.manual_seed(width * 7 + sum(torch.tensor(stride).view(-1).tolist()))
     x = torch.randn(2, 13, 19, width, dtype=torch.float64).float()
     w = torch.randn(11, 13, *((kernel, kernel) if isinstance(kernel, int) else kernel))
     want_out = F.conv2d(x, w, stride=stride, padding=padding)
     grad = torch.randn_like(want_out)
-    got = torch.ops.classic_ops.conv2d_grad_input(grad, x, w, list(_pair(stride)), list(_pair(padding)),
-                                                  [1, 1], 1)
+    args = (list(_pair(stride)), list(_pair(padding)), [1, 1], 1)
+    got = (torch.ops.classic_ops.conv2d_grad_input(grad, x, w, *args),
+           torch.ops.classic_ops.conv2d_grad_weight(grad, x, w, *args))
     want = torch.ops.aten.convolution_backward(grad, x, w, None, _pair(stride), _pair(padding), (1, 1),
-                                               False, (0, 0), 1, (True, False, False))[0]
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+                                               False, (0, 0), 1, (True, True, False))[:2]
+    for name, g, e in zip(["input", "weight"], got, want):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad of {name}: {m}")

@@ -12,7 +12,10 @@
 // grad_weight over large planes uses dot-product tiles instead.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <c10/util/accumulate.h>
 #include <immintrin.h>
+
+#include <vector>
 
 #include "../grad_input_as_forward.h"
 #include "avx2_vectors.h"
@@ -194,22 +197,56 @@ const std::array<DotTile, kDotCols> kDotTiles[kDotRows] = {
     dot_tiles_for<3>(std::make_integer_sequence<int, kDotCols>{}),
 };
 
-// grad_weight (K, C, R, S) from the microkernel's sums: (R, S, K, C), or (R, S, C, K) with
-// `channels_outer`. Per output channel, a transpose of R*S rows (a permuting copy of a large
-// layer's 9 MB strides badly and cost more than the products).
-void unpack_tap_sums(const at::Tensor& sums, bool channels_outer, const at::Tensor& grad_weight) {
+// dst[j * dst_row + i] = src[i * src_row + j] for i < rows and j < cols, both at least 8:
+// 8x8 transposes, the last block along each overlapping the one before.
+__attribute__((target("avx2"))) void transpose(const float* src, int64_t src_row, int64_t rows, int64_t cols,
+                                               float* dst, int64_t dst_row) {
+  for (int64_t i = 0; i < rows; i += kLanes) {
+    const int64_t i0 = std::min(i, rows - kLanes);
+    for (int64_t j = 0; j < cols; j += kLanes) {
+      const int64_t j0 = std::min(j, cols - kLanes);
+      __m256 m[kLanes];
+      for (int r = 0; r < kLanes; ++r) m[r] = _mm256_loadu_ps(src + (i0 + r) * src_row + j0);
+      transpose8x8(m);
+      for (int q = 0; q < kLanes; ++q) _mm256_storeu_ps(dst + (j0 + q) * dst_row + i0, m[q]);
+    }
+  }
+}
+
+// grad_weight (K, C, R, S) from the microkernel's sums: (K, R, S, C), or (R, S, C, K) with
+// `taps_outer`. Per output channel, a transpose of R*S rows, by 8x8 blocks where there are 8
+// taps and channels or more. (512x512x3x3: 0.75 ms one float at a time from (R, S, K, C),
+// whose rows for one output channel lie 1 MB apart, all in one cache set; 0.5 ms so.)
+void unpack_tap_sums(const at::Tensor& sums, bool taps_outer, const at::Tensor& grad_weight) {
   const int64_t k = grad_weight.size(0), c = grad_weight.size(1);
   const int64_t taps = grad_weight.size(2) * grad_weight.size(3);
-  const int64_t k_step = channels_outer ? 1 : c, c_step = channels_outer ? k : 1;
   const float* src = sums.const_data_ptr<float>();
   float* dst = grad_weight.mutable_data_ptr<float>();
   at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
+      if (!taps_outer && c >= kLanes && taps >= kLanes) {
+        transpose(src + o * taps * c, c, taps, c, dst + o * c * taps, taps);
+        continue;
+      }
       for (int64_t i = 0; i < c; ++i) {
-        for (int64_t t = 0; t < taps; ++t) dst[(o * c + i) * taps + t] = src[t * k * c + o * k_step + i * c_step];
+        for (int64_t t = 0; t < taps; ++t) {
+          dst[(o * c + i) * taps + t] = taps_outer ? src[(t * c + i) * k + o] : src[(o * taps + t) * c + i];
+        }
       }
     }
   });
+}
+
+// A float32 tensor of `sizes` in memory kept between calls, one buffer per calling thread,
+// valid until that thread's next call: for temporaries as large as a big layer's weight.
+// Allocated afresh on every call, the 9 MB of a 512x512x3x3 grad_weight's tap sums came back
+// as new pages whenever the allocator had returned them to the system: 4600 page faults a
+// call, which took longer than the products.
+at::Tensor reused_scratch(at::IntArrayRef sizes) {
+  thread_local std::vector<float> buffer;
+  const int64_t floats = c10::multiply_integers(sizes);
+  if (static_cast<int64_t>(buffer.size()) < floats) buffer.resize(floats);
+  return at::from_blob(buffer.data(), sizes, at::kFloat);
 }
 
 // Where the microkernel reads and writes, in floats. The tile is P "pixels" (broadcast
@@ -695,7 +732,7 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
   // as its kernel-row loop, so the sums stay in registers over the whole chunk, in one of
   // two orientations:
   // - per tap, 6 output channels as broadcast "pixels" (of grad_output) and 16 input
-  //   channels as lanes (of the input); sums (R, S, K, C), a 1x1 grad_weight as it is;
+  //   channels as lanes (of the input); sums (K, R, S, C), a 1x1 grad_weight as it is;
   // - with fewer input channels than a lane block (a first layer's 3 would fill 3 of 16
   //   lanes), per kernel row, 16 output channels as lanes (of grad_output) and as "pixels"
   //   6 consecutive floats of an input row, which under one output pixel are the taps
@@ -708,8 +745,13 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
   at::Tensor go = at::empty({go_floats + (taps_as_pixels ? kLanes : 0)}, grad_output.options());
   go.narrow(0, 0, go_floats).view({g.batch, g.out_h, g.out_w, k}).copy_(grad_output.permute({0, 2, 3, 1}));
   const bool one_tap = g.kernel_h == 1 && g.kernel_w == 1;
-  at::Tensor sums = one_tap ? grad_weight : at::empty({g.kernel_h, g.kernel_w, k, c}, grad_weight.options());
-  sums.zero_();
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  const std::vector<int64_t> sums_sizes = taps_as_pixels ? std::vector<int64_t>{taps, c, k}
+                                                         : std::vector<int64_t>{k, taps, c};
+  at::Tensor sums = one_tap ? grad_weight : reused_scratch(sums_sizes);
+  // The first chunk of rows starts the sums from zero "bias" vectors, the others add to
+  // them (zeroing a 512x512x3x3 layer's 9 MB of sums first took a tenth of its time).
+  static constexpr float kZeros[kTileBlocks * kLanes] = {};
 
   const int64_t padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
   const int64_t x_row_floats = g.stride_h * padded_w * c, go_row_floats = g.out_w * k;
@@ -734,11 +776,12 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
     for (int64_t n = 0; n < g.batch; ++n) {
       for (int64_t oh0 = 0; oh0 < g.out_h; oh0 += chunk_rows) {
         const int64_t rows = std::min(chunk_rows, g.out_h - oh0);
+        const float* init = n == 0 && oh0 == 0 ? kZeros : nullptr;
         const float* go_rows = gp + (n * g.out_h + oh0) * go_row_floats;
         const float* x_rows = xp + (n * padded_h + oh0 * g.stride_h) * padded_w * c;
         const TileSteps go_pixels{/*pixel=*/1, /*tap_row=*/go_row_floats, /*tap_col=*/0, /*x_step=*/k,
                                   /*block=*/kLanes, /*w_tap_row=*/x_row_floats, /*w_tap_col=*/0,
-                                  /*w_step=*/g.stride_w * c, /*out_pixel=*/c, /*kernel_h=*/rows,
+                                  /*w_step=*/g.stride_w * c, /*out_pixel=*/taps * c, /*kernel_h=*/rows,
                                   /*kernel_w=*/1, /*depth=*/g.out_w};
         const TileSteps x_pixels{/*pixel=*/1, /*tap_row=*/x_row_floats, /*tap_col=*/0,
                                  /*x_step=*/g.stride_w * c, /*block=*/kLanes,
@@ -754,12 +797,12 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
           const Microkernel kernel = kMicrokernels[nblocks - 1][tile_pixels - 1];
           if (taps_as_pixels) {
             // Kernel row `group`; pixel j = s * c + i is tap (group, s), input channel i.
-            kernel(x_rows + group * g.dilation_h * padded_w * c + p0, go_rows + block0 * kLanes, nullptr,
+            kernel(x_rows + group * g.dilation_h * padded_w * c + p0, go_rows + block0 * kLanes, init,
                    sp + (group * pixels + p0) * k + block0 * kLanes, x_pixels, tile_last_lanes);
           } else {
             const int64_t r = group / g.kernel_w, s = group % g.kernel_w;
             kernel(go_rows + p0, x_rows + (r * g.dilation_h * padded_w + s * g.dilation_w) * c + block0 * kLanes,
-                   nullptr, sp + (group * k + p0) * c + block0 * kLanes, go_pixels, tile_last_lanes);
+                   init, sp + (p0 * taps + group) * c + block0 * kLanes, go_pixels, tile_last_lanes);
           }
         }
       }
