@@ -6,9 +6,10 @@
 //   channels of a weight repacked into blocks of 8 (cached while the weight is unchanged);
 //   any kernel size, stride, dilation and padding.
 // - NCHW planes (planar_conv): pixels 6 output channels broadcast from the weight where
-//   it lies, lanes 16 pixels of a padded plane; stride 1, with strided convolutions and
-//   grad_input split by stride phase (grad_input_as_forward.h).
-// grad_weight runs it with output channels broadcast and input channels as lanes; the 1x1
+//   it lies, lanes 16 pixels of a padded plane; stride 1, with strided convolutions split
+//   by stride phase.
+// grad_input runs phase by phase of the stride (grad_input_as_forward.h), each phase in
+// whichever orientation suits its rows and channels. grad_weight runs it with output channels broadcast and input channels as lanes; the 1x1
 // grad_weight over large planes uses dot-product tiles instead.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

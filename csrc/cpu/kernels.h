@@ -31,10 +31,10 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
                                       const ConvGeometry& g);
 
 // grad_input of a dense float32 convolution through the AVX2 forward kernels
-// (grad_input_as_forward.h): phase by phase of the stride through the planar kernel for
-// unit dilation where the stride, a 1x1 kernel or short rows call for it, else through the
-// channels_last kernel over grad_output spread by the stride. Returns false, having done
-// nothing, where neither applies.
+// (grad_input_as_forward.h): with unit dilation phase by phase of the stride, each phase
+// through the channels_last or the planar kernel; with dilation through the channels_last
+// kernel over grad_output spread by the stride. Returns false, having done nothing, where
+// neither applies.
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const ConvGeometry& g);
 
