@@ -369,13 +369,36 @@ const std::array<Microkernel, kTilePixels> kMicrokernels[kTileBlocks] = {
 at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, int64_t slack = 0) {
   const at::Tensor nhwc = input.permute({0, 2, 3, 1});
   const bool padded = g.pad_h != 0 || g.pad_w != 0;
-  if (!padded && slack == 0) return nhwc.contiguous();
+  if (!padded && slack == 0 && (nhwc.is_contiguous() || !input.is_contiguous())) return nhwc.contiguous();
   const int64_t h = g.in_h + 2 * g.pad_h, w = g.in_w + 2 * g.pad_w;
   const int64_t count = g.batch * h * w * g.in_channels;
-  const at::Tensor buffer = padded ? at::zeros({count + slack}, input.options())
-                                   : at::empty({count + slack}, input.options());
-  at::Tensor x = buffer.narrow(0, 0, count).view({g.batch, h, w, g.in_channels});
-  x.narrow(1, g.pad_h, g.in_h).narrow(2, g.pad_w, g.in_w).copy_(nhwc);
+  const int64_t c = g.in_channels;
+  // From contiguous NCHW with 8 channels and columns or more, each row by 8x8 transposes,
+  // zeroing only the padding (ATen's permuting copy into a zeroed buffer was slower).
+  const bool by_transposes = input.is_contiguous() && c >= kLanes && g.in_w >= kLanes;
+  const at::Tensor buffer = padded && !by_transposes ? at::zeros({count + slack}, input.options())
+                                                     : at::empty({count + slack}, input.options());
+  at::Tensor x = buffer.narrow(0, 0, count).view({g.batch, h, w, c});
+  if (!by_transposes) {
+    x.narrow(1, g.pad_h, g.in_h).narrow(2, g.pad_w, g.in_w).copy_(nhwc);
+    return x;
+  }
+  const float* src = input.const_data_ptr<float>();
+  float* dst = buffer.mutable_data_ptr<float>();
+  std::fill(dst + count, dst + count + slack, 0.0f);
+  at::parallel_for(0, g.batch * h, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / h, ih = row % h - g.pad_h;
+      float* out = dst + row * w * c;
+      if (ih < 0 || ih >= g.in_h) {
+        std::fill(out, out + w * c, 0.0f);
+        continue;
+      }
+      std::fill(out, out + g.pad_w * c, 0.0f);
+      std::fill(out + (g.pad_w + g.in_w) * c, out + w * c, 0.0f);
+      transpose(src + (n * c * g.in_h + ih) * g.in_w, g.in_h * g.in_w, c, g.in_w, out + g.pad_w * c, c);
+    }
+  });
   return x;
 }
 
@@ -746,9 +769,10 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
   const bool taps_as_pixels = c < kLanes && g.dilation_w == 1 && g.kernel_w > 1;
   // Vector operands read whole lane blocks: slack past the last one.
   const at::Tensor x = padded_nhwc(input, g, /*slack=*/taps_as_pixels ? 0 : kLanes);
-  const int64_t go_floats = g.batch * g.out_h * g.out_w * k;
-  at::Tensor go = at::empty({go_floats + (taps_as_pixels ? kLanes : 0)}, grad_output.options());
-  go.narrow(0, 0, go_floats).view({g.batch, g.out_h, g.out_w, k}).copy_(grad_output.permute({0, 2, 3, 1}));
+  ConvGeometry go_geometry = g;  // grad_output as the unpadded input of padded_nhwc
+  go_geometry.in_channels = k, go_geometry.in_h = g.out_h, go_geometry.in_w = g.out_w;
+  go_geometry.pad_h = go_geometry.pad_w = 0;
+  const at::Tensor go = padded_nhwc(grad_output, go_geometry, /*slack=*/taps_as_pixels ? kLanes : 0);
   const bool one_tap = g.kernel_h == 1 && g.kernel_w == 1;
   const int64_t taps = g.kernel_h * g.kernel_w;
   const std::vector<int64_t> sums_sizes = taps_as_pixels ? std::vector<int64_t>{taps, c, k}
