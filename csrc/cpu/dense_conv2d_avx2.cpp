@@ -402,6 +402,25 @@ at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, int64_t s
   return x;
 }
 
+// output (N, C, H, W, any strides) = the channels_last `result` of its sizes; by 8x8
+// transposes of each row where output is contiguous NCHW with 8 channels and columns or
+// more (ATen's permuting copy was slower).
+void copy_from_nhwc(const at::Tensor& result, const at::Tensor& output) {
+  const int64_t n_count = output.size(0), c = output.size(1), h = output.size(2), w = output.size(3);
+  if (!output.is_contiguous() || c < kLanes || w < kLanes) {
+    output.copy_(result);
+    return;
+  }
+  const float* src = result.const_data_ptr<float>();
+  float* dst = output.mutable_data_ptr<float>();
+  at::parallel_for(0, n_count * h, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / h, y = row % h;
+      transpose(src + row * w * c, c, w, c, dst + (n * c * h + y) * w, h * w);
+    }
+  });
+}
+
 // Which taps of a packed weight a convolution uses: tap (r, s) of the convolution is
 // (row0 + r * row_step, col0 + s * col_step) of the pack. All of them by default; a stride
 // phase of grad_input uses every stride-th of the flipped filter.
@@ -623,7 +642,7 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
       const at::Tensor window =
           padded.narrow(1, padding.pad_h + ph.shift, t.in_h).narrow(2, padding.pad_w + pw.shift, t.in_w);
       forward_dense(window, flipped, at::Tensor(), result, t, taps);
-      phase_input.copy_(result);
+      copy_from_nhwc(result, phase_input);
       return;
     }
     // A 1x1 phase with as many rows and columns as grad_output is all of it (contiguous
@@ -748,7 +767,7 @@ bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tenso
   const ConvGeometry t = stride1_grad_input_as_forward(with_unit_stride(g));
   forward_dense(padded_nhwc(spread_by_stride(grad_output, g, cl), t), pack_flipped(weight, g), at::Tensor(),
                 result, t);
-  grad_input.copy_(result);
+  copy_from_nhwc(result, grad_input);
   return true;
 }
 
