@@ -342,8 +342,9 @@ def test_depthwise_full_channel_blocks_match_native(kernel, channels, stride, ch
 @pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (3, 2, 1), (3, 2, 0), (5, 3, 2), (2, 2, 0),
                                                      (1, 2, 0), ((3, 5), (2, 3), (1, 2))])
 @pytest.mark.parametrize("width", [23, 26, 40])
-def test_backward_of_many_channels_and_long_rows_matches_native(kernel, stride, padding, width):
-    # A stride phase of grad_input with rows of 12 pixels or more runs through the
+def test_many_channels_and_long_rows_match_native(kernel, stride, padding, width):
+    # The NCHW forward of rows of 12 pixels or more runs the channels_last kernel,
+    # transposed in and out. A stride phase of grad_input with such rows runs through the
     # channels_last kernel with every stride-th tap of the flipped filter, shorter ones
     # through the planar kernel: width 23 at stride 2 has one phase of each. grad_weight's
     # sums of 8 taps and 8 input channels or more are unpacked by 8x8 transposes. 11 output
@@ -351,9 +352,11 @@ def test_backward_of_many_channels_and_long_rows_matches_native(kernel, stride, 
     torch.manual_seed(width * 7 + sum(torch.tensor(stride).view(-1).tolist()))
     x = torch.randn(2, 13, 19, width, dtype=torch.float64).float()
     w = torch.randn(11, 13, *((kernel, kernel) if isinstance(kernel, int) else kernel))
-    want_out = F.conv2d(x, w, stride=stride, padding=padding)
+    b = torch.randn(11)
+    want_out = F.conv2d(x, w, b, stride=stride, padding=padding)
     grad = torch.randn_like(want_out)
     args = (list(_pair(stride)), list(_pair(padding)), [1, 1], 1)
+    torch.testing.assert_close(torch.ops.classic_ops.conv2d(x, w, b, *args), want_out, rtol=1e-4, atol=1e-4)
     got = (torch.ops.classic_ops.conv2d_grad_input(grad, x, w, *args),
            torch.ops.classic_ops.conv2d_grad_weight(grad, x, w, *args))
     want = torch.ops.aten.convolution_backward(grad, x, w, None, _pair(stride), _pair(padding), (1, 1),

@@ -53,6 +53,9 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                                   pointwise_avx2.grad_weight};
   static const ConvKernels dense_planar_avx2 = {kNCHW, cpu::dense_conv2d_forward_planar_avx2,
                                                 dense_avx2.grad_input, dense_avx2.grad_weight};
+  // The channels_last kernel over NCHW tensors, which it transposes itself.
+  static const ConvKernels dense_nchw_avx2 = {kNCHW, cpu::dense_conv2d_forward_avx2, dense_avx2.grad_input,
+                                              dense_avx2.grad_weight};
   const bool avx2 = dtype == at::kFloat && cpu::use_avx2();
   const bool nchw = input_format == at::MemoryFormat::Contiguous;
   switch (route) {
@@ -71,7 +74,8 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   const bool short_rows = g.out_w < cpu::kShortRow;
   const bool planar = (short_rows || g.in_channels < 8) &&
                       (stride1 || (g.dilation_h == 1 && g.dilation_w == 1));
-  return nchw && planar ? dense_planar_avx2 : dense_avx2;
+  if (!nchw) return dense_avx2;
+  return planar ? dense_planar_avx2 : dense_nchw_avx2;
 }
 
 }  // namespace

@@ -867,7 +867,16 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
     return pack_weight(PlanarWeight{w.const_data_ptr<float>(), w.size(1) * taps, taps, w.size(3), 1},
                        w.size(0), w.size(1), w.size(2), w.size(3), w.options());
   });
-  forward_dense(padded_nhwc(input, g), packed, bias, output, g);
+  // NCHW input and output (the NCHW route) are transposed here, row by row, rather than
+  // converted by the op layer's permuting copies.
+  const at::Tensor x = padded_nhwc(input, g);
+  if (output.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    forward_dense(x, packed, bias, output, g);
+    return;
+  }
+  const at::Tensor result = at::empty(output.sizes(), output.options(), at::MemoryFormat::ChannelsLast);
+  forward_dense(x, packed, bias, result, g);
+  copy_from_nhwc(result, output);
 }
 
 }  // namespace classic_ops::cpu

@@ -14,7 +14,8 @@ void grouped_conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& 
 void grouped_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                 const at::Tensor& grad_weight, const ConvGeometry& g);
 
-// Dense (groups == 1) float32 convolution on AVX2/FMA over channels_last input and output.
+// Dense (groups == 1) float32 convolution on AVX2/FMA, channels as lanes: over
+// channels_last input and output, or NCHW ones, which it transposes row by row.
 void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& output,
                                const ConvGeometry& g);
