@@ -349,7 +349,7 @@ def test_many_channels_and_long_rows_match_native(kernel, stride, padding, width
     # through the planar kernel: width 23 at stride 2 has one phase of each. grad_weight's
     # sums of 8 taps and 8 input channels or more are unpacked by 8x8 transposes. 11 output
     # and 13 input channels leave partial lane blocks and overlapping transposes.
-    torch.manual_seed(width * 7 + sum(torch.tensor(stride).view(-1).tolist()))
+    torch.manual_seed(width * 7 + sum(_pair(stride)))
     x = torch.randn(2, 13, 19, width, dtype=torch.float64).float()
     w = torch.randn(11, 13, *((kernel, kernel) if isinstance(kernel, int) else kernel))
     b = torch.randn(11)

@@ -21,7 +21,7 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   // column-vectorized kernel depthwise ones over NCHW (any multiplier) and a
   // channels-vectorized kernel channels_last depthwise ones with channel multiplier 1.
   // Dense ones over NCHW with short rows or few input channels take a kernel with a plane's
-  // pixels as lanes (no channels_last copies either way).
+  // pixels as lanes; the others the channels_last kernel, which transposes NCHW itself.
   static const ConvKernels grouped = {kNCHW, cpu::grouped_conv2d_forward,
                                       cpu::grouped_conv2d_grad_input,
                                       cpu::grouped_conv2d_grad_weight};
@@ -68,8 +68,10 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   if (!avx2 || g.groups != 1) return grouped;
   // Over NCHW, the plane-pixels kernel where the rows are short or the input has too few
   // channels to fill a channels_last lane block (first layers: converting VGG-16's
-  // 64x224x224 output back from channels_last took longer than the convolution); strided
-  // ones by stride phase, without dilation. Elsewhere the stride phases measured slower.
+  // 64x224x224 output back from channels_last with ATen's copy took longer than the
+  // convolution; the channels_last kernel now transposes NCHW itself, and this choice has
+  // not been measured again since); strided ones by stride phase, without dilation.
+  // Elsewhere the stride phases measured slower.
   const bool stride1 = g.stride_h == 1 && g.stride_w == 1;
   const bool short_rows = g.out_w < cpu::kShortRow;
   const bool planar = (short_rows || g.in_channels < 8) &&

@@ -9,8 +9,9 @@
 //   it lies, lanes 16 pixels of a padded plane; stride 1, with strided convolutions split
 //   by stride phase.
 // grad_input runs phase by phase of the stride (grad_input_as_forward.h), each phase in
-// whichever orientation suits its rows and channels. grad_weight runs it with output channels broadcast and input channels as lanes; the 1x1
-// grad_weight over large planes uses dot-product tiles instead.
+// whichever orientation suits its rows and channels. grad_weight runs it with output
+// channels broadcast and input channels as lanes; the 1x1 grad_weight over large planes
+// uses dot-product tiles instead.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/accumulate.h>
@@ -369,13 +370,13 @@ const std::array<Microkernel, kTilePixels> kMicrokernels[kTileBlocks] = {
 at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, int64_t slack = 0) {
   const at::Tensor nhwc = input.permute({0, 2, 3, 1});
   const bool padded = g.pad_h != 0 || g.pad_w != 0;
-  if (!padded && slack == 0 && (nhwc.is_contiguous() || !input.is_contiguous())) return nhwc.contiguous();
-  const int64_t h = g.in_h + 2 * g.pad_h, w = g.in_w + 2 * g.pad_w;
-  const int64_t count = g.batch * h * w * g.in_channels;
   const int64_t c = g.in_channels;
   // From contiguous NCHW with 8 channels and columns or more, each row by 8x8 transposes,
   // zeroing only the padding (ATen's permuting copy into a zeroed buffer was slower).
   const bool by_transposes = input.is_contiguous() && c >= kLanes && g.in_w >= kLanes;
+  if (!padded && slack == 0 && !by_transposes) return nhwc.contiguous();
+  const int64_t h = g.in_h + 2 * g.pad_h, w = g.in_w + 2 * g.pad_w;
+  const int64_t count = g.batch * h * w * c;
   const at::Tensor buffer = padded && !by_transposes ? at::zeros({count + slack}, input.options())
                                                      : at::empty({count + slack}, input.options());
   at::Tensor x = buffer.narrow(0, 0, count).view({g.batch, h, w, c});
@@ -596,13 +597,14 @@ PlanarWeight phase_weight(const at::Tensor& weight, const ConvGeometry& g, const
           taps, g.in_channels * taps, -g.stride_h * kw, -g.stride_w};
 }
 
-// The whole weight as the filter of stride-1 grad_input, packed: channels swapped, all
-// taps flipped.
+// The whole weight as the filter of stride-1 grad_input (the phase_weight of its one
+// phase), packed: channels swapped, all taps flipped.
 at::Tensor pack_flipped(const at::Tensor& weight, const ConvGeometry& g) {
-  const int64_t taps = g.kernel_h * g.kernel_w;
-  return pack_weight(PlanarWeight{weight.const_data_ptr<float>() + taps - 1, taps, g.in_channels * taps,
-                                  -g.kernel_w, -1},
-                     g.in_channels, g.out_channels, g.kernel_h, g.kernel_w, weight.options());
+  const ConvGeometry unit = with_unit_stride(g);
+  const StridePhase rows = stride_phase(0, g.in_h, g.kernel_h, 1, g.pad_h);
+  const StridePhase cols = stride_phase(0, g.in_w, g.kernel_w, 1, g.pad_w);
+  return pack_weight(phase_weight(weight, unit, rows, cols), g.in_channels, g.out_channels, g.kernel_h,
+                     g.kernel_w, weight.options());
 }
 
 // grad_input of a dense convolution with unit dilation, phase by phase of the stride (one
