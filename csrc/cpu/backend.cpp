@@ -53,7 +53,7 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                                   pointwise_avx2.grad_weight};
   static const ConvKernels dense_planar_avx2 = {kNCHW, cpu::dense_conv2d_forward_planar_avx2,
                                                 dense_avx2.grad_input, dense_avx2.grad_weight};
-  // The channels_last kernel over NCHW tensors, which it transposes itself.
+  // The channels_last kernel over NCHW tensors, which it converts itself.
   static const ConvKernels dense_nchw_avx2 = {kNCHW, cpu::dense_conv2d_forward_avx2, dense_avx2.grad_input,
                                               dense_avx2.grad_weight};
   const bool avx2 = dtype == at::kFloat && cpu::use_avx2();
@@ -66,16 +66,15 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
     case ConvRoute::Direct: break;
   }
   if (!avx2 || g.groups != 1) return grouped;
-  // Over NCHW, the plane-pixels kernel where the rows are short or the input has too few
-  // channels to fill a channels_last lane block (first layers: converting VGG-16's
-  // 64x224x224 output back from channels_last with ATen's copy took longer than the
-  // convolution; the channels_last kernel now transposes NCHW itself, and this choice has
-  // not been measured again since); strided ones by stride phase, without dilation.
-  // Elsewhere the stride phases measured slower.
+  // Over NCHW, the plane-pixels kernel for stride 1 where the rows are short or the input
+  // has too few channels to fill a channels_last lane block (VGG-16's 3x224x224 layer 1.35
+  // against 1.45 ms). Strided ones take the channels_last kernel, which writes NCHW rows
+  // from L1: the planar kernel's stride phases each pass over the whole output, and a
+  // first layer's have a few taps of 3 channels each (MobileNet's 3x3/2 0.37 against 0.23
+  // ms, AlexNet's 11x11/4 1.19 against 0.77 ms, ResNet's 7x7/2 1.55 against 1.21 ms;
+  // 256x14x14 -> 512 3x3/2 1.06 against 0.82 ms).
   const bool stride1 = g.stride_h == 1 && g.stride_w == 1;
-  const bool short_rows = g.out_w < cpu::kShortRow;
-  const bool planar = (short_rows || g.in_channels < 8) &&
-                      (stride1 || (g.dilation_h == 1 && g.dilation_w == 1));
+  const bool planar = stride1 && (g.out_w < cpu::kShortRow || g.in_channels < 8);
   if (!nchw) return dense_avx2;
   return planar ? dense_planar_avx2 : dense_nchw_avx2;
 }

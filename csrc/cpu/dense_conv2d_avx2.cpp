@@ -403,25 +403,6 @@ at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, int64_t s
   return x;
 }
 
-// output (N, C, H, W, any strides) = the channels_last `result` of its sizes; by 8x8
-// transposes of each row where output is contiguous NCHW with 8 channels and columns or
-// more (ATen's permuting copy was slower).
-void copy_from_nhwc(const at::Tensor& result, const at::Tensor& output) {
-  const int64_t n_count = output.size(0), c = output.size(1), h = output.size(2), w = output.size(3);
-  if (!output.is_contiguous() || c < kLanes || w < kLanes) {
-    output.copy_(result);
-    return;
-  }
-  const float* src = result.const_data_ptr<float>();
-  float* dst = output.mutable_data_ptr<float>();
-  at::parallel_for(0, n_count * h, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / h, y = row % h;
-      transpose(src + row * w * c, c, w, c, dst + (n * c * h + y) * w, h * w);
-    }
-  });
-}
-
 // Which taps of a packed weight a convolution uses: tap (r, s) of the convolution is
 // (row0 + r * row_step, col0 + s * col_step) of the pack. All of them by default; a stride
 // phase of grad_input uses every stride-th of the flipped filter.
@@ -429,9 +410,28 @@ struct PackedTaps {
   int64_t row0 = 0, col0 = 0, row_step = 1, col_step = 1;
 };
 
+// rows (pixels of a row, each `row_channels` floats apart) of `channels` channels into
+// out (channel c, pixel p at c * channel_step + p * pixel_step): by 8x8 transposes where
+// the pixels of a channel are contiguous and both counts reach 8.
+__attribute__((target("avx2"))) void write_row_channels(const float* row, int64_t pixels, int64_t channels,
+                                                        int64_t row_channels, float* out,
+                                                        int64_t channel_step, int64_t pixel_step) {
+  if (pixel_step == 1 && pixels >= kLanes && channels >= kLanes) {
+    transpose(row, row_channels, pixels, channels, out, channel_step);
+    return;
+  }
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t p = 0; p < pixels; ++p) out[c * channel_step + p * pixel_step] = row[p * row_channels + c];
+  }
+}
+
 // The convolution g of `x`, its input as NHWC (N, H, W, C) with the padding in place
-// (padded_nhwc; pixels and channels contiguous, rows and images at any stride), into the
-// channels_last `output`; `packed` holds its weight as pack_weight lays it out, at `taps`.
+// (padded_nhwc; pixels and channels contiguous, rows and images at any strides), into
+// `output` (N, K, H, W) at any strides; `packed` holds its weight as pack_weight lays it
+// out, at `taps`. Where output's channels are not contiguous (NCHW, or a stride phase of
+// it), each task's row tile goes through a buffer of one row that stays in L1 and is
+// written out from there: a whole channels_last result written and then converted cost
+// another pass over memory (VGG-16's 64x224x224 layer: 12.8 MB written, read, written).
 void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& bias,
                    const at::Tensor& output, const ConvGeometry& g, const PackedTaps& taps = {}) {
   TORCH_INTERNAL_ASSERT(x.stride(3) == 1 && x.stride(2) == g.in_channels);
@@ -439,14 +439,16 @@ void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tens
   at::Tensor bias_padded = at::zeros({blocks * kLanes}, packed.options());
   if (bias.defined()) bias_padded.narrow(0, 0, g.out_channels).copy_(bias);
 
+  const bool lanes_contiguous = output.stride(1) == 1;
+  const int64_t row_channels = kTileBlocks * kLanes;  // a buffered row's floats per pixel
   const int64_t c = g.in_channels, pack_w = packed.size(2), x_row_step = x.stride(1);
   const TileSteps st{/*pixel=*/g.stride_w * c, /*tap_row=*/g.dilation_h * x_row_step,
                      /*tap_col=*/g.dilation_w * c, /*x_step=*/1,
                      /*block=*/packed.size(1) * pack_w * c * kLanes,
                      /*w_tap_row=*/taps.row_step * pack_w * c * kLanes,
                      /*w_tap_col=*/taps.col_step * c * kLanes,
-                     /*w_step=*/kLanes, /*out_pixel=*/g.out_channels, g.kernel_h, g.kernel_w,
-                     /*depth=*/c};
+                     /*w_step=*/kLanes, /*out_pixel=*/lanes_contiguous ? output.stride(3) : row_channels,
+                     g.kernel_h, g.kernel_w, /*depth=*/c};
   const int last_lanes = static_cast<int>(g.out_channels - (blocks - 1) * kLanes);
   const int64_t block_pairs = (blocks + kTileBlocks - 1) / kTileBlocks;
   const int64_t rows = g.batch * g.out_h;
@@ -459,10 +461,11 @@ void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tens
   const float* xp = x.const_data_ptr<float>();
   const float* wp = packed.const_data_ptr<float>() + (taps.row0 * pack_w + taps.col0) * c * kLanes;
   const float* bp = bias_padded.const_data_ptr<float>();
-  float* yp = output.mutable_data_ptr<float>();  // channels_last: NHWC in memory
+  float* yp = output.mutable_data_ptr<float>();
 
   // Tasks run channel-block-major, so one thread's consecutive tasks reuse a weight panel.
   at::parallel_for(0, block_pairs * rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buffer(lanes_contiguous ? 0 : g.out_w * row_channels);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t pair = task / rows, row = task % rows;
       const int64_t n = row / g.out_h, oh = row % g.out_h;
@@ -470,15 +473,20 @@ void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tens
       const int nblocks = static_cast<int>(std::min<int64_t>(kTileBlocks, blocks - block0));
       const int tile_last_lanes = block0 + nblocks == blocks ? last_lanes : static_cast<int>(kLanes);
       const float* x_row = xp + n * x.stride(0) + oh * g.stride_h * x_row_step;
-      float* y_row = yp + ((n * g.out_h + oh) * g.out_w) * g.out_channels + block0 * kLanes;
+      float* out_row = yp + n * output.stride(0) + oh * output.stride(2) + block0 * kLanes * output.stride(1);
+      float* y_row = lanes_contiguous ? out_row : buffer.data();
       const float* w_blocks = wp + block0 * st.block;
       int64_t ow = 0;
       for (int64_t tile = 0; tile < row_tiles; ++tile) {
         const int pixels = static_cast<int>(tile_pixels + (tile < wider_tiles));
         kMicrokernels[nblocks - 1][pixels - 1](x_row + ow * st.pixel, w_blocks,
-                                               bp + block0 * kLanes, y_row + ow * g.out_channels,
+                                               bp + block0 * kLanes, y_row + ow * st.out_pixel,
                                                st, tile_last_lanes);
         ow += pixels;
+      }
+      if (!lanes_contiguous) {
+        write_row_channels(y_row, g.out_w, (nblocks - 1) * kLanes + tile_last_lanes, row_channels, out_row,
+                           output.stride(1), output.stride(3));
       }
     }
   });
@@ -614,11 +622,10 @@ at::Tensor pack_flipped(const at::Tensor& weight, const ConvGeometry& g) {
 // and each reduction step of the planar kernel starts a cache line of another plane:
 // 3x3/2 from 14x14, 256 -> 512 channels 1.33 -> 1.00 ms, 128 -> 128 0.20 -> 0.17 ms, though
 // 512 -> 512 2.40 -> 2.57 ms, packing its 9 MB filter outweighing). grad_output and the phases
-// go to channels_last, the filter is packed once for all phases. The others, and 1x1
+// as NHWC, the filter is packed once for all phases. The others, and 1x1
 // convolutions (whose planar path reads NCHW planes as they are), run the planar kernel.
 void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight,
                          const at::Tensor& grad_input, const ConvGeometry& g) {
-  constexpr auto cl = at::MemoryFormat::ChannelsLast;
   const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1;
   const bool strided = g.stride_h != 1 || g.stride_w != 1;
   const at::Tensor zeros = planar_bias(at::Tensor(), g.in_channels, grad_input.options());
@@ -640,11 +647,9 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
       // The phase's tap j is flipped tap (last phase tap's) + j * stride.
       const PackedTaps taps{g.kernel_h - 1 - ph.tap0 - (ph.taps - 1) * g.stride_h,
                             g.kernel_w - 1 - pw.tap0 - (pw.taps - 1) * g.stride_w, g.stride_h, g.stride_w};
-      at::Tensor result = at::empty(phase_input.sizes(), phase_input.options(), cl);
       const at::Tensor window =
           padded.narrow(1, padding.pad_h + ph.shift, t.in_h).narrow(2, padding.pad_w + pw.shift, t.in_w);
-      forward_dense(window, flipped, at::Tensor(), result, t, taps);
-      copy_from_nhwc(result, phase_input);
+      forward_dense(window, flipped, at::Tensor(), phase_input, t, taps);
       return;
     }
     // A 1x1 phase with as many rows and columns as grad_output is all of it (contiguous
@@ -764,12 +769,9 @@ bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tenso
     return true;
   }
   if (!grad_input_as_forward_applies(g)) return false;
-  constexpr auto cl = at::MemoryFormat::ChannelsLast;
-  at::Tensor result = at::empty(grad_input.sizes(), grad_input.options(), cl);
   const ConvGeometry t = stride1_grad_input_as_forward(with_unit_stride(g));
-  forward_dense(padded_nhwc(spread_by_stride(grad_output, g, cl), t), pack_flipped(weight, g), at::Tensor(),
-                result, t);
-  copy_from_nhwc(result, grad_input);
+  forward_dense(padded_nhwc(spread_by_stride(grad_output, g, at::MemoryFormat::ChannelsLast), t),
+                pack_flipped(weight, g), at::Tensor(), grad_input, t);
   return true;
 }
 
@@ -869,16 +871,9 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
     return pack_weight(PlanarWeight{w.const_data_ptr<float>(), w.size(1) * taps, taps, w.size(3), 1},
                        w.size(0), w.size(1), w.size(2), w.size(3), w.options());
   });
-  // NCHW input and output (the NCHW route) are transposed here, row by row, rather than
-  // converted by the op layer's permuting copies.
-  const at::Tensor x = padded_nhwc(input, g);
-  if (output.is_contiguous(at::MemoryFormat::ChannelsLast)) {
-    forward_dense(x, packed, bias, output, g);
-    return;
-  }
-  const at::Tensor result = at::empty(output.sizes(), output.options(), at::MemoryFormat::ChannelsLast);
-  forward_dense(x, packed, bias, result, g);
-  copy_from_nhwc(result, output);
+  // NCHW input (the NCHW route) is transposed here, row by row, and NCHW output written by
+  // forward_dense from rows in L1, rather than both converted by the op layer's copies.
+  forward_dense(padded_nhwc(input, g), packed, bias, output, g);
 }
 
 }  // namespace classic_ops::cpu

@@ -15,13 +15,14 @@ void grouped_conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor&
                                 const at::Tensor& grad_weight, const ConvGeometry& g);
 
 // Dense (groups == 1) float32 convolution on AVX2/FMA, channels as lanes: over
-// channels_last input and output, or NCHW ones, which it transposes row by row.
+// channels_last input and output, or NCHW ones (input transposed row by row, output rows
+// written from L1).
 void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& output,
                                const ConvGeometry& g);
 
 // Rows shorter than this (in pixels) leave much of the channels_last kernel's 6-pixel row
-// tiles empty (7 pixels: two tiles), so the planar kernels take them.
+// tiles empty (7 pixels: two tiles), so the planar kernels take them where stride 1.
 constexpr int64_t kShortRow = 12;
 
 // Dense float32 convolution (1x1 included) on AVX2/FMA over NCHW input and output, the
