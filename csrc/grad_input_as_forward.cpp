@@ -19,11 +19,11 @@ at::Tensor spread_by_stride(const at::Tensor& grad_output, const ConvGeometry& g
 }
 
 at::Tensor phase_grad_output(const at::Tensor& grad_output, const ConvGeometry& g,
-                             const StridePhase& ph, const StridePhase& pw, int64_t slack) {
+                             const StridePhase& ph, const StridePhase& pw, int64_t slack,
+                             const at::Tensor& storage) {
   const ConvGeometry t = phase_as_forward(g, ph, pw);
   const int64_t count = g.batch * g.out_channels * t.in_h * t.in_w;
-  at::Tensor planes = at::zeros({count + slack}, grad_output.options())
-                          .narrow(0, 0, count)
+  at::Tensor planes = storage.narrow(0, 0, count + slack).zero_().narrow(0, 0, count)
                           .view({g.batch, g.out_channels, t.in_h, t.in_w});
   const int64_t row0 = std::max<int64_t>(0, -ph.shift), row1 = std::min(t.in_h, g.out_h - ph.shift);
   const int64_t col0 = std::max<int64_t>(0, -pw.shift), col1 = std::min(t.in_w, g.out_w - pw.shift);

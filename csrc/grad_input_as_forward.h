@@ -59,9 +59,11 @@ inline ConvGeometry phase_as_forward(const ConvGeometry& g, const StridePhase& p
 }
 
 // The input of that forward convolution: zeroed NCHW planes (row m is grad_output row
-// m + ph.shift where that exists), followed by `slack` zeroed floats.
+// m + ph.shift where that exists), followed by `slack` zeroed floats, written to the start
+// of `storage` (of grad_output's dtype, that many elements or more).
 at::Tensor phase_grad_output(const at::Tensor& grad_output, const ConvGeometry& g,
-                             const StridePhase& ph, const StridePhase& pw, int64_t slack);
+                             const StridePhase& ph, const StridePhase& pw, int64_t slack,
+                             const at::Tensor& storage);
 
 // The zeros around grad_output's `out` rows (or columns) that make the input of every
 // phase (phase_grad_output) a window of them: its row m is grad_output row m + shift.

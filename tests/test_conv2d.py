@@ -343,10 +343,10 @@ def test_depthwise_full_channel_blocks_match_native(kernel, channels, stride, ch
                                                      (1, 2, 0), ((3, 5), (2, 3), (1, 2))])
 @pytest.mark.parametrize("width", [23, 26, 40])
 def test_many_channels_and_long_rows_match_native(kernel, stride, padding, width):
-    # The NCHW forward of rows of 12 pixels or more runs the channels_last kernel,
-    # transposed in and out. A stride phase of grad_input with such rows runs through the
-    # channels_last kernel with every stride-th tap of the flipped filter, shorter ones
-    # through the planar kernel: width 23 at stride 2 has one phase of each. grad_weight's
+    # The NCHW forward of rows of 12 pixels or more, or strided, runs the channels_last
+    # kernel, its input transposed, its rows written out from a buffer. A stride phase of
+    # grad_input runs through the channels_last kernel with every stride-th tap of the
+    # flipped filter, written into grad_input's strided view. grad_weight's
     # sums of 8 taps and 8 input channels or more are unpacked by 8x8 transposes. 11 output
     # and 13 input channels leave partial lane blocks and overlapping transposes.
     torch.manual_seed(width * 7 + sum(_pair(stride)))
@@ -363,3 +363,41 @@ def test_many_channels_and_long_rows_match_native(kernel, stride, padding, width
                                                False, (0, 0), 1, (True, True, False))[:2]
     for name, g, e in zip(["input", "weight"], got, want):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad of {name}: {m}")
+
+
+def test_threads_calling_at_once_get_their_own_results():
+    # The CPU kernels keep their large temporaries per calling thread between calls
+    # (csrc/cpu/scratch.h): threads running different layers at once must not share them.
+    import threading
+
+    layers = [(8, 23, 16, 3, 2, 1), (13, 30, 11, 5, 1, 2), (16, 14, 24, 3, 1, 1)]
+    errors = []
+    start = threading.Barrier(len(layers))
+
+    def run(seed, channels, width, out_channels, kernel, stride, padding):
+        try:
+            torch.manual_seed(seed)
+            x = torch.randn(1, channels, width, width)
+            w = torch.randn(out_channels, channels, kernel, kernel)
+            want_out = F.conv2d(x, w, None, stride=stride, padding=padding)
+            grad = torch.randn_like(want_out)
+            want = torch.ops.aten.convolution_backward(grad, x, w, None, [stride] * 2, [padding] * 2, [1, 1],
+                                                       False, [0, 0], 1, [True, True, False])[:2]
+            args = ([stride] * 2, [padding] * 2, [1, 1], 1)
+            start.wait()
+            for _ in range(20):
+                torch.testing.assert_close(torch.ops.classic_ops.conv2d(x, w, None, *args), want_out,
+                                           rtol=1e-4, atol=1e-4)
+                torch.testing.assert_close(torch.ops.classic_ops.conv2d_grad_input(grad, x, w, *args), want[0],
+                                           rtol=1e-4, atol=1e-4)
+                torch.testing.assert_close(torch.ops.classic_ops.conv2d_grad_weight(grad, x, w, *args), want[1],
+                                           rtol=1e-4, atol=1e-3)
+        except Exception as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(seed, *layer)) for seed, layer in enumerate(layers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors

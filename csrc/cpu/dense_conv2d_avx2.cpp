@@ -22,6 +22,7 @@
 #include "../grad_input_as_forward.h"
 #include "avx2_vectors.h"
 #include "kernels.h"
+#include "scratch.h"
 #include "weight_cache.h"
 
 namespace classic_ops::cpu {
@@ -98,13 +99,13 @@ __attribute__((target("avx2"))) void transpose_taps(const float* first, int64_t 
 // The weight as the channels_last microkernel reads it, (ceil(O / 8), R, S, I, 8), output
 // channels past O zero, for `w` of O output and I input channels and R x S taps. One pass
 // over the weight: backward packs on every call, and a large layer's weight (512x512x3x3:
-// 9 MB) costs as much to move as its convolution of a 7x7 plane.
-at::Tensor pack_weight(const PlanarWeight& w, int64_t out_ch, int64_t in_ch, int64_t kernel_h,
-                       int64_t kernel_w, const at::TensorOptions& options) {
-  const int64_t blocks = (out_ch + kLanes - 1) / kLanes;
+// 9 MB) costs as much to move as its convolution of a 7x7 plane. `packed` is of
+// packed_sizes(O, I, R, S).
+void pack_weight(const PlanarWeight& w, int64_t out_ch, const at::Tensor& packed) {
+  const int64_t blocks = packed.size(0), kernel_h = packed.size(1), kernel_w = packed.size(2);
+  const int64_t in_ch = packed.size(3);
   TORCH_CHECK(w.out <= std::numeric_limits<int32_t>::max() / kLanes, "weight too large to pack: ", w.out,
               " floats per output channel");
-  at::Tensor packed = at::empty({blocks, kernel_h, kernel_w, in_ch, kLanes}, options);
   float* dst = packed.mutable_data_ptr<float>();
   // Where a lane's taps lie together in memory (a whole filter, flipped or not), whole lane
   // blocks go by transposes, else by a gather per tap. Tasks of 8 input channels x 1 lane
@@ -134,7 +135,10 @@ at::Tensor pack_weight(const PlanarWeight& w, int64_t out_ch, int64_t in_ch, int
       }
     }
   });
-  return packed;
+}
+
+std::vector<int64_t> packed_sizes(int64_t out_ch, int64_t in_ch, int64_t kernel_h, int64_t kernel_w) {
+  return {(out_ch + kLanes - 1) / kLanes, kernel_h, kernel_w, in_ch, kLanes};
 }
 
 // out[i][j] (+)= sum over q < n of a[i * a_row + q] * b[j * b_row + q], for the I x J tile of
@@ -237,18 +241,6 @@ void unpack_tap_sums(const at::Tensor& sums, bool taps_outer, const at::Tensor& 
       }
     }
   });
-}
-
-// A float32 tensor of `sizes` in memory kept between calls, one buffer per calling thread,
-// valid until that thread's next call: for temporaries as large as a big layer's weight.
-// Allocated afresh on every call, the 9 MB of a 512x512x3x3 grad_weight's tap sums came back
-// as new pages whenever the allocator had returned them to the system: 4600 page faults a
-// call, which took longer than the products.
-at::Tensor reused_scratch(at::IntArrayRef sizes) {
-  thread_local std::vector<float> buffer;
-  const int64_t floats = c10::multiply_integers(sizes);
-  if (static_cast<int64_t>(buffer.size()) < floats) buffer.resize(floats);
-  return at::from_blob(buffer.data(), sizes, at::kFloat);
 }
 
 // Where the microkernel reads and writes, in floats. The tile is P "pixels" (broadcast
@@ -366,27 +358,28 @@ const std::array<Microkernel, kTilePixels> kMicrokernels[kTileBlocks] = {
 };
 
 // The input as NHWC with the padding materialized, so the microkernel needs no bounds checks,
-// followed by `slack` readable floats (for vector loads of a partial channel block).
-at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, int64_t slack = 0) {
+// followed by `slack` zeros (for vector loads of a partial channel block); in scratch of
+// `use` unless the input is NHWC already and needs neither.
+at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, Scratch use, int64_t slack = 0) {
   const at::Tensor nhwc = input.permute({0, 2, 3, 1});
   const bool padded = g.pad_h != 0 || g.pad_w != 0;
+  if (!padded && slack == 0 && nhwc.is_contiguous()) return nhwc;
   const int64_t c = g.in_channels;
   // From contiguous NCHW with 8 channels and columns or more, each row by 8x8 transposes,
   // zeroing only the padding (ATen's permuting copy into a zeroed buffer was slower).
   const bool by_transposes = input.is_contiguous() && c >= kLanes && g.in_w >= kLanes;
-  if (!padded && slack == 0 && !by_transposes) return nhwc.contiguous();
   const int64_t h = g.in_h + 2 * g.pad_h, w = g.in_w + 2 * g.pad_w;
   const int64_t count = g.batch * h * w * c;
-  const at::Tensor buffer = padded && !by_transposes ? at::zeros({count + slack}, input.options())
-                                                     : at::empty({count + slack}, input.options());
+  const at::Tensor buffer = scratch(use, {count + slack});
+  buffer.narrow(0, count, slack).zero_();
   at::Tensor x = buffer.narrow(0, 0, count).view({g.batch, h, w, c});
   if (!by_transposes) {
+    if (padded) x.zero_();
     x.narrow(1, g.pad_h, g.in_h).narrow(2, g.pad_w, g.in_w).copy_(nhwc);
     return x;
   }
   const float* src = input.const_data_ptr<float>();
   float* dst = buffer.mutable_data_ptr<float>();
-  std::fill(dst + count, dst + count + slack, 0.0f);
   at::parallel_for(0, g.batch * h, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / h, ih = row % h - g.pad_h;
@@ -574,8 +567,7 @@ template <typename Write>
 void planar_output(const at::Tensor& output, int64_t row_width, Write&& write) {
   const bool direct = row_width == output.size(3) && output.is_contiguous();
   const at::Tensor y = direct ? output
-                              : at::empty({output.size(0), output.size(1), output.size(2), row_width},
-                                          output.options());
+                              : scratch(Scratch::kSums, {output.size(0), output.size(1), output.size(2), row_width});
   write(y);
   if (!direct) output.copy_(y.narrow(3, 0, output.size(3)));
 }
@@ -606,13 +598,16 @@ PlanarWeight phase_weight(const at::Tensor& weight, const ConvGeometry& g, const
 }
 
 // The whole weight as the filter of stride-1 grad_input (the phase_weight of its one
-// phase), packed: channels swapped, all taps flipped.
+// phase), packed: channels swapped, all taps flipped (into scratch: it is packed on every
+// call, and a 512x512x3x3 filter is 9 MB).
 at::Tensor pack_flipped(const at::Tensor& weight, const ConvGeometry& g) {
   const ConvGeometry unit = with_unit_stride(g);
   const StridePhase rows = stride_phase(0, g.in_h, g.kernel_h, 1, g.pad_h);
   const StridePhase cols = stride_phase(0, g.in_w, g.kernel_w, 1, g.pad_w);
-  return pack_weight(phase_weight(weight, unit, rows, cols), g.in_channels, g.out_channels, g.kernel_h,
-                     g.kernel_w, weight.options());
+  const at::Tensor packed =
+      scratch(Scratch::kPackedFilter, packed_sizes(g.in_channels, g.out_channels, g.kernel_h, g.kernel_w));
+  pack_weight(phase_weight(weight, unit, rows, cols), g.in_channels, packed);
+  return packed;
 }
 
 // grad_input of a dense convolution with unit dilation, phase by phase of the stride (one
@@ -642,7 +637,7 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
     if (!pointwise && t.out_channels >= kLanes && (t.out_w >= kShortRow || strided)) {
       if (!flipped.defined()) {
         flipped = pack_flipped(weight, g);
-        padded = padded_nhwc(grad_output, padding);
+        padded = padded_nhwc(grad_output, padding, Scratch::kGradOutput);
       }
       // The phase's tap j is flipped tap (last phase tap's) + j * stride.
       const PackedTaps taps{g.kernel_h - 1 - ph.tap0 - (ph.taps - 1) * g.stride_h,
@@ -656,8 +651,11 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
     // NCHW, as the op hands it over) and reads it in place: the 1x1 path reads nothing past
     // a plane, so it needs neither padding nor slack.
     const bool whole = t.kernel_h * t.kernel_w == 1 && t.in_h == g.out_h && t.in_w == g.out_w;
-    const at::Tensor planes = whole ? grad_output
-                                    : phase_grad_output(grad_output, g, ph, pw, planar_slack(t));
+    const int64_t slack = planar_slack(t);
+    const at::Tensor planes =
+        whole ? grad_output
+              : phase_grad_output(grad_output, g, ph, pw, slack,
+                                  scratch(Scratch::kPhase, {t.batch * t.in_channels * t.in_h * t.in_w + slack}));
     planar_conv(planes, phase_weight(weight, g, ph, pw), zeros.const_data_ptr<float>(), phase_input, t);
   });
 }
@@ -684,7 +682,7 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
   const int64_t phases_h = std::min(sh, g.kernel_h), phases_w = std::min(sw, kw);
   const int64_t slack = ((kw + sw - 1) / sw - 1) * g.dilation_w + kLanes;
   const at::Tensor phases =
-      in_place ? input : at::zeros({phases_h * phases_w * phase_floats + slack}, input.options());
+      in_place ? input : scratch(Scratch::kPhase, {phases_h * phases_w * phase_floats + slack}).zero_();
   // Phase positions [first, end) whose input position offset + stride * m - pad is inside
   // [0, size).
   const auto inside = [](int64_t offset, int64_t stride, int64_t pad, int64_t size, int64_t count) {
@@ -734,7 +732,8 @@ void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::
   }
   const bool strided = g.stride_h != 1 || g.stride_w != 1;
   const at::Tensor pixels =
-      strided ? input.slice(2, 0, c10::nullopt, g.stride_h).slice(3, 0, c10::nullopt, g.stride_w).contiguous()
+      strided ? scratch(Scratch::kInput, {g.batch, c, g.out_h, g.out_w})
+                    .copy_(input.slice(2, 0, c10::nullopt, g.stride_h).slice(3, 0, c10::nullopt, g.stride_w))
               : input;
   grad_weight.zero_();
   // Pixels per pass: about 256 KB of both operands, reused by all of a thread's tiles.
@@ -770,7 +769,7 @@ bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tenso
   }
   if (!grad_input_as_forward_applies(g)) return false;
   const ConvGeometry t = stride1_grad_input_as_forward(with_unit_stride(g));
-  forward_dense(padded_nhwc(spread_by_stride(grad_output, g, at::MemoryFormat::ChannelsLast), t),
+  forward_dense(padded_nhwc(spread_by_stride(grad_output, g, at::MemoryFormat::ChannelsLast), t, Scratch::kGradOutput),
                 pack_flipped(weight, g), at::Tensor(), grad_input, t);
   return true;
 }
@@ -791,16 +790,16 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
   const int64_t k = g.out_channels, c = g.in_channels;
   const bool taps_as_pixels = c < kLanes && g.dilation_w == 1 && g.kernel_w > 1;
   // Vector operands read whole lane blocks: slack past the last one.
-  const at::Tensor x = padded_nhwc(input, g, /*slack=*/taps_as_pixels ? 0 : kLanes);
+  const at::Tensor x = padded_nhwc(input, g, Scratch::kInput, /*slack=*/taps_as_pixels ? 0 : kLanes);
   ConvGeometry go_geometry = g;  // grad_output as the unpadded input of padded_nhwc
   go_geometry.in_channels = k, go_geometry.in_h = g.out_h, go_geometry.in_w = g.out_w;
   go_geometry.pad_h = go_geometry.pad_w = 0;
-  const at::Tensor go = padded_nhwc(grad_output, go_geometry, /*slack=*/taps_as_pixels ? kLanes : 0);
+  const at::Tensor go = padded_nhwc(grad_output, go_geometry, Scratch::kGradOutput, /*slack=*/taps_as_pixels ? kLanes : 0);
   const bool one_tap = g.kernel_h == 1 && g.kernel_w == 1;
   const int64_t taps = g.kernel_h * g.kernel_w;
   const std::vector<int64_t> sums_sizes = taps_as_pixels ? std::vector<int64_t>{taps, c, k}
                                                          : std::vector<int64_t>{k, taps, c};
-  at::Tensor sums = one_tap ? grad_weight : reused_scratch(sums_sizes);
+  at::Tensor sums = one_tap ? grad_weight : scratch(Scratch::kSums, sums_sizes);
   // The first chunk of rows starts the sums from zero "bias" vectors, the others add to
   // them (zeroing a 512x512x3x3 layer's 9 MB of sums first took a tenth of its time).
   static constexpr float kZeros[kTileBlocks * kLanes] = {};
@@ -868,12 +867,13 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
                                const ConvGeometry& g) {
   const at::Tensor packed = cached_pack(weight, kPackedLayout, [](const at::Tensor& w) {
     const int64_t taps = w.size(2) * w.size(3);
-    return pack_weight(PlanarWeight{w.const_data_ptr<float>(), w.size(1) * taps, taps, w.size(3), 1},
-                       w.size(0), w.size(1), w.size(2), w.size(3), w.options());
+    at::Tensor packed = at::empty(packed_sizes(w.size(0), w.size(1), w.size(2), w.size(3)), w.options());
+    pack_weight(PlanarWeight{w.const_data_ptr<float>(), w.size(1) * taps, taps, w.size(3), 1}, w.size(0), packed);
+    return packed;
   });
   // NCHW input (the NCHW route) is transposed here, row by row, and NCHW output written by
   // forward_dense from rows in L1, rather than both converted by the op layer's copies.
-  forward_dense(padded_nhwc(input, g), packed, bias, output, g);
+  forward_dense(padded_nhwc(input, g, Scratch::kInput), packed, bias, output, g);
 }
 
 }  // namespace classic_ops::cpu
