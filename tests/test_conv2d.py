@@ -218,10 +218,16 @@ def test_avx2_path_is_taken_and_agrees():
 
 
 @pytest.mark.parametrize("mutate", ["in_place", "through_data", "load_state_dict"])
-def test_cached_weight_packing_sees_every_weight_update(mutate):
-    conv = torch.nn.Conv2d(16, 24, 3, padding=1)
-    ours = cnn.Conv2d(16, 24, 3, padding=1)
-    x = torch.randn(2, 16, 9, 9)
+@pytest.mark.parametrize("layer", ["dense", "depthwise_channels_last"])
+def test_cached_weight_packing_sees_every_weight_update(mutate, layer):
+    # Both kernels keep their repacked weights in the cache: the dense one (for rows of 12
+    # pixels or more) as lane blocks, the channels_last depthwise one as taps by channel.
+    out_channels, groups = (24, 1) if layer == "dense" else (16, 16)
+    conv = torch.nn.Conv2d(16, out_channels, 3, padding=1, groups=groups)
+    ours = cnn.Conv2d(16, out_channels, 3, padding=1, groups=groups)
+    x = torch.randn(2, 16, 9, 16)
+    if layer == "depthwise_channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         ours(x)  # packs and caches the weight
         if mutate == "in_place":
@@ -235,10 +241,11 @@ def test_cached_weight_packing_sees_every_weight_update(mutate):
 
 
 def test_weight_cache_follows_every_optimizer_step():
-    # Each step changes the weight, for more steps than the cache holds entries.
+    # Each step changes the weight, for more steps than the cache holds entries (rows of 16
+    # pixels: the kernel that packs).
     conv = cnn.Conv2d(8, 8, 3, padding=1)
     optimizer = torch.optim.SGD(conv.parameters(), lr=0.1)
-    x = torch.randn(2, 8, 9, 9)
+    x = torch.randn(2, 8, 9, 16)
     for _ in range(80):
         optimizer.zero_grad()
         conv(x).square().mean().backward()

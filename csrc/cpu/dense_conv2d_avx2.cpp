@@ -31,7 +31,6 @@ namespace {
 constexpr int64_t kLanes = 8;       // output channels per ymm register: one channel block
 constexpr int kTilePixels = 6;      // output pixels along a row per microkernel call
 constexpr int kTileBlocks = 2;      // channel blocks per microkernel call
-constexpr int kPackedLayout = 1;    // weight cache tag of the (K/8, R, S, C, 8) layout
 
 // A convolution's weight read where it lies: coefficient (o, i, r, s) (output channel,
 // input channel, kernel row and column of the convolution it serves) at
@@ -865,7 +864,7 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
 void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& output,
                                const ConvGeometry& g) {
-  const at::Tensor packed = cached_pack(weight, kPackedLayout, [](const at::Tensor& w) {
+  const at::Tensor packed = cached_pack(weight, PackedLayout::kDenseBlocks, [](const at::Tensor& w) {
     const int64_t taps = w.size(2) * w.size(3);
     at::Tensor packed = at::empty(packed_sizes(w.size(0), w.size(1), w.size(2), w.size(3)), w.options());
     pack_weight(PlanarWeight{w.const_data_ptr<float>(), w.size(1) * taps, taps, w.size(3), 1}, w.size(0), packed);

@@ -19,8 +19,9 @@
 
 #include "../grad_input_as_forward.h"
 #include "conv_taps.h"
-#include "kernels.h"
 #include "avx2_vectors.h"
+#include "kernels.h"
+#include "weight_cache.h"
 
 namespace classic_ops::cpu {
 namespace {
@@ -28,9 +29,13 @@ namespace {
 constexpr int64_t kLanes = 8;
 constexpr int64_t kPixels = 4;
 
-// (C, 1, R, S) -> (R, S, C): the weights of one tap are contiguous over channels.
+// (C, 1, R, S) -> (R, S, C): the weights of one tap are contiguous over channels. Cached
+// while the weight is unchanged: ATen's transposing copy took 8-12 us a call, a sixth of a
+// 1024x7x7 layer's time.
 at::Tensor taps_by_channel(const at::Tensor& weight) {
-  return weight.reshape({weight.size(0), weight.size(2) * weight.size(3)}).t().contiguous();
+  return cached_pack(weight, PackedLayout::kDepthwiseTapsByChannel, [](const at::Tensor& w) {
+    return w.reshape({w.size(0), w.size(2) * w.size(3)}).t().contiguous();
+  });
 }
 
 __attribute__((target("avx2"))) inline __m256 load(const float* p, bool masked, __m256i mask) {

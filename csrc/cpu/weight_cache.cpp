@@ -11,7 +11,7 @@ struct Entry {
   c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> owner;
   const void* data;
   uint32_t version;
-  int layout;
+  PackedLayout layout;
   at::Tensor original;  // the values `packed` was made from
   at::Tensor packed;
 };
@@ -21,7 +21,7 @@ constexpr size_t kCapacity = 64;  // more than the convolutions of any classic n
 std::mutex cache_mutex;
 std::list<Entry> cache;  // most recently used first
 
-bool matches(const Entry& e, const at::Tensor& weight, uint32_t version, int layout) {
+bool matches(const Entry& e, const at::Tensor& weight, uint32_t version, PackedLayout layout) {
   if (e.data != weight.data_ptr() || e.version != version || e.layout != layout ||
       e.original.sizes() != weight.sizes()) {
     return false;
@@ -33,7 +33,7 @@ bool matches(const Entry& e, const at::Tensor& weight, uint32_t version, int lay
 
 }  // namespace
 
-at::Tensor cached_pack(const at::Tensor& weight, int layout,
+at::Tensor cached_pack(const at::Tensor& weight, PackedLayout layout,
                        const std::function<at::Tensor(const at::Tensor&)>& pack) {
   // Inference tensors have no version counter, and contiguous() copies are new each call.
   if (weight.is_inference() || !weight.is_contiguous()) return pack(weight);

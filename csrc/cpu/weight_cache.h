@@ -12,9 +12,15 @@
 
 namespace classic_ops::cpu {
 
+// The layouts weights are packed into, so that one weight may have a pack per kernel.
+enum class PackedLayout {
+  kDenseBlocks,             // dense_conv2d_avx2.cpp: (K/8, R, S, C, 8)
+  kDepthwiseTapsByChannel,  // depthwise_conv2d_avx2.cpp: (R, S, C)
+};
+
 // Returns pack(weight), from the cache when `weight` is unchanged since it was last packed
-// with the same `layout` tag.
-at::Tensor cached_pack(const at::Tensor& weight, int layout,
+// into the same layout.
+at::Tensor cached_pack(const at::Tensor& weight, PackedLayout layout,
                        const std::function<at::Tensor(const at::Tensor&)>& pack);
 
 }  // namespace classic_ops::cpu
