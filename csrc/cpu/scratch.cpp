@@ -4,8 +4,35 @@
 #include <c10/util/accumulate.h>
 
 #include <array>
+#include <cstdlib>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 namespace classic_ops::cpu {
+namespace {
+
+constexpr int64_t kHugePage = int64_t{2} << 20;
+
+// `floats` floats; from 1 MB on, on transparent huge pages where the system grants them.
+at::Tensor new_buffer(int64_t floats) {
+  const auto options = at::TensorOptions().dtype(at::kFloat);
+  const int64_t bytes = floats * static_cast<int64_t>(sizeof(float));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (bytes >= kHugePage / 2) {
+    const int64_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void* data = nullptr;
+    if (posix_memalign(&data, kHugePage, rounded) == 0) {
+      madvise(data, rounded, MADV_HUGEPAGE);  // advice: where refused, plain pages serve
+      return at::from_blob(data, {floats}, [](void* p) { std::free(p); }, options);
+    }
+  }
+#endif
+  return at::empty({floats}, options);
+}
+
+}  // namespace
 
 at::Tensor scratch(Scratch use, at::IntArrayRef sizes) {
   thread_local std::array<at::Tensor, static_cast<size_t>(Scratch::kCount)> buffers;
@@ -16,7 +43,7 @@ at::Tensor scratch(Scratch use, at::IntArrayRef sizes) {
   at::Tensor& buffer = buffers[static_cast<size_t>(use)];
   if (!buffer.defined() || buffer.numel() < floats) {
     buffer.reset();  // the old block first, so the two are never held together
-    buffer = at::empty({floats}, at::TensorOptions().dtype(at::kFloat));
+    buffer = new_buffer(floats);
   }
   return buffer.narrow(0, 0, floats).view(sizes);
 }

@@ -1,11 +1,11 @@
-// Temporaries of the CPU kernels (padded copies, packed filters, partial sums) kept between
-// calls, so that a call does not fetch megabytes of fresh pages. glibc hands large blocks
-// out by mmap, or from a heap it trims, depending on what was freed before: a block freed
-// and allocated again then comes back as new pages, and the page faults (about 1 us per
-// 4 KB page here) cost more than the arithmetic on them. ResNet's 7x7/2 first layer's
-// backward took 1000 faults a call this way; native's 512x7x7 backward took 4600, in the
-// same process. Which way a process went depended on the layers run before: the source of
-// the two speeds at which this machine ran the same layer in different processes.
+// Temporaries of the CPU kernels (padded copies, stride phases, packed filters, partial
+// sums) kept between calls, on transparent huge pages from 1 MB on. Fresh blocks cost page
+// faults (about 1 us per 4 KB page here) whenever glibc had returned the memory: ResNet's
+// 7x7/2 first layer's backward took 1000 a call in a bench-like sequence of layers. And on
+// 4 KB pages, where a process's buffers happened to land in physical memory set its speed
+// for its lifetime: that layer's grad_input ran in 2.4 or 5-6 ms by process (five runs:
+// 2.31-2.35 ms on huge pages), the source of the two speeds at which this machine ran the
+// same layer in different processes.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -24,7 +24,7 @@ enum class Scratch {
 
 // A float32 tensor of `sizes`, uninitialized, in memory kept per thread and use: valid
 // until the same thread asks for the same use again. Requests above kMaxScratchBytes get
-// memory of their own, so a thread keeps at most that much per use.
+// memory of their own (plain at::empty), so a thread keeps at most that much per use.
 at::Tensor scratch(Scratch use, at::IntArrayRef sizes);
 
 constexpr int64_t kMaxScratchBytes = int64_t{64} << 20;
