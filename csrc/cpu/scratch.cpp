@@ -37,9 +37,7 @@ at::Tensor new_buffer(int64_t floats) {
 at::Tensor scratch(Scratch use, at::IntArrayRef sizes) {
   thread_local std::array<at::Tensor, static_cast<size_t>(Scratch::kCount)> buffers;
   const int64_t floats = c10::multiply_integers(sizes);
-  if (floats * static_cast<int64_t>(sizeof(float)) > kMaxScratchBytes) {
-    return at::empty(sizes, at::TensorOptions().dtype(at::kFloat));
-  }
+  if (floats * static_cast<int64_t>(sizeof(float)) > kMaxScratchBytes) return new_buffer(floats).view(sizes);
   at::Tensor& buffer = buffers[static_cast<size_t>(use)];
   if (!buffer.defined() || buffer.numel() < floats) {
     buffer.reset();  // the old block first, so the two are never held together
