@@ -363,22 +363,19 @@ at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, Scratch u
   const at::Tensor nhwc = input.permute({0, 2, 3, 1});
   const bool padded = g.pad_h != 0 || g.pad_w != 0;
   if (!padded && slack == 0 && nhwc.is_contiguous()) return nhwc;
-  const int64_t c = g.in_channels;
-  // From contiguous NCHW with 8 channels and columns or more, each row by 8x8 transposes,
-  // zeroing only the padding (ATen's permuting copy into a zeroed buffer was slower).
-  const bool by_transposes = input.is_contiguous() && c >= kLanes && g.in_w >= kLanes;
-  const int64_t h = g.in_h + 2 * g.pad_h, w = g.in_w + 2 * g.pad_w;
+  const int64_t c = g.in_channels, h = g.in_h + 2 * g.pad_h, w = g.in_w + 2 * g.pad_w;
   const int64_t count = g.batch * h * w * c;
   const at::Tensor buffer = scratch(use, {count + slack});
-  buffer.narrow(0, count, slack).zero_();
-  at::Tensor x = buffer.narrow(0, 0, count).view({g.batch, h, w, c});
-  if (!by_transposes) {
-    if (padded) x.zero_();
-    x.narrow(1, g.pad_h, g.in_h).narrow(2, g.pad_w, g.in_w).copy_(nhwc);
-    return x;
-  }
+  // Row by row, zeroing only the padding (ATen's permuting copy into a zeroed buffer was
+  // slower: for MobileNet's 3x224x224 first layer, zeroing took as long as the
+  // convolution). Rows of NCHW with 8 channels and columns or more go by 8x8 transposes.
+  const int64_t image_step = input.stride(0), channel_step = input.stride(1);
+  const int64_t row_step = input.stride(2), pixel_step = input.stride(3);
+  const bool rows_nhwc = channel_step == 1 && pixel_step == c;
+  const bool by_transposes = pixel_step == 1 && c >= kLanes && g.in_w >= kLanes;
   const float* src = input.const_data_ptr<float>();
   float* dst = buffer.mutable_data_ptr<float>();
+  std::fill(dst + count, dst + count + slack, 0.0f);
   at::parallel_for(0, g.batch * h, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / h, ih = row % h - g.pad_h;
@@ -389,10 +386,20 @@ at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, Scratch u
       }
       std::fill(out, out + g.pad_w * c, 0.0f);
       std::fill(out + (g.pad_w + g.in_w) * c, out + w * c, 0.0f);
-      transpose(src + (n * c * g.in_h + ih) * g.in_w, g.in_h * g.in_w, c, g.in_w, out + g.pad_w * c, c);
+      const float* in_row = src + n * image_step + ih * row_step;
+      float* interior = out + g.pad_w * c;
+      if (rows_nhwc) {
+        copy_row(in_row, g.in_w * c, interior);
+      } else if (by_transposes) {
+        transpose(in_row, channel_step, c, g.in_w, interior, c);
+      } else {
+        for (int64_t iw = 0; iw < g.in_w; ++iw) {
+          for (int64_t ch = 0; ch < c; ++ch) interior[iw * c + ch] = in_row[ch * channel_step + iw * pixel_step];
+        }
+      }
     }
   });
-  return x;
+  return buffer.narrow(0, 0, count).view({g.batch, h, w, c});
 }
 
 // Which taps of a packed weight a convolution uses: tap (r, s) of the convolution is
@@ -866,7 +873,8 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
                                const ConvGeometry& g) {
   const at::Tensor packed = cached_pack(weight, PackedLayout::kDenseBlocks, [](const at::Tensor& w) {
     const int64_t taps = w.size(2) * w.size(3);
-    at::Tensor packed = at::empty(packed_sizes(w.size(0), w.size(1), w.size(2), w.size(3)), w.options());
+    const std::vector<int64_t> sizes = packed_sizes(w.size(0), w.size(1), w.size(2), w.size(3));
+    at::Tensor packed = new_buffer(c10::multiply_integers(sizes)).view(sizes);
     pack_weight(PlanarWeight{w.const_data_ptr<float>(), w.size(1) * taps, taps, w.size(3), 1}, w.size(0), packed);
     return packed;
   });

@@ -12,10 +12,9 @@
 
 namespace classic_ops::cpu {
 namespace {
-
 constexpr int64_t kHugePage = int64_t{2} << 20;
+}  // namespace
 
-// `floats` floats; from 1 MB on, on transparent huge pages where the system grants them.
 at::Tensor new_buffer(int64_t floats) {
   const auto options = at::TensorOptions().dtype(at::kFloat);
   const int64_t bytes = floats * static_cast<int64_t>(sizeof(float));
@@ -31,8 +30,6 @@ at::Tensor new_buffer(int64_t floats) {
 #endif
   return at::empty({floats}, options);
 }
-
-}  // namespace
 
 at::Tensor scratch(Scratch use, at::IntArrayRef sizes) {
   thread_local std::array<at::Tensor, static_cast<size_t>(Scratch::kCount)> buffers;

@@ -31,4 +31,9 @@ at::Tensor scratch(Scratch use, at::IntArrayRef sizes);
 
 constexpr int64_t kMaxScratchBytes = int64_t{256} << 20;
 
+// A new float32 buffer of `floats` elements, uninitialized; from 1 MB on, on transparent
+// huge pages where the system grants them: for buffers read on every call, such as packed
+// weights, whose speed would otherwise depend on where their 4 KB pages landed.
+at::Tensor new_buffer(int64_t floats);
+
 }  // namespace classic_ops::cpu
