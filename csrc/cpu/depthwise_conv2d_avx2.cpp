@@ -21,6 +21,7 @@
 #include "conv_taps.h"
 #include "avx2_vectors.h"
 #include "kernels.h"
+#include "parallel_grain.h"
 #include "weight_cache.h"
 
 namespace classic_ops::cpu {
@@ -405,7 +406,8 @@ void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tenso
   const bool three_by_three = g.kernel_h == 3 && g.kernel_w == 3;
   const std::vector<int64_t> column_of_tap = columns_of_taps(g, p);
   const PhaseSplitter splitter(g, p);
-  at::parallel_for(0, g.batch * g.in_channels, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.batch * g.in_channels, grain_for(in_plane + multiplier * out_plane),
+                   [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(p.rows * p.row_floats());
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t n = plane / g.in_channels, c = plane % g.in_channels;
@@ -442,7 +444,8 @@ void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const
   for (int64_t r = 0; r < g.kernel_h; ++r) {
     for (int64_t s = 0; s < g.kernel_w; ++s) tap_offsets.push_back(r * g.dilation_h * width + column_of_tap[s]);
   }
-  at::parallel_for(0, g.in_channels, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.in_channels, grain_for(g.batch * (in_plane + multiplier * out_plane)),
+                   [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(p.rows * width);
     for (int64_t c = begin; c < end; ++c) {
       std::fill_n(gw + c * multiplier * taps, multiplier * taps, 0.0f);
@@ -482,7 +485,8 @@ void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
   const float* wp = w.const_data_ptr<float>();
   const float* bp = bias.defined() ? bias.const_data_ptr<float>() : nullptr;
   float* out = output.mutable_data_ptr<float>();
-  at::parallel_for(0, g.batch * g.out_h, 1, [&](int64_t begin, int64_t end) {
+  const int64_t row_elements = (g.kernel_h * g.in_w + g.out_w) * g.in_channels;
+  at::parallel_for(0, g.batch * g.out_h, grain_for(row_elements), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) run_row(in, wp, bp, out, g, row / g.out_h, row % g.out_h);
   });
 }

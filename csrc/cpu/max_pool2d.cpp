@@ -14,6 +14,7 @@
 #include "conv_taps.h"
 #include "isa.h"
 #include "kernels.h"
+#include "parallel_grain.h"
 
 namespace classic_ops::cpu {
 namespace {
@@ -35,7 +36,8 @@ void forward_planes(const at::Tensor& input, const at::Tensor& output, const at:
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
   int64_t* idx = indices.defined() ? indices.mutable_data_ptr<int64_t>() : nullptr;
   const Strides4 si(input), so(output);
-  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.batch * g.channels, grain_for(g.in_h * g.in_w + g.out_h * g.out_w),
+                   [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t n = plane / g.channels, c = plane % g.channels;
       const scalar_t* in_p = in + si.at(n, c, 0, 0);
@@ -63,7 +65,8 @@ void forward_channels_last(const at::Tensor& input, const at::Tensor& output,
   scalar_t* out = output.mutable_data_ptr<scalar_t>();
   int64_t* idx = indices.defined() ? indices.mutable_data_ptr<int64_t>() : nullptr;
   const Strides4 si(input), so(output);
-  at::parallel_for(0, g.batch * g.out_h * g.out_w, 1, [&](int64_t begin, int64_t end) {
+  const int64_t pixel_elements = (g.kernel_h * g.kernel_w + 1) * g.channels;
+  at::parallel_for(0, g.batch * g.out_h * g.out_w, grain_for(pixel_elements), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> best(g.channels);
     std::vector<int64_t> best_at(g.channels);
     for (int64_t pixel = begin; pixel < end; ++pixel) {
@@ -110,7 +113,7 @@ void grad_input_impl(const at::Tensor& grad_output, const at::Tensor& indices,
   const int64_t task_size = channels_last ? plane * g.channels : plane;
   std::atomic<bool> any_bad{false};
   std::atomic<int64_t> bad_index{0};
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, tasks, grain_for(task_size), [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       scalar_t* gin_task = gin + task * task_size;
       std::fill_n(gin_task, task_size, scalar_t(0));

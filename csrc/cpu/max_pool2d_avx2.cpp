@@ -25,6 +25,7 @@
 #include "conv_taps.h"
 #include "kernels.h"
 #include "avx2_vectors.h"
+#include "parallel_grain.h"
 
 namespace classic_ops::cpu {
 namespace {
@@ -118,7 +119,7 @@ void forward_planes(const at::Tensor& input, const at::Tensor& output, const Poo
   // Both passes run whole vectors into scratch with 8 floats of slack; only the finished
   // output plane is copied out with a scalar tail.
   const int64_t out_w_vectors = (g.out_w + 7) / 8 * 8;
-  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.batch * g.channels, grain_for(in_plane + out_plane), [&](int64_t begin, int64_t end) {
     // The whole plane is copied before any row is read: reading a row right after copying
     // it stalls each vector load on the copy's smaller stores (store forwarding fails).
     std::vector<float> padded(g.in_h * padded_w, kMinusInf);
@@ -156,7 +157,8 @@ __attribute__((target("avx2"))) void forward_channels_last(const at::Tensor& inp
   const int64_t c = g.channels;
   // By output row: a pixel-indexed loop spent three 64-bit divisions per pixel, as much as
   // the maxima of a 64-channel pixel.
-  at::parallel_for(0, g.batch * g.out_h, 1, [&](int64_t begin, int64_t end) {
+  const int64_t row_elements = (g.kernel_h * g.in_w + g.out_w) * c;
+  at::parallel_for(0, g.batch * g.out_h, grain_for(row_elements), [&](int64_t begin, int64_t end) {
     std::vector<const float*> taps(g.kernel_h * g.kernel_w);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / g.out_h, oh = row % g.out_h;
@@ -218,7 +220,7 @@ void indexed_planes(const at::Tensor& input, const at::Tensor& output, const at:
   const int64_t padded_w = padded_row_width(g);
   // Outputs from `first_inside` on have windows that start at column 0 or later.
   const int64_t first_inside = std::min(g.out_w, (g.pad_w + g.stride_w - 1) / g.stride_w);
-  at::parallel_for(0, g.batch * g.channels, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, g.batch * g.channels, grain_for(in_plane + 3 * out_plane), [&](int64_t begin, int64_t end) {
     std::vector<float> padded(g.in_h * padded_w, kMinusInf);
     for (int64_t plane = begin; plane < end; ++plane) {
       const float* src = in + plane * in_plane;
