@@ -21,6 +21,7 @@ from torch.utils import benchmark
 
 import classic_ops
 from classic_ops import _C, models
+from classic_ops import functional as cf
 from classic_ops import nn as cnn
 
 ops = torch.ops.classic_ops
@@ -141,7 +142,9 @@ def quick_layers():
 
 
 def _pair_of_calls(layer, batch, dtype, device, memory_format, pass_):
-    """(ours, native, flops or None, bytes or None) for one layer and pass."""
+    """(ours, native, flops or None, bytes or None) for one layer and pass. Forward passes
+    call the functional APIs on both sides (classic_ops.functional, torch.nn.functional),
+    as users do; backward passes the backward ops on both sides."""
     gen = torch.Generator(device=device).manual_seed(0)  # on the device: CPU randn of GPU-sized inputs is slow
     x = torch.randn((batch, *layer.input_shape), generator=gen, dtype=torch.float32, device=device).to(dtype)
     x = x.contiguous(memory_format=memory_format)
@@ -151,10 +154,11 @@ def _pair_of_calls(layer, batch, dtype, device, memory_format, pass_):
         out, indices = aten.max_pool2d_with_indices(x, *args)
         moved = x.numel() * x.element_size() + out.numel() * out.element_size()
         if pass_ == "forward":
-            return (lambda: ops.max_pool2d(x, *args), lambda: F.max_pool2d(x, *args[:4], ceil_mode=args[4]),
+            return (lambda: cf.max_pool2d(x, *args), lambda: F.max_pool2d(x, *args[:4], ceil_mode=args[4]),
                     None, moved)
         if pass_ == "forward_indices":
-            return (lambda: ops.max_pool2d_with_indices(x, *args), lambda: aten.max_pool2d_with_indices(x, *args),
+            return (lambda: cf.max_pool2d(x, *args, return_indices=True),
+                    lambda: F.max_pool2d(x, *args[:4], ceil_mode=args[4], return_indices=True),
                     None, moved + indices.numel() * 8)
         grad = torch.randn_like(out)
         return (lambda: ops.max_pool2d_grad_input(grad, x, indices, *args),
@@ -166,7 +170,7 @@ def _pair_of_calls(layer, batch, dtype, device, memory_format, pass_):
     conv = (list(layer.stride), list(layer.padding), list(layer.dilation), layer.groups)
     flops = 2 * layer.macs(batch)
     if pass_ == "forward":
-        return (lambda: ops.conv2d(x, w, None, *conv),
+        return (lambda: cf.conv2d(x, w, None, *conv),
                 lambda: F.conv2d(x, w, None, *conv), flops, None)
     grad = torch.randn((batch, layer.weight_shape[0], *layer.output_hw()), generator=gen, device=device).to(dtype)
     grad = grad.contiguous(memory_format=memory_format)

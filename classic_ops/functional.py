@@ -2,7 +2,7 @@
 depthwise and 1x1 entry points. Thin: argument normalization only; the ops check the rest."""
 import torch
 import torch.nn.functional as F
-from torch.nn.modules.utils import _pair
+from torch.nn.modules.utils import _pair as _torch_pair
 
 ops = torch.ops.classic_ops
 
@@ -13,11 +13,28 @@ def _call(op, *args):
     """op(*args), skipping the ops' autograd kernel when no gradient can be asked for: that
     kernel is Python (torch.library.register_autograd) and costs about 5 us a call, which
     decides small layers. Under torch.compile the call stays as it is, for the tracer."""
-    if torch.compiler.is_compiling() or (
-            torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)):
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and _any_requires_grad(args)):
         return op(*args)
     with torch._C._AutoDispatchBelowAutograd():
         return op(*args)
+
+
+def _any_requires_grad(args):
+    # A loop, not any() over a generator: this runs on every call (0.8 us against 0.2 us).
+    for arg in args:
+        if isinstance(arg, torch.Tensor) and arg.requires_grad:
+            return True
+    return False
+
+
+def _pair(value):
+    """torch's _pair (a number twice, a sequence as a tuple), with lists, tuples and ints
+    checked first: its Iterable check took 0.4 us, four times a call."""
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    return _torch_pair(value)
 
 
 def _batched(input, fn):
@@ -58,7 +75,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     def run(x):
         x, pad = _resolve_padding(x, weight, padding, stride, dilation)
-        return _call(ops.conv2d, x, weight, bias, stride, pad, dilation, groups, relu)
+        return _call(ops.conv2d.default, x, weight, bias, stride, pad, dilation, groups, relu)
 
     return _batched(input, run)
 
@@ -69,14 +86,14 @@ def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, 
 
     def run(x):
         x, pad = _resolve_padding(x, weight, padding, stride, dilation)
-        return _call(ops.depthwise_conv2d, x, weight, bias, stride, pad, dilation, relu)
+        return _call(ops.depthwise_conv2d.default, x, weight, bias, stride, pad, dilation, relu)
 
     return _batched(input, run)
 
 
 def pointwise_conv2d(input, weight, bias=None, stride=1, relu=False):
     """1x1 convolution; weight is (out_channels, in_channels, 1, 1)."""
-    return _batched(input, lambda x: _call(ops.pointwise_conv2d, x, weight, bias, _pair(stride), relu))
+    return _batched(input, lambda x: _call(ops.pointwise_conv2d.default, x, weight, bias, _pair(stride), relu))
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -88,6 +105,6 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     args = (kernel_size, stride, _pair(padding), _pair(dilation), bool(ceil_mode))
     needs_indices = return_indices or (torch.is_grad_enabled() and input.requires_grad)
     if not needs_indices:
-        return _batched(input, lambda x: _call(ops.max_pool2d, x, *args))
-    output, indices = _batched(input, lambda x: _call(ops.max_pool2d_with_indices, x, *args))
+        return _batched(input, lambda x: _call(ops.max_pool2d.default, x, *args))
+    output, indices = _batched(input, lambda x: _call(ops.max_pool2d_with_indices.default, x, *args))
     return (output, indices) if return_indices else output
