@@ -372,6 +372,19 @@ def test_many_channels_and_long_rows_match_native(kernel, stride, padding, width
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad of {name}: {m}")
 
 
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_large_filters_over_short_rows_match_native(dilation):
+    # Over NCHW, stride 1, rows under 12 pixels and a filter of 4 MB or more (1M floats)
+    # run the planar kernel (pixels of a plane as lanes); smaller filters the channels_last one.
+    torch.manual_seed(dilation)
+    x = torch.randn(2, 256, 9, 7, dtype=torch.float64)
+    w = torch.randn(520, 256, 3, 3, dtype=torch.float64)
+    b = torch.randn(520, dtype=torch.float64)
+    want = F.conv2d(x, w, b, padding=dilation, dilation=dilation)
+    got = cf.conv2d(x.float(), w.float(), b.float(), padding=dilation, dilation=dilation)
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-3)
+
+
 def test_threads_calling_at_once_get_their_own_results():
     # The CPU kernels keep their large temporaries per calling thread between calls
     # (csrc/cpu/scratch.h): threads running different layers at once must not share them.

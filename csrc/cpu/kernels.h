@@ -22,7 +22,8 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
                                const ConvGeometry& g);
 
 // Rows shorter than this (in pixels) leave much of the channels_last kernel's 6-pixel row
-// tiles empty (7 pixels: two tiles), so the planar kernels take them where stride 1.
+// tiles empty (7 pixels: two tiles), so the planar kernels take them where stride 1 and
+// the channels many.
 constexpr int64_t kShortRow = 12;
 
 // Dense float32 convolution (1x1 included) on AVX2/FMA over NCHW input and output, the
