@@ -375,7 +375,8 @@ def test_many_channels_and_long_rows_match_native(kernel, stride, padding, width
 @pytest.mark.parametrize("dilation", [1, 2])
 def test_large_filters_over_short_rows_match_native(dilation):
     # Over NCHW, stride 1, rows under 12 pixels and a filter of 4 MB or more (1M floats)
-    # run the planar kernel (pixels of a plane as lanes); smaller filters the channels_last one.
+    # run the planar kernel (pixels of a plane as lanes), forward and grad_input; smaller
+    # filters the channels_last one.
     torch.manual_seed(dilation)
     x = torch.randn(2, 256, 9, 7, dtype=torch.float64)
     w = torch.randn(520, 256, 3, 3, dtype=torch.float64)
@@ -383,6 +384,14 @@ def test_large_filters_over_short_rows_match_native(dilation):
     want = F.conv2d(x, w, b, padding=dilation, dilation=dilation)
     got = cf.conv2d(x.float(), w.float(), b.float(), padding=dilation, dilation=dilation)
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-3)
+    grad = torch.randn_like(want)
+    args = ([1, 1], [dilation] * 2, [dilation] * 2, 1)
+    want_grads = torch.ops.aten.convolution_backward(grad, x, w, None, *args[:3], False, [0, 0], 1,
+                                                     [True, True, False])[:2]
+    got_grads = (torch.ops.classic_ops.conv2d_grad_input(grad.float(), x.float(), w.float(), *args),
+                 torch.ops.classic_ops.conv2d_grad_weight(grad.float(), x.float(), w.float(), *args))
+    for name, g, e in zip(["input", "weight"], got_grads, want_grads):
+        torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad of {name}: {m}")
 
 
 def test_threads_calling_at_once_get_their_own_results():

@@ -66,20 +66,13 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
     case ConvRoute::Direct: break;
   }
   if (!avx2 || g.groups != 1) return grouped;
-  // Over NCHW, the plane-pixels kernel for stride 1 where the rows are too short for the
-  // channels_last kernel's row tiles and the filter is 4 MB or more (7x7 planes: 512 ->
-  // 512 channels 1.53 against 2.07 ms, 384 -> 384 0.90 against 1.02 ms); elsewhere the
-  // channels_last kernel, which writes NCHW rows itself and measured as fast or faster
-  // (7x7 planes: 192 -> 384 0.43 against 0.43 ms, 16 -> 64 0.021 against 0.027 ms; LeNet-5's
-  // 6x14x14 -> 16 0.016 against 0.023 ms; VGG-16's 3x224x224 -> 64 1.46 against 1.65 ms;
-  // strided first layers: MobileNet's 3x3/2 0.23 against 0.37 ms, AlexNet's 11x11/4 0.77
-  // against 1.19 ms, ResNet's 7x7/2 1.21 against 1.55 ms, whose planar stride phases each
-  // pass over the whole output).
-  const bool stride1 = g.stride_h == 1 && g.stride_w == 1;
-  const int64_t filter_floats = g.out_channels * g.in_channels * g.kernel_h * g.kernel_w;
-  const bool planar = stride1 && g.out_w < cpu::kShortRow && filter_floats >= (int64_t{1} << 20);
+  // Over NCHW, the planar kernel where it runs faster (cpu::prefers_planar), elsewhere the
+  // channels_last kernel, which transposes NCHW input and writes NCHW rows itself (VGG-16's
+  // 3x224x224 -> 64 1.46 against 1.65 ms on the planar kernel; strided first layers, whose
+  // planar stride phases each pass over the whole output: MobileNet's 3x3/2 0.23 against
+  // 0.37 ms, AlexNet's 11x11/4 0.77 against 1.19 ms, ResNet's 7x7/2 1.21 against 1.55 ms).
   if (!nchw) return dense_avx2;
-  return planar ? dense_planar_avx2 : dense_nchw_avx2;
+  return cpu::prefers_planar(g) ? dense_planar_avx2 : dense_nchw_avx2;
 }
 
 }  // namespace

@@ -618,13 +618,15 @@ at::Tensor pack_flipped(const at::Tensor& weight, const ConvGeometry& g) {
 
 // grad_input of a dense convolution with unit dilation, phase by phase of the stride (one
 // phase for stride 1; grad_input_as_forward.h). Phases of convolutions with 8 input
-// channels or more (a lane block) go through the channels_last kernel where their rows are
-// long enough for its row tiles or the convolution is strided (its phases have few taps,
-// and each reduction step of the planar kernel starts a cache line of another plane:
-// 3x3/2 from 14x14, 256 -> 512 channels 1.33 -> 1.00 ms, 128 -> 128 0.20 -> 0.17 ms, though
-// 512 -> 512 2.40 -> 2.57 ms, packing its 9 MB filter outweighing). grad_output and the phases
-// as NHWC, the filter is packed once for all phases. The others, and 1x1
-// convolutions (whose planar path reads NCHW planes as they are), run the planar kernel.
+// channels or more (a lane block) go through the channels_last kernel where the convolution
+// is strided (its phases have few taps, and each reduction step of the planar kernel starts
+// a cache line of another plane: 3x3/2 from 14x14, 256 -> 512 channels 1.33 -> 1.00 ms,
+// 128 -> 128 0.20 -> 0.17 ms, though 512 -> 512 2.40 -> 2.57 ms, packing its 9 MB filter
+// outweighing) or the planar kernel does not run it faster (prefers_planar: 7x7 planes,
+// 160 -> 320 0.38 -> 0.35 ms, 16x10x10 -> 32 0.050 -> 0.042 ms; 512 -> 512 stays planar,
+// 1.61-1.80 against 1.83-2.00 ms). grad_output goes to NHWC once, each phase a window of it,
+// and the filter is packed once for all phases. The others, and 1x1 convolutions (whose
+// planar path reads NCHW planes as they are), run the planar kernel.
 void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight,
                          const at::Tensor& grad_input, const ConvGeometry& g) {
   const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1;
@@ -640,7 +642,7 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
   for_each_stride_phase(g, grad_input, [&](const StridePhase& ph, const StridePhase& pw,
                                            const at::Tensor& phase_input) {
     const ConvGeometry t = phase_as_forward(g, ph, pw);
-    if (!pointwise && t.out_channels >= kLanes && (t.out_w >= kShortRow || strided)) {
+    if (!pointwise && t.out_channels >= kLanes && (strided || !prefers_planar(t))) {
       if (!flipped.defined()) {
         flipped = pack_flipped(weight, g);
         padded = padded_nhwc(grad_output, padding, Scratch::kGradOutput);
