@@ -23,7 +23,8 @@ at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor&
   if (output.numel() > 0) {
     const at::Tensor bias_contiguous =
         bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
-    const at::Tensor x = input.contiguous(kernels.forward_layout), w = weight.contiguous();
+    const at::Tensor x = input.contiguous(kernels.forward_layout);
+    const at::Tensor w = kernels_for(input).contiguous_weight(weight);
     if (relu && kernels.forward_relu != nullptr) {
       kernels.forward_relu(x, w, bias_contiguous, output, g);
     } else {
@@ -74,7 +75,7 @@ at::Tensor conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& in
   at::Tensor grad_input = at::empty(input.sizes(), input.options(), at::MemoryFormat::Contiguous);
   if (grad_input.numel() > 0) {
     conv_kernels(route_conv2d(g), g, input)
-        .grad_input(grad_output.contiguous(), weight.contiguous(), grad_input, g);
+        .grad_input(grad_output.contiguous(), kernels_for(input).contiguous_weight(weight), grad_input, g);
   }
   return grad_input.contiguous(conv2d_output_format(input, weight));
 }

@@ -44,6 +44,9 @@ struct BackendKernels {
   const ConvKernels& (*conv)(ConvRoute route, const ConvGeometry& g, at::ScalarType dtype,
                              at::MemoryFormat input_format);
   MaxPoolKernels max_pool;
+  // The weight as the convolution kernels see it: contiguous. A backend may keep the copy of
+  // a non-contiguous weight (a channels_last model's) rather than make it on every call.
+  at::Tensor (*contiguous_weight)(const at::Tensor& weight);
 };
 
 const BackendKernels& cpu_kernels();

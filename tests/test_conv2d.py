@@ -218,16 +218,20 @@ def test_avx2_path_is_taken_and_agrees():
 
 
 @pytest.mark.parametrize("mutate", ["in_place", "through_data", "load_state_dict"])
-@pytest.mark.parametrize("layer", ["dense", "depthwise_channels_last"])
+@pytest.mark.parametrize("layer", ["dense", "dense_channels_last_model", "depthwise_channels_last"])
 def test_cached_weight_packing_sees_every_weight_update(mutate, layer):
     # Both kernels keep their repacked weights in the cache: the dense one (for rows of 12
-    # pixels or more) as lane blocks, the channels_last depthwise one as taps by channel.
-    out_channels, groups = (24, 1) if layer == "dense" else (16, 16)
+    # pixels or more) as lane blocks, the channels_last depthwise one as taps by channel. A
+    # channels_last model's weights are channels_last: their contiguous copies are cached too.
+    out_channels, groups = (16, 16) if layer.startswith("depthwise") else (24, 1)
     conv = torch.nn.Conv2d(16, out_channels, 3, padding=1, groups=groups)
     ours = cnn.Conv2d(16, out_channels, 3, padding=1, groups=groups)
     x = torch.randn(2, 16, 9, 16)
-    if layer == "depthwise_channels_last":
+    if layer.endswith("channels_last"):
         x = x.contiguous(memory_format=torch.channels_last)
+    if layer == "dense_channels_last_model":
+        ours = ours.to(memory_format=torch.channels_last)
+        assert not ours.weight.is_contiguous()
     with torch.no_grad():
         ours(x)  # packs and caches the weight
         if mutate == "in_place":

@@ -1,5 +1,6 @@
 #include "isa.h"
 #include "kernels.h"
+#include "weight_cache.h"
 
 namespace classic_ops {
 namespace {
@@ -75,11 +76,20 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   return cpu::prefers_planar(g) ? dense_planar_avx2 : dense_nchw_avx2;
 }
 
+// A channels_last model's weights are channels_last too: their contiguous copies are kept
+// in the weight cache, so the kernels' own packs of them (keyed by the tensor they are
+// handed) are found again instead of remade on every call (VGG-16's 512x7x7 layer took
+// 3.6 instead of 1.8 ms so).
+at::Tensor contiguous_weight(const at::Tensor& weight) {
+  if (weight.is_contiguous()) return weight;
+  return cpu::cached_pack(weight, cpu::PackedLayout::kContiguous, [](const at::Tensor& w) { return w.contiguous(); });
+}
+
 }  // namespace
 
 const BackendKernels& cpu_kernels() {
-  static const BackendKernels kernels = {select_conv,
-                                         {cpu::max_pool2d_forward, cpu::max_pool2d_grad_input}};
+  static const BackendKernels kernels = {
+      select_conv, {cpu::max_pool2d_forward, cpu::max_pool2d_grad_input}, contiguous_weight};
   return kernels;
 }
 

@@ -16,10 +16,11 @@ namespace classic_ops::cpu {
 enum class PackedLayout {
   kDenseBlocks,             // dense_conv2d_avx2.cpp: (K/8, R, S, C, 8)
   kDepthwiseTapsByChannel,  // depthwise_conv2d_avx2.cpp: (R, S, C)
+  kContiguous,              // backend.cpp: a non-contiguous weight made contiguous
 };
 
 // Returns pack(weight), from the cache when `weight` is unchanged since it was last packed
-// into the same layout.
+// into the same layout. `weight` may be of any dense layout (channels_last included).
 at::Tensor cached_pack(const at::Tensor& weight, PackedLayout layout,
                        const std::function<at::Tensor(const at::Tensor&)>& pack);
 

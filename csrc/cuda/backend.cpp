@@ -333,7 +333,9 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
 }  // namespace
 
 const BackendKernels& cuda_kernels() {
-  static const BackendKernels kernels = {select_conv, {max_pool_forward, max_pool_grad_input}};
+  static const BackendKernels kernels = {select_conv,
+                                         {max_pool_forward, max_pool_grad_input},
+                                         [](const at::Tensor& weight) { return weight.contiguous(); }};
   return kernels;
 }
 
