@@ -1,5 +1,5 @@
 // Temporaries of the CPU kernels (padded copies, stride phases, packed filters, partial
-// sums) kept between calls, on transparent huge pages from 1 MB on. Fresh blocks cost page
+// sums) kept between calls, on transparent huge pages from 64 KB on. Fresh blocks cost page
 // faults (about 1 us per 4 KB page here) whenever glibc had returned the memory: ResNet's
 // 7x7/2 first layer's backward took 1000 a call in a bench-like sequence of layers. And on
 // 4 KB pages, where a process's buffers happened to land in physical memory set its speed
