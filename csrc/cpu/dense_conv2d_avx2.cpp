@@ -218,6 +218,33 @@ __attribute__((target("avx2"))) void transpose(const float* src, int64_t src_row
   }
 }
 
+// dst[a * dst_a + b * dst_b] = src[a * src_a + b * src_b] for a < rows, b < cols: the
+// layout changes between NCHW, NHWC and the kernels' buffers. Lines contiguous on both
+// sides go by copy_row (one copy where the whole block is), a line contiguous on one side
+// and across lines on the other by 8x8 transposes (8 lines and columns or more), the rest
+// element by element.
+__attribute__((target("avx2"))) void copy_matrix(const float* src, int64_t src_a, int64_t src_b, int64_t rows,
+                                                 int64_t cols, float* dst, int64_t dst_a, int64_t dst_b) {
+  if (src_b != 1 && src_a == 1) {  // make b the axis along which src is contiguous, if any
+    std::swap(src_a, src_b);
+    std::swap(dst_a, dst_b);
+    std::swap(rows, cols);
+  }
+  if (src_b == 1 && dst_b == 1) {
+    if (src_a == cols && dst_a == cols) {
+      copy_row(src, rows * cols, dst);
+      return;
+    }
+    for (int64_t a = 0; a < rows; ++a) copy_row(src + a * src_a, cols, dst + a * dst_a);
+  } else if (src_b == 1 && dst_a == 1 && rows >= kLanes && cols >= kLanes) {
+    transpose(src, src_a, rows, cols, dst, dst_b);
+  } else {
+    for (int64_t a = 0; a < rows; ++a) {
+      for (int64_t b = 0; b < cols; ++b) dst[a * dst_a + b * dst_b] = src[a * src_a + b * src_b];
+    }
+  }
+}
+
 // grad_weight (K, C, R, S) from the microkernel's sums: (K, R, S, C), or (R, S, C, K) with
 // `taps_outer`. Per output channel, a transpose of R*S rows, by 8x8 blocks where there are 8
 // taps and channels or more. (512x512x3x3: 0.75 ms one float at a time from (R, S, K, C),
@@ -227,17 +254,11 @@ void unpack_tap_sums(const at::Tensor& sums, bool taps_outer, const at::Tensor& 
   const int64_t taps = grad_weight.size(2) * grad_weight.size(3);
   const float* src = sums.const_data_ptr<float>();
   float* dst = grad_weight.mutable_data_ptr<float>();
+  // Sum (tap t, channel i) of output channel o.
+  const int64_t o_step = taps_outer ? 1 : taps * c, t_step = taps_outer ? c * k : c, i_step = taps_outer ? k : 1;
   at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
-      if (!taps_outer && c >= kLanes && taps >= kLanes) {
-        transpose(src + o * taps * c, c, taps, c, dst + o * c * taps, taps);
-        continue;
-      }
-      for (int64_t i = 0; i < c; ++i) {
-        for (int64_t t = 0; t < taps; ++t) {
-          dst[(o * c + i) * taps + t] = taps_outer ? src[(t * c + i) * k + o] : src[(o * taps + t) * c + i];
-        }
-      }
+      copy_matrix(src + o * o_step, t_step, i_step, taps, c, dst + o * c * taps, 1, taps);
     }
   });
 }
@@ -367,12 +388,9 @@ at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, Scratch u
   const int64_t count = g.batch * h * w * c;
   const at::Tensor buffer = scratch(use, {count + slack});
   // Row by row, zeroing only the padding (ATen's permuting copy into a zeroed buffer was
-  // slower: for MobileNet's 3x224x224 first layer, zeroing took as long as the
-  // convolution). Rows of NCHW with 8 channels and columns or more go by 8x8 transposes.
+  // slower: for MobileNet's 3x224x224 first layer, zeroing took as long as the convolution).
   const int64_t image_step = input.stride(0), channel_step = input.stride(1);
   const int64_t row_step = input.stride(2), pixel_step = input.stride(3);
-  const bool rows_nhwc = channel_step == 1 && pixel_step == c;
-  const bool by_transposes = pixel_step == 1 && c >= kLanes && g.in_w >= kLanes;
   const float* src = input.const_data_ptr<float>();
   float* dst = buffer.mutable_data_ptr<float>();
   std::fill(dst + count, dst + count + slack, 0.0f);
@@ -386,17 +404,8 @@ at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, Scratch u
       }
       std::fill(out, out + g.pad_w * c, 0.0f);
       std::fill(out + (g.pad_w + g.in_w) * c, out + w * c, 0.0f);
-      const float* in_row = src + n * image_step + ih * row_step;
-      float* interior = out + g.pad_w * c;
-      if (rows_nhwc) {
-        copy_row(in_row, g.in_w * c, interior);
-      } else if (by_transposes) {
-        transpose(in_row, channel_step, c, g.in_w, interior, c);
-      } else {
-        for (int64_t iw = 0; iw < g.in_w; ++iw) {
-          for (int64_t ch = 0; ch < c; ++ch) interior[iw * c + ch] = in_row[ch * channel_step + iw * pixel_step];
-        }
-      }
+      copy_matrix(src + n * image_step + ih * row_step, pixel_step, channel_step, g.in_w, c, out + g.pad_w * c, c,
+                  1);
     }
   });
   return buffer.narrow(0, 0, count).view({g.batch, h, w, c});
@@ -408,21 +417,6 @@ at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, Scratch u
 struct PackedTaps {
   int64_t row0 = 0, col0 = 0, row_step = 1, col_step = 1;
 };
-
-// rows (pixels of a row, each `row_channels` floats apart) of `channels` channels into
-// out (channel c, pixel p at c * channel_step + p * pixel_step): by 8x8 transposes where
-// the pixels of a channel are contiguous and both counts reach 8.
-__attribute__((target("avx2"))) void write_row_channels(const float* row, int64_t pixels, int64_t channels,
-                                                        int64_t row_channels, float* out,
-                                                        int64_t channel_step, int64_t pixel_step) {
-  if (pixel_step == 1 && pixels >= kLanes && channels >= kLanes) {
-    transpose(row, row_channels, pixels, channels, out, channel_step);
-    return;
-  }
-  for (int64_t c = 0; c < channels; ++c) {
-    for (int64_t p = 0; p < pixels; ++p) out[c * channel_step + p * pixel_step] = row[p * row_channels + c];
-  }
-}
 
 // The convolution g of `x`, its input as NHWC (N, H, W, C) with the padding in place
 // (padded_nhwc; pixels and channels contiguous, rows and images at any strides), into
@@ -484,8 +478,8 @@ void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tens
         ow += pixels;
       }
       if (!lanes_contiguous) {
-        write_row_channels(y_row, g.out_w, (nblocks - 1) * kLanes + tile_last_lanes, row_channels, out_row,
-                           output.stride(1), output.stride(3));
+        copy_matrix(y_row, row_channels, 1, g.out_w, (nblocks - 1) * kLanes + tile_last_lanes, out_row,
+                    output.stride(3), output.stride(1));
       }
     }
   });
