@@ -350,6 +350,18 @@ def test_depthwise_full_channel_blocks_match_native(kernel, channels, stride, ch
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+def _our_grads(grad, x, w, args):
+    """(grad_input, grad_weight) of classic_ops for args = (stride, padding, dilation, groups)."""
+    return (torch.ops.classic_ops.conv2d_grad_input(grad, x, w, *args),
+            torch.ops.classic_ops.conv2d_grad_weight(grad, x, w, *args))
+
+
+def _native_grads(grad, x, w, args):
+    """The same by ATen's convolution_backward."""
+    return torch.ops.aten.convolution_backward(grad, x, w, None, *args[:3], False, [0, 0], args[3],
+                                               [True, True, False])[:2]
+
+
 @pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), (3, 2, 1), (3, 2, 0), (5, 3, 2), (2, 2, 0),
                                                      (1, 2, 0), ((3, 5), (2, 3), (1, 2))])
 @pytest.mark.parametrize("width", [23, 26, 40])
@@ -368,11 +380,7 @@ def test_many_channels_and_long_rows_match_native(kernel, stride, padding, width
     grad = torch.randn_like(want_out)
     args = (list(_pair(stride)), list(_pair(padding)), [1, 1], 1)
     torch.testing.assert_close(torch.ops.classic_ops.conv2d(x, w, b, *args), want_out, rtol=1e-4, atol=1e-4)
-    got = (torch.ops.classic_ops.conv2d_grad_input(grad, x, w, *args),
-           torch.ops.classic_ops.conv2d_grad_weight(grad, x, w, *args))
-    want = torch.ops.aten.convolution_backward(grad, x, w, None, _pair(stride), _pair(padding), (1, 1),
-                                               False, (0, 0), 1, (True, True, False))[:2]
-    for name, g, e in zip(["input", "weight"], got, want):
+    for name, g, e in zip(["input", "weight"], _our_grads(grad, x, w, args), _native_grads(grad, x, w, args)):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad of {name}: {m}")
 
 
@@ -390,11 +398,8 @@ def test_large_filters_over_short_rows_match_native(dilation):
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-3)
     grad = torch.randn_like(want)
     args = ([1, 1], [dilation] * 2, [dilation] * 2, 1)
-    want_grads = torch.ops.aten.convolution_backward(grad, x, w, None, *args[:3], False, [0, 0], 1,
-                                                     [True, True, False])[:2]
-    got_grads = (torch.ops.classic_ops.conv2d_grad_input(grad.float(), x.float(), w.float(), *args),
-                 torch.ops.classic_ops.conv2d_grad_weight(grad.float(), x.float(), w.float(), *args))
-    for name, g, e in zip(["input", "weight"], got_grads, want_grads):
+    got_grads = _our_grads(grad.float(), x.float(), w.float(), args)
+    for name, g, e in zip(["input", "weight"], got_grads, _native_grads(grad, x, w, args)):
         torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad of {name}: {m}")
 
 
@@ -414,17 +419,15 @@ def test_threads_calling_at_once_get_their_own_results():
             w = torch.randn(out_channels, channels, kernel, kernel)
             want_out = F.conv2d(x, w, None, stride=stride, padding=padding)
             grad = torch.randn_like(want_out)
-            want = torch.ops.aten.convolution_backward(grad, x, w, None, [stride] * 2, [padding] * 2, [1, 1],
-                                                       False, [0, 0], 1, [True, True, False])[:2]
             args = ([stride] * 2, [padding] * 2, [1, 1], 1)
+            want = _native_grads(grad, x, w, args)
             start.wait()
             for _ in range(20):
                 torch.testing.assert_close(torch.ops.classic_ops.conv2d(x, w, None, *args), want_out,
                                            rtol=1e-4, atol=1e-4)
-                torch.testing.assert_close(torch.ops.classic_ops.conv2d_grad_input(grad, x, w, *args), want[0],
-                                           rtol=1e-4, atol=1e-4)
-                torch.testing.assert_close(torch.ops.classic_ops.conv2d_grad_weight(grad, x, w, *args), want[1],
-                                           rtol=1e-4, atol=1e-3)
+                got = _our_grads(grad, x, w, args)
+                torch.testing.assert_close(got[0], want[0], rtol=1e-4, atol=1e-4)
+                torch.testing.assert_close(got[1], want[1], rtol=1e-4, atol=1e-3)
         except Exception as error:  # reported by the main thread
             errors.append(error)
 
