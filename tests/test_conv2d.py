@@ -350,6 +350,41 @@ def test_depthwise_full_channel_blocks_match_native(kernel, channels, stride, ch
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), ((2, 1), (2, 1)), ((1, 2), 1)])
+@pytest.mark.parametrize("padding", [0, 1, 4])
+@pytest.mark.parametrize("height, width", [(5, 70), (7, 37), (13, 9)])
+def test_depthwise_channels_last_row_sweeps_match_native(height, width, padding, stride, dilation):
+    # channels_last 3x3 windows with stride 1 or 2 along the row sweep each block of eight
+    # channels along segments of 32 input columns, carrying partial sums from output to
+    # output and skipping columns outside the input: rows wider than one segment, windows
+    # with one, two or three rows inside the input, padding wider than the window (outputs
+    # that see no column), rows dilated, and 20 channels (a partial block) reach each part.
+    torch.manual_seed(height * width + padding)
+    x = torch.randn(2, 20, height, width, dtype=torch.float64)
+    w = torch.randn(20, 1, 3, 3, dtype=torch.float64)
+    b = torch.randn(20, dtype=torch.float64)
+    want = F.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=20)
+    got = cf.depthwise_conv2d(x.float().contiguous(memory_format=torch.channels_last), w.float(), b.float(),
+                              stride=stride, padding=padding, dilation=dilation)
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_channels_last_sweeps_skip_padding_like_native(stride):
+    # The sweeps skip columns and rows outside the input instead of multiplying padding
+    # zeros: an infinite weight on a tap that reaches into the padding gives NaN only
+    # where native's float32 kernel gives it (nowhere).
+    torch.manual_seed(stride)
+    x = torch.randn(1, 16, 9, 40).contiguous(memory_format=torch.channels_last)
+    x[0, 5, 0, 7] = float("inf")
+    w = torch.randn(16, 1, 3, 3)
+    w[3, 0, 0, 0] = float("inf")
+    got = cf.depthwise_conv2d(x, w, stride=stride, padding=1)
+    want = F.conv2d(x, w, stride=stride, padding=1, groups=16)
+    assert got.isinf().any()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
 def _our_grads(grad, x, w, args):
     """(grad_input, grad_weight) of classic_ops for args = (stride, padding, dilation, groups)."""
     return (torch.ops.classic_ops.conv2d_grad_input(grad, x, w, *args),

@@ -1,9 +1,11 @@
 // Depthwise float32 convolution on AVX2/FMA, eight lanes per instruction.
 //
-// channels_last (channel multiplier 1): eight channels per instruction, four output
-// pixels per pass so each weight vector loaded serves four FMAs, all channels of those
-// pixels before moving on so input is read in memory order. Border pixels take only their
-// valid taps.
+// channels_last (channel multiplier 1): eight channels per instruction. 3x3 windows with
+// stride 1 or 2 along the row (MobileNet's) sweep one block of channels along a segment of
+// an output row with its nine weights in registers, each input column loaded once for all
+// the outputs it serves. Other windows go four output pixels per pass, so each weight
+// vector loaded serves four FMAs, all channels of those pixels before moving on. Border
+// pixels take only their valid taps.
 //
 // NCHW (any multiplier): the planes as they are, eight output columns per instruction,
 // sixteen per pass. Each input plane is first copied, zero-padded, into scratch split by
@@ -15,6 +17,7 @@
 #include <immintrin.h>
 
 #include <array>
+#include <type_traits>
 #include <vector>
 
 #include "../grad_input_as_forward.h"
@@ -90,10 +93,8 @@ __attribute__((target("avx2,fma"))) void pixels(const float* in, const float* w,
 }
 
 // The fast case: P pixels whose windows lie inside the input rows `rows` and all columns,
-// full blocks of eight channels; no bounds checks, no masks. kWindow > 0 compiles in a
-// window kWindow wide with stride kStride and no dilation: each input vector of a row is
-// then loaded once and serves every pixel whose window covers it.
-template <int P, int kWindow = 0, int kStride = 0>
+// full blocks of eight channels; no bounds checks, no masks.
+template <int P>
 __attribute__((target("avx2,fma"))) void interior_pixels(const float* in, const float* w,
                                                          const float* bias, float* out,
                                                          const ConvGeometry& g, int64_t n,
@@ -112,24 +113,11 @@ __attribute__((target("avx2,fma"))) void interior_pixels(const float* in, const 
       const int64_t ih = oh * g.stride_h - g.pad_h + r * g.dilation_h;
       const float* x = in_first + ih * g.in_w * channels + c;
       const float* wr = w + r * g.kernel_w * channels + c;
-      if constexpr (kWindow > 0) {
-        constexpr int kColumns = (P - 1) * kStride + kWindow;
-        __m256 column[kColumns];
-#pragma GCC unroll 16
-        for (int j = 0; j < kColumns; ++j) column[j] = _mm256_loadu_ps(x + j * channels);
-#pragma GCC unroll 8
-        for (int s = 0; s < kWindow; ++s) {
-          const __m256 wv = _mm256_loadu_ps(wr + s * channels);
+      for (int64_t s = 0; s < g.kernel_w; ++s) {
+        const __m256 wv = _mm256_loadu_ps(wr + s * channels);
 #pragma GCC unroll 4
-          for (int p = 0; p < P; ++p) acc[p] = _mm256_fmadd_ps(column[p * kStride + s], wv, acc[p]);
-        }
-      } else {
-        for (int64_t s = 0; s < g.kernel_w; ++s) {
-          const __m256 wv = _mm256_loadu_ps(wr + s * channels);
-#pragma GCC unroll 4
-          for (int p = 0; p < P; ++p) {
-            acc[p] = _mm256_fmadd_ps(_mm256_loadu_ps(x + p * pixel_step + s * tap_step), wv, acc[p]);
-          }
+        for (int p = 0; p < P; ++p) {
+          acc[p] = _mm256_fmadd_ps(_mm256_loadu_ps(x + p * pixel_step + s * tap_step), wv, acc[p]);
         }
       }
     }
@@ -138,26 +126,149 @@ __attribute__((target("avx2,fma"))) void interior_pixels(const float* in, const 
   }
 }
 
+// MobileNet's windows (3x3, stride 1 or 2, no dilation along the row) for one block of
+// eight channels along outputs [begin, end) of a row, the block's nine weights held in
+// registers.
+// Each input column (the window's kRows rows inside the input) is loaded once and added
+// into every output whose window covers it, carried as partial sums from output to
+// output: three loads per nine FMAs, against eighteen input and nine weight loads per
+// 36 FMAs for four pixels at a time across all channels (whose many addresses GCC also
+// kept on the stack). Columns outside the input are skipped, so border outputs need no
+// other path. `x_rows`: the rows at input column 0; `w`: the taps of the first of them;
+// `out`: output `begin`.
+template <int kStride, int kRows>
+__attribute__((target("avx2,fma"))) void sweep_three_wide(const float* const* x_rows, const float* w,
+                                                          __m256 init, int64_t channels, int64_t in_w,
+                                                          int64_t pad, int64_t begin, int64_t end,
+                                                          Span unchecked, float* out) {
+  struct Column {
+    __m256 row[kRows];
+  };
+  __m256 taps[kRows][3];
+#pragma GCC unroll 3
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 3
+    for (int s = 0; s < 3; ++s) taps[r][s] = _mm256_loadu_ps(w + (r * 3 + s) * channels);
+  }
+  const float* x[kRows];
+  for (int r = 0; r < kRows; ++r) x[r] = x_rows[r];
+  auto inside = [in_w](int64_t j) { return j >= 0 && j < in_w; };
+  auto column = [&](int64_t j) __attribute__((target("avx2,fma"), always_inline)) {
+    Column col;
+#pragma GCC unroll 3
+    for (int r = 0; r < kRows; ++r) col.row[r] = _mm256_loadu_ps(x[r] + j * channels);
+    return col;
+  };
+  auto add = [&](const Column& col, int s, __m256 acc) __attribute__((target("avx2,fma"), always_inline)) {
+#pragma GCC unroll 3
+    for (int r = 0; r < kRows; ++r) acc = _mm256_fmadd_ps(col.row[r], taps[r][s], acc);
+    return acc;
+  };
+  // Stride 1: before output o, `held` has taps 0 and 1 of o, `next` tap 0 of o + 1.
+  // Stride 2: `held` has tap 0 of o.
+  __m256 held = init, next = init;
+  const int64_t first = begin * kStride - pad;
+  if (inside(first)) held = add(column(first), 0, held);
+  if (kStride == 1 && inside(first + 1)) {
+    const Column col = column(first + 1);
+    held = add(col, 1, held);
+    next = add(col, 0, next);
+  }
+  // Output o's last column is o * kStride - pad + 2 (and, with stride 2, the one before it).
+  auto step = [&](auto checked, int64_t o) __attribute__((target("avx2,fma"), always_inline)) {
+    const int64_t last = o * kStride - pad + 2;
+    __m256 result;
+    if constexpr (kStride == 2) {
+      if (!checked || inside(last - 1)) held = add(column(last - 1), 1, held);
+    }
+    if (!checked || inside(last)) {
+      const Column col = column(last);
+      result = add(col, 2, held);
+      if constexpr (kStride == 1) {
+        held = add(col, 1, next);
+        next = add(col, 0, init);
+      } else {
+        held = add(col, 0, init);
+      }
+    } else {
+      result = held;
+      held = kStride == 1 ? next : init;
+      next = init;
+    }
+    _mm256_storeu_ps(out + (o - begin) * channels, result);
+  };
+  const int64_t unchecked_begin = std::clamp(unchecked.begin, begin, end);
+  const int64_t unchecked_end = std::clamp(unchecked.end, unchecked_begin, end);
+  int64_t o = begin;
+  for (; o < unchecked_begin; ++o) step(std::true_type(), o);
+  for (; o < unchecked_end; ++o) step(std::false_type(), o);
+  for (; o < end; ++o) step(std::true_type(), o);
+}
+
+// Input columns a sweep covers before the next block of channels: one block's lines of
+// three rows must stay in L1 for the next block, which reads the other halves of the same
+// lines (one sweep along a whole 112-column row evicted them: 15% slower).
+constexpr int64_t kSweepColumns = 32;
+
+// One output row of a 3x3 window with stride 1 or 2 along the row: segments of the row,
+// each swept by every block of channels in turn.
+template <int kStride, int kRows>
+__attribute__((target("avx2,fma"))) void sweep_row(const float* in, const float* w, const float* bias,
+                                                   float* out, const ConvGeometry& g, int64_t n,
+                                                   int64_t oh, Span rows, int64_t full_channels) {
+  const int64_t channels = g.in_channels;
+  const float* x_rows[kRows];
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t ih = oh * g.stride_h - g.pad_h + (rows.begin + r) * g.dilation_h;
+    x_rows[r] = in + (n * g.in_h + ih) * g.in_w * channels;
+  }
+  const float* w_first = w + rows.begin * 3 * channels;
+  float* out_row = out + (n * g.out_h + oh) * g.out_w * channels;
+  // Outputs whose columns are all inside the input.
+  const Span a = valid_outputs(g.in_w, g.out_w, kStride, g.pad_w, kStride == 1 ? 2 : 1);
+  const Span b = valid_outputs(g.in_w, g.out_w, kStride, g.pad_w, 2);
+  const Span unchecked{std::max(a.begin, b.begin), std::min(a.end, b.end)};
+  constexpr int64_t kSegment = kSweepColumns / kStride;
+  for (int64_t begin = 0; begin < g.out_w; begin += kSegment) {
+    const int64_t end = std::min(begin + kSegment, g.out_w);
+    for (int64_t c = 0; c < full_channels; c += kLanes) {
+      const float* x_block[kRows];
+      for (int r = 0; r < kRows; ++r) x_block[r] = x_rows[r] + c;
+      const __m256 init = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
+      sweep_three_wide<kStride, kRows>(x_block, w_first + c, init, channels, g.in_w, g.pad_w, begin,
+                                       end, unchecked, out_row + begin * channels + c);
+    }
+  }
+}
+
+using SweepRow = void (*)(const float*, const float*, const float*, float*, const ConvGeometry&,
+                         int64_t, int64_t, Span, int64_t);
+// kSweepRows[stride - 1][rows inside the input - 1].
+constexpr SweepRow kSweepRows[2][3] = {{sweep_row<1, 1>, sweep_row<1, 2>, sweep_row<1, 3>},
+                                       {sweep_row<2, 1>, sweep_row<2, 2>, sweep_row<2, 3>}};
+
+bool sweeps(const ConvGeometry& g) {
+  return g.kernel_h == 3 && g.kernel_w == 3 && g.dilation_w == 1 && g.stride_w <= 2;
+}
+
 void run_row(const float* in, const float* w, const float* bias, float* out, const ConvGeometry& g,
              int64_t n, int64_t oh) {
   const Span rows = window_taps(oh * g.stride_h - g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
+  const int64_t full_channels = g.in_channels / kLanes * kLanes;
+  if (sweeps(g) && rows.end > rows.begin) {
+    kSweepRows[g.stride_w - 1][rows.end - rows.begin - 1](in, w, bias, out, g, n, oh, rows, full_channels);
+    if (full_channels == g.in_channels) return;
+    for (int64_t ow = 0; ow < g.out_w; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
+    return;
+  }
   // Output columns whose every tap lies inside the input.
   const Span inner = valid_outputs(g.in_w, g.out_w, g.stride_w, g.pad_w, 0);
   const Span inner_last = valid_outputs(g.in_w, g.out_w, g.stride_w, g.pad_w, (g.kernel_w - 1) * g.dilation_w);
   const int64_t first = inner.begin, last = std::max(first, inner_last.end);
-  const int64_t full_channels = g.in_channels / kLanes * kLanes;
   int64_t ow = 0;
   for (; ow < first; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows);
-  // MobileNet's windows: 3 wide, stride 1 or 2, no dilation.
-  const bool three_wide = g.kernel_w == 3 && g.dilation_w == 1;
   for (; ow + kPixels <= last; ow += kPixels) {
-    if (three_wide && g.stride_w == 1) {
-      interior_pixels<kPixels, 3, 1>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
-    } else if (three_wide && g.stride_w == 2) {
-      interior_pixels<kPixels, 3, 2>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
-    } else {
-      interior_pixels<kPixels>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
-    }
+    interior_pixels<kPixels>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
   }
   for (; ow < last; ++ow) interior_pixels<1>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
   for (; ow < g.out_w; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows);
@@ -487,7 +598,9 @@ void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
   float* out = output.mutable_data_ptr<float>();
   const int64_t row_elements = (g.kernel_h * g.in_w + g.out_w) * g.in_channels;
   at::parallel_for(0, g.batch * g.out_h, grain_for(row_elements), [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) run_row(in, wp, bp, out, g, row / g.out_h, row % g.out_h);
+    for (int64_t row = begin; row < end; ++row) {
+      run_row(in, wp, bp, out, g, row / g.out_h, row % g.out_h);
+    }
   });
 }
 
