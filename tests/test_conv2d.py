@@ -385,6 +385,31 @@ def test_depthwise_channels_last_sweeps_skip_padding_like_native(stride):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_channels_last_sweeps_with_aliased_rows_match_native(stride):
+    # With 256 channels (1 KB pixels) and the input at the output's address modulo 1 KB,
+    # the sweeps go through a stage copied out a block late. The input is moved to where
+    # the last output landed, modulo 1 KB, until three calls have run aliased (checked).
+    torch.manual_seed(stride)
+    channels, height, width = 256, 4, 37
+    w = torch.randn(channels, 1, 3, 3)
+    b = torch.randn(channels)
+    storage = torch.empty(channels * height * width + 256)
+    offset, aliased = 0, 0
+    for _ in range(50):
+        x = storage[offset:offset + channels * height * width].view(1, height, width, channels).permute(0, 3, 1, 2)
+        x.copy_(torch.randn(1, channels, height, width))
+        got = cf.depthwise_conv2d(x, w, b, stride=stride, padding=1)
+        torch.testing.assert_close(got, F.conv2d(x, w, b, stride=stride, padding=1, groups=channels),
+                                   rtol=1e-5, atol=1e-5)
+        aliased += (x.data_ptr() - got.data_ptr()) % 1024 == 0
+        offset = (got.data_ptr() - storage.data_ptr()) % 1024 // 4
+        del got
+        if aliased == 3:
+            break
+    assert aliased == 3
+
+
 def _our_grads(grad, x, w, args):
     """(grad_input, grad_weight) of classic_ops for args = (stride, padding, dilation, groups)."""
     return (torch.ops.classic_ops.conv2d_grad_input(grad, x, w, *args),
