@@ -350,20 +350,23 @@ def test_depthwise_full_channel_blocks_match_native(kernel, channels, stride, ch
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("channels", [20, 256])
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), ((2, 1), (2, 1)), ((1, 2), 1)])
 @pytest.mark.parametrize("padding", [0, 1, 4])
 @pytest.mark.parametrize("height, width", [(5, 70), (7, 37), (13, 9)])
-def test_depthwise_channels_last_row_sweeps_match_native(height, width, padding, stride, dilation):
+def test_depthwise_channels_last_row_sweeps_match_native(height, width, padding, stride, dilation, channels):
     # channels_last 3x3 windows with stride 1 or 2 along the row sweep each block of eight
     # channels along segments of 32 input columns, carrying partial sums from output to
     # output and skipping columns outside the input: rows wider than one segment, windows
     # with one, two or three rows inside the input, padding wider than the window (outputs
     # that see no column), rows dilated, and 20 channels (a partial block) reach each part.
+    # With 256 the sweeps read a copy of each task's input rows, pixels spread apart; two
+    # images and up to 13 rows give tasks that cross from one image to the next.
     torch.manual_seed(height * width + padding)
-    x = torch.randn(2, 20, height, width, dtype=torch.float64)
-    w = torch.randn(20, 1, 3, 3, dtype=torch.float64)
-    b = torch.randn(20, dtype=torch.float64)
-    want = F.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=20)
+    x = torch.randn(2, channels, height, width, dtype=torch.float64)
+    w = torch.randn(channels, 1, 3, 3, dtype=torch.float64)
+    b = torch.randn(channels, dtype=torch.float64)
+    want = F.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=channels)
     got = cf.depthwise_conv2d(x.float().contiguous(memory_format=torch.channels_last), w.float(), b.float(),
                               stride=stride, padding=padding, dilation=dilation)
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
@@ -387,8 +390,9 @@ def test_depthwise_channels_last_sweeps_skip_padding_like_native(stride):
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_channels_last_sweeps_with_aliased_rows_match_native(stride):
-    # With 256 channels (1 KB pixels) and the input at the output's address modulo 1 KB,
-    # the sweeps go through a stage copied out a block late. The input is moved to where
+    # With 256 channels (1 KB pixels), the input at the output's address modulo 1 KB made
+    # every load wait on a store (4K aliasing); the sweeps read a copy of the input rows
+    # instead, which must not depend on where the input lies. The input is moved to where
     # the last output landed, modulo 1 KB, until three calls have run aliased (checked).
     torch.manual_seed(stride)
     channels, height, width = 256, 4, 37

@@ -27,6 +27,7 @@
 #include "avx2_vectors.h"
 #include "kernels.h"
 #include "parallel_grain.h"
+#include "scratch.h"
 #include "weight_cache.h"
 
 namespace classic_ops::cpu {
@@ -136,13 +137,14 @@ __attribute__((target("avx2,fma"))) void interior_pixels(const float* in, const 
 // output: three loads per nine FMAs, against eighteen input and nine weight loads per
 // 36 FMAs for four pixels at a time across all channels (whose many addresses GCC also
 // kept on the stack). Columns outside the input are skipped, so border outputs need no
-// other path. `x_rows`: the rows at input column 0; `w`: the taps of the first of them;
-// output o goes to out + (o - begin) * out_step.
+// other path. `x_rows`: the rows at input column 0, pixels `pixel_stride` floats apart;
+// `w`: the taps of the first of them; `out`: output `begin`.
 template <int kStride, int kRows>
 __attribute__((target("avx2,fma"))) void sweep_three_wide(const float* const* x_rows, const float* w,
-                                                          __m256 init, int64_t channels, int64_t in_w,
-                                                          int64_t pad, int64_t begin, int64_t end,
-                                                          Span unchecked, float* out, int64_t out_step) {
+                                                          int64_t pixel_stride, __m256 init,
+                                                          int64_t channels, int64_t in_w, int64_t pad,
+                                                          int64_t begin, int64_t end, Span unchecked,
+                                                          float* out) {
   struct Column {
     __m256 row[kRows];
   };
@@ -158,7 +160,7 @@ __attribute__((target("avx2,fma"))) void sweep_three_wide(const float* const* x_
   auto column = [&](int64_t j) __attribute__((target("avx2,fma"), always_inline)) {
     Column col;
 #pragma GCC unroll 3
-    for (int r = 0; r < kRows; ++r) col.row[r] = _mm256_loadu_ps(x[r] + j * channels);
+    for (int r = 0; r < kRows; ++r) col.row[r] = _mm256_loadu_ps(x[r] + j * pixel_stride);
     return col;
   };
   auto add = [&](const Column& col, int s, __m256 acc) __attribute__((target("avx2,fma"), always_inline)) {
@@ -197,7 +199,7 @@ __attribute__((target("avx2,fma"))) void sweep_three_wide(const float* const* x_
       held = kStride == 1 ? next : init;
       next = init;
     }
-    _mm256_storeu_ps(out + (o - begin) * out_step, result);
+    _mm256_storeu_ps(out + (o - begin) * channels, result);
   };
   const int64_t unchecked_begin = std::clamp(unchecked.begin, begin, end);
   const int64_t unchecked_end = std::clamp(unchecked.end, unchecked_begin, end);
@@ -212,18 +214,23 @@ __attribute__((target("avx2,fma"))) void sweep_three_wide(const float* const* x_
 // lines (one sweep along a whole 112-column row evicted them: 15% slower).
 constexpr int64_t kSweepColumns = 32;
 
+// The input rows a sweep reads: row ih of the image at base + (ih - first_row) * row_stride,
+// its pixels pixel_stride floats apart.
+struct InputRows {
+  const float* base;
+  int64_t first_row, row_stride, pixel_stride;
+  const float* row(int64_t ih) const { return base + (ih - first_row) * row_stride; }
+};
+
 // One output row of a 3x3 window with stride 1 or 2 along the row: segments of the row,
 // each swept by every block of channels in turn.
 template <int kStride, int kRows>
-__attribute__((target("avx2,fma"))) void sweep_row(const float* in, const float* w, const float* bias,
+__attribute__((target("avx2,fma"))) void sweep_row(const InputRows& x, const float* w, const float* bias,
                                                    float* out, const ConvGeometry& g, int64_t n,
                                                    int64_t oh, Span rows, int64_t full_channels) {
   const int64_t channels = g.in_channels;
   const float* x_rows[kRows];
-  for (int r = 0; r < kRows; ++r) {
-    const int64_t ih = oh * g.stride_h - g.pad_h + (rows.begin + r) * g.dilation_h;
-    x_rows[r] = in + (n * g.in_h + ih) * g.in_w * channels;
-  }
+  for (int r = 0; r < kRows; ++r) x_rows[r] = x.row(oh * g.stride_h - g.pad_h + (rows.begin + r) * g.dilation_h);
   const float* w_first = w + rows.begin * 3 * channels;
   float* out_row = out + (n * g.out_h + oh) * g.out_w * channels;
   // Outputs whose columns are all inside the input.
@@ -231,46 +238,19 @@ __attribute__((target("avx2,fma"))) void sweep_row(const float* in, const float*
   const Span b = valid_outputs(g.in_w, g.out_w, kStride, g.pad_w, 2);
   const Span unchecked{std::max(a.begin, b.begin), std::min(a.end, b.end)};
   constexpr int64_t kSegment = kSweepColumns / kStride;
-  // Where a pixel's bytes divide 4 KB evenly enough (256 channels or more, by powers of
-  // two) and the input rows sit at the output row's address modulo the pixel, a sweep's
-  // loads hit the same 4 KB page offsets as its stores just before them, and the CPU holds
-  // each load for a store it cannot tell apart (4K aliasing: 256x28x28 in 148 instead of
-  // 77 us, 1024x7x7 in 56-71 instead of 40). Such rows are swept into a stage on the
-  // stack, each block copied out after the next block's sweep, whose loads then follow
-  // stores to other cache lines only: 92-100 and 54 us (copied right after its own sweep, 116
-  // us for 256x28x28; with 128 channels staging gained nothing, 158 against 155 us).
-  const int64_t alias_period = std::gcd(channels * static_cast<int64_t>(sizeof(float)), int64_t{4096});
-  bool staged = false;
-  for (int r = 0; r < kRows; ++r) {
-    const auto apart = reinterpret_cast<uintptr_t>(x_rows[r]) - reinterpret_cast<uintptr_t>(out_row);
-    staged |= alias_period >= 1024 && apart % alias_period == 0;
-  }
-  alignas(32) float stages[2][kSegment * kLanes];
-  auto copy_out = [channels](const float* stage, float* out, int64_t pixels) __attribute__((target("avx2"))) {
-    for (int64_t i = 0; i < pixels; ++i) _mm256_storeu_ps(out + i * channels, _mm256_load_ps(stage + i * kLanes));
-  };
   for (int64_t begin = 0; begin < g.out_w; begin += kSegment) {
     const int64_t end = std::min(begin + kSegment, g.out_w);
-    float* out_segment = out_row + begin * channels;
     for (int64_t c = 0; c < full_channels; c += kLanes) {
       const float* x_block[kRows];
       for (int r = 0; r < kRows; ++r) x_block[r] = x_rows[r] + c;
       const __m256 init = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
-      if (!staged) {
-        sweep_three_wide<kStride, kRows>(x_block, w_first + c, init, channels, g.in_w, g.pad_w,
-                                         begin, end, unchecked, out_segment + c, channels);
-        continue;
-      }
-      float* stage = stages[c / kLanes % 2];
-      sweep_three_wide<kStride, kRows>(x_block, w_first + c, init, channels, g.in_w, g.pad_w, begin,
-                                       end, unchecked, stage, kLanes);
-      if (c > 0) copy_out(stages[(c / kLanes - 1) % 2], out_segment + c - kLanes, end - begin);
+      sweep_three_wide<kStride, kRows>(x_block, w_first + c, x.pixel_stride, init, channels, g.in_w,
+                                       g.pad_w, begin, end, unchecked, out_row + begin * channels + c);
     }
-    if (staged) copy_out(stages[(full_channels / kLanes - 1) % 2], out_segment + full_channels - kLanes, end - begin);
   }
 }
 
-using SweepRow = void (*)(const float*, const float*, const float*, float*, const ConvGeometry&,
+using SweepRow = void (*)(const InputRows&, const float*, const float*, float*, const ConvGeometry&,
                          int64_t, int64_t, Span, int64_t);
 // kSweepRows[stride - 1][rows inside the input - 1].
 constexpr SweepRow kSweepRows[2][3] = {{sweep_row<1, 1>, sweep_row<1, 2>, sweep_row<1, 3>},
@@ -280,12 +260,13 @@ bool sweeps(const ConvGeometry& g) {
   return g.kernel_h == 3 && g.kernel_w == 3 && g.dilation_w == 1 && g.stride_w <= 2;
 }
 
-void run_row(const float* in, const float* w, const float* bias, float* out, const ConvGeometry& g,
-             int64_t n, int64_t oh) {
+// `x`: image n's rows as the sweeps read them.
+void run_row(const float* in, const InputRows& x, const float* w, const float* bias, float* out,
+             const ConvGeometry& g, int64_t n, int64_t oh) {
   const Span rows = window_taps(oh * g.stride_h - g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
   const int64_t full_channels = g.in_channels / kLanes * kLanes;
   if (sweeps(g) && rows.end > rows.begin) {
-    kSweepRows[g.stride_w - 1][rows.end - rows.begin - 1](in, w, bias, out, g, n, oh, rows, full_channels);
+    kSweepRows[g.stride_w - 1][rows.end - rows.begin - 1](x, w, bias, out, g, n, oh, rows, full_channels);
     if (full_channels == g.in_channels) return;
     for (int64_t ow = 0; ow < g.out_w; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
     return;
@@ -626,9 +607,35 @@ void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
   const float* bp = bias.defined() ? bias.const_data_ptr<float>() : nullptr;
   float* out = output.mutable_data_ptr<float>();
   const int64_t row_elements = (g.kernel_h * g.in_w + g.out_w) * g.in_channels;
+  // With 256 channels or more by powers of two a pixel is 1, 2 or 4 KB: a sweep's columns
+  // share a few L1 sets (all one set at 4 KB) and evict each other before the next block
+  // of channels reads their other halves, and where the input sits at the output's
+  // address modulo the pixel, every load lands on the 4 KB page offset of a store just
+  // issued, which the CPU holds it for (4K aliasing). The rows a task reads are then first
+  // copied with pixels one cache line further apart. One thread, over every placement of
+  // the input: 256x28x28 86 us (77, or 148 aliased, read in place), 512x14x14 50 (64, or
+  // 89-113), 1024x7x7 34 (37-40, or 54-71).
+  const int64_t pixel_bytes = g.in_channels * static_cast<int64_t>(sizeof(float));
+  const bool restride = sweeps(g) && std::gcd(pixel_bytes, int64_t{4096}) >= 1024;
+  const int64_t pixel_stride = restride ? g.in_channels + 64 / sizeof(float) : g.in_channels;
   at::parallel_for(0, g.batch * g.out_h, grain_for(row_elements), [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      run_row(in, wp, bp, out, g, row / g.out_h, row % g.out_h);
+    for (int64_t row = begin; row < end;) {
+      const int64_t n = row / g.out_h, rows_end = std::min(end, (n + 1) * g.out_h);
+      const float* image = in + n * g.in_h * g.in_w * g.in_channels;
+      InputRows x{image, 0, g.in_w * g.in_channels, g.in_channels};
+      if (restride) {
+        // Input rows of output rows [row, rows_end) of image n.
+        const int64_t first = std::max<int64_t>(0, (row % g.out_h) * g.stride_h - g.pad_h);
+        const int64_t last = std::min(g.in_h, ((rows_end - 1) % g.out_h) * g.stride_h - g.pad_h +
+                                                  (g.kernel_h - 1) * g.dilation_h + 1);
+        const int64_t count = std::max<int64_t>(last - first, 0);
+        float* copy = scratch(Scratch::kInput, {std::max<int64_t>(count, 1) * g.in_w * pixel_stride}).data_ptr<float>();
+        for (int64_t i = 0; i < count * g.in_w; ++i) {
+          copy_row(image + (first * g.in_w + i) * g.in_channels, g.in_channels, copy + i * pixel_stride);
+        }
+        x = InputRows{copy, first, g.in_w * pixel_stride, pixel_stride};
+      }
+      for (; row < rows_end; ++row) run_row(in, x, wp, bp, out, g, n, row % g.out_h);
     }
   });
 }
