@@ -19,6 +19,7 @@
 #include <array>
 #include <cstdint>
 #include <numeric>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -214,12 +215,13 @@ __attribute__((target("avx2,fma"))) void sweep_three_wide(const float* const* x_
 // lines (one sweep along a whole 112-column row evicted them: 15% slower).
 constexpr int64_t kSweepColumns = 32;
 
-// The input rows a sweep reads: row ih of the image at base + (ih - first_row) * row_stride,
-// its pixels pixel_stride floats apart.
+// The input rows a sweep reads: row ih of the image at base + (ih % ring) * row_stride
+// (ring: the image's height where rows are read in place), pixels pixel_stride floats
+// apart.
 struct InputRows {
   const float* base;
-  int64_t first_row, row_stride, pixel_stride;
-  const float* row(int64_t ih) const { return base + (ih - first_row) * row_stride; }
+  int64_t ring, row_stride, pixel_stride;
+  const float* row(int64_t ih) const { return base + ih % ring * row_stride; }
 };
 
 // One output row of a 3x3 window with stride 1 or 2 along the row: segments of the row,
@@ -286,6 +288,37 @@ void run_row(const float* in, const InputRows& x, const float* w, const float* b
   // The last, partial block of channels of the interior pixels.
   for (ow = first; ow < last; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
 }
+
+// Copies of input rows with pixels one cache line further apart than in the input, in a
+// ring of as many rows as a window spans: as a task's output rows move down, each input
+// row is copied once.
+class RestridedRows {
+ public:
+  explicit RestridedRows(const ConvGeometry& g)
+      : g_(g), ring_((g.kernel_h - 1) * g.dilation_h + 1), pixel_stride_(g.in_channels + 64 / sizeof(float)),
+        row_stride_(g.in_w * pixel_stride_), held_(ring_, -1),
+        rows_(scratch(Scratch::kInput, {ring_ * row_stride_}).data_ptr<float>()) {}
+
+  // The rows of image n that output row oh reads, copied where not yet held.
+  InputRows for_output_row(const float* in, int64_t n, int64_t oh) {
+    const Span rows = window_taps(oh * g_.stride_h - g_.pad_h, g_.kernel_h, g_.dilation_h, g_.in_h);
+    for (int64_t r = rows.begin; r < rows.end; ++r) {
+      const int64_t ih = oh * g_.stride_h - g_.pad_h + r * g_.dilation_h, key = n * g_.in_h + ih;
+      if (held_[ih % ring_] == key) continue;
+      held_[ih % ring_] = key;
+      const float* src = in + key * g_.in_w * g_.in_channels;
+      float* dst = rows_ + ih % ring_ * row_stride_;
+      for (int64_t iw = 0; iw < g_.in_w; ++iw) copy_row(src + iw * g_.in_channels, g_.in_channels, dst + iw * pixel_stride_);
+    }
+    return {rows_, ring_, row_stride_, pixel_stride_};
+  }
+
+ private:
+  const ConvGeometry& g_;
+  int64_t ring_, pixel_stride_, row_stride_;
+  std::vector<int64_t> held_;  // per slot: n * in_h + the input row it holds, or -1
+  float* rows_;
+};
 
 // The phase-split scratch of one input plane: `rows` padded rows of `phases` phase rows of
 // `length` floats, a whole number of vectors that covers the outputs rounded up to whole
@@ -611,31 +644,22 @@ void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
   // share a few L1 sets (all one set at 4 KB) and evict each other before the next block
   // of channels reads their other halves, and where the input sits at the output's
   // address modulo the pixel, every load lands on the 4 KB page offset of a store just
-  // issued, which the CPU holds it for (4K aliasing). The rows a task reads are then first
-  // copied with pixels one cache line further apart. One thread, over every placement of
-  // the input: 256x28x28 86 us (77, or 148 aliased, read in place), 512x14x14 50 (64, or
-  // 89-113), 1024x7x7 34 (37-40, or 54-71).
+  // issued, which the CPU holds it for (4K aliasing). The sweeps then read copies of the
+  // rows with pixels one cache line further apart (RestridedRows). One thread, over every
+  // placement of the input: 256x28x28 86 us (77, or 148 aliased, read in place),
+  // 512x14x14 48 (64, or 89-113), 1024x7x7 32 (37-40, or 54-71). The output keeps its
+  // stride: 248 channels take 60 us.
   const int64_t pixel_bytes = g.in_channels * static_cast<int64_t>(sizeof(float));
   const bool restride = sweeps(g) && std::gcd(pixel_bytes, int64_t{4096}) >= 1024;
-  const int64_t pixel_stride = restride ? g.in_channels + 64 / sizeof(float) : g.in_channels;
   at::parallel_for(0, g.batch * g.out_h, grain_for(row_elements), [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end;) {
-      const int64_t n = row / g.out_h, rows_end = std::min(end, (n + 1) * g.out_h);
-      const float* image = in + n * g.in_h * g.in_w * g.in_channels;
-      InputRows x{image, 0, g.in_w * g.in_channels, g.in_channels};
-      if (restride) {
-        // Input rows of output rows [row, rows_end) of image n.
-        const int64_t first = std::max<int64_t>(0, (row % g.out_h) * g.stride_h - g.pad_h);
-        const int64_t last = std::min(g.in_h, ((rows_end - 1) % g.out_h) * g.stride_h - g.pad_h +
-                                                  (g.kernel_h - 1) * g.dilation_h + 1);
-        const int64_t count = std::max<int64_t>(last - first, 0);
-        float* copy = scratch(Scratch::kInput, {std::max<int64_t>(count, 1) * g.in_w * pixel_stride}).data_ptr<float>();
-        for (int64_t i = 0; i < count * g.in_w; ++i) {
-          copy_row(image + (first * g.in_w + i) * g.in_channels, g.in_channels, copy + i * pixel_stride);
-        }
-        x = InputRows{copy, first, g.in_w * pixel_stride, pixel_stride};
-      }
-      for (; row < rows_end; ++row) run_row(in, x, wp, bp, out, g, n, row % g.out_h);
+    std::optional<RestridedRows> copies;
+    if (restride) copies.emplace(g);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / g.out_h, oh = row % g.out_h;
+      const InputRows x = copies ? copies->for_output_row(in, n, oh)
+                                 : InputRows{in + n * g.in_h * g.in_w * g.in_channels, g.in_h,
+                                             g.in_w * g.in_channels, g.in_channels};
+      run_row(in, x, wp, bp, out, g, n, oh);
     }
   });
 }
