@@ -18,8 +18,8 @@ at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor&
                        bool relu) {
   c10::DeviceGuard guard(input.device());
   const ConvKernels& kernels = conv_kernels(route, g, input);
-  at::Tensor output = at::empty({g.batch, g.out_channels, g.out_h, g.out_w},
-                                input.options().memory_format(kernels.forward_layout));
+  at::Tensor output = kernels_for(input).empty({g.batch, g.out_channels, g.out_h, g.out_w},
+                                                input.options(), kernels.forward_layout);
   if (output.numel() > 0) {
     const at::Tensor bias_contiguous =
         bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
@@ -72,7 +72,7 @@ at::Tensor conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& in
   const ConvGeometry g = check_conv2d_backward("classic_ops.conv2d_grad_input", grad_output, input,
                                                weight, stride, padding, dilation, groups);
   c10::DeviceGuard guard(input.device());
-  at::Tensor grad_input = at::empty(input.sizes(), input.options(), at::MemoryFormat::Contiguous);
+  at::Tensor grad_input = kernels_for(input).empty(input.sizes(), input.options(), at::MemoryFormat::Contiguous);
   if (grad_input.numel() > 0) {
     conv_kernels(route_conv2d(g), g, input)
         .grad_input(grad_output.contiguous(), kernels_for(input).contiguous_weight(weight), grad_input, g);
@@ -88,7 +88,7 @@ at::Tensor conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& i
   c10::DeviceGuard guard(input.device());
   const at::MemoryFormat format = conv2d_output_format(input, weight);
   if (g.batch == 0) return at::empty(weight.sizes(), weight.options(), format).zero_();
-  at::Tensor grad_weight = at::empty(weight.sizes(), weight.options(), at::MemoryFormat::Contiguous);
+  at::Tensor grad_weight = kernels_for(input).empty(weight.sizes(), weight.options(), at::MemoryFormat::Contiguous);
   conv_kernels(route_conv2d(g), g, input)
       .grad_weight(grad_output.contiguous(), input.contiguous(), grad_weight, g);
   return grad_weight.contiguous(format);

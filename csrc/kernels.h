@@ -47,6 +47,9 @@ struct BackendKernels {
   // The weight as the convolution kernels see it: contiguous. A backend may keep the copy of
   // a non-contiguous weight (a channels_last model's) rather than make it on every call.
   at::Tensor (*contiguous_weight)(const at::Tensor& weight);
+  // A new uninitialized tensor for an op's result, like at::empty. The CPU backend puts
+  // the largest on transparent huge pages (cpu/huge_pages.h).
+  at::Tensor (*empty)(at::IntArrayRef sizes, const at::TensorOptions& options, at::MemoryFormat format);
 };
 
 const BackendKernels& cpu_kernels();

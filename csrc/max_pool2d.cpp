@@ -18,11 +18,12 @@ std::tuple<at::Tensor, at::Tensor> run_forward(const char* op, const at::Tensor&
   c10::DeviceGuard guard(input.device());
   const at::MemoryFormat format = input.suggest_memory_format();
   const std::vector<int64_t> out_sizes = {g.batch, g.channels, g.out_h, g.out_w};
-  at::Tensor output = at::empty(out_sizes, input.options(), format);
+  const BackendKernels& backend = kernels_for(input);
+  at::Tensor output = backend.empty(out_sizes, input.options(), format);
   at::Tensor indices =
-      with_indices ? at::empty(out_sizes, input.options().dtype(at::kLong), format) : at::Tensor();
+      with_indices ? backend.empty(out_sizes, input.options().dtype(at::kLong), format) : at::Tensor();
   if (output.numel() > 0) {
-    kernels_for(input).max_pool.forward(input.contiguous(format), output, indices, g);
+    backend.max_pool.forward(input.contiguous(format), output, indices, g);
   }
   return {output, indices};
 }
@@ -60,10 +61,10 @@ at::Tensor max_pool2d_grad_input(const at::Tensor& grad_output, const at::Tensor
                     op, ": grad_output and indices must be on the input's device ", input.device());
   c10::DeviceGuard guard(input.device());
   const at::MemoryFormat format = input.suggest_memory_format();
-  at::Tensor grad_input = at::empty(input.sizes(), input.options(), format);
+  const BackendKernels& backend = kernels_for(input);
+  at::Tensor grad_input = backend.empty(input.sizes(), input.options(), format);
   if (grad_input.numel() > 0) {
-    kernels_for(input).max_pool.grad_input(grad_output.contiguous(format),
-                                           indices.contiguous(format), grad_input, g);
+    backend.max_pool.grad_input(grad_output.contiguous(format), indices.contiguous(format), grad_input, g);
   }
   return grad_input;
 }

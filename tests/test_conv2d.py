@@ -1,4 +1,5 @@
 """Convolutions against torch.nn.functional.conv2d, forward and backward, over a grid."""
+import io
 import itertools
 import random
 from dataclasses import dataclass
@@ -501,3 +502,33 @@ def test_threads_calling_at_once_get_their_own_results():
     for thread in threads:
         thread.join()
     assert not errors, errors
+
+
+def test_large_cpu_results_live_on_huge_page_aligned_resizable_storage():
+    # CPU results above 32 MB (which glibc maps afresh each time) are allocated 2 MB-aligned
+    # and advised onto transparent huge pages (a 103 MB output on 4 KB pages took 25,000
+    # page faults a call), and must still behave as any tensor: right values, storage
+    # resizable, savable and shareable. Smaller results stay where glibc puts them.
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 224, 224, dtype=torch.float64).float()
+    w = torch.randn(96, 3, 3, 3)
+    y = cf.conv2d(x, w, padding=1).requires_grad_()
+    pooled, indices = cf.max_pool2d(y, 1, return_indices=True)
+    (grad_y,) = torch.autograd.grad(pooled, y, torch.randn_like(pooled))
+    for t in (y, pooled, indices, grad_y):
+        assert t.nbytes > 32 << 20 and t.data_ptr() % (2 << 20) == 0
+        assert t.untyped_storage().resizable()
+    small = cf.max_pool2d(y.detach(), 2)
+    assert small.nbytes < 32 << 20 and small.untyped_storage().data_ptr() % (2 << 20) != 0
+    torch.testing.assert_close(y.detach(), F.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
+    kept = y.detach().clone()
+    buffer = io.BytesIO()
+    torch.save(y.detach(), buffer)
+    buffer.seek(0)
+    assert torch.equal(torch.load(buffer), kept)
+    kept_pooled = pooled.detach().clone()
+    shared = pooled.detach().share_memory_()
+    assert shared.is_shared() and torch.equal(shared, kept_pooled)
+    grown = y.detach()
+    grown.resize_(8, 96, 224, 224)
+    assert grown.data_ptr() % (2 << 20) == 0 and torch.equal(grown[:4], kept)

@@ -1,3 +1,4 @@
+#include "huge_pages.h"
 #include "isa.h"
 #include "kernels.h"
 #include "weight_cache.h"
@@ -85,11 +86,22 @@ at::Tensor contiguous_weight(const at::Tensor& weight) {
   return cpu::cached_pack(weight, cpu::PackedLayout::kContiguous, [](const at::Tensor& w) { return w.contiguous(); });
 }
 
+// Results above 32 MB go on transparent huge pages. glibc maps blocks that large afresh on
+// every allocation (its mmap threshold grows with use up to 32 MB): VGG-16's first layer
+// at batch 8, 103 MB, one thread 70 -> 31 ms, two threads 40 -> 16 ms. Smaller blocks it
+// reuses from its heap without a page fault, where a 2 MB-aligned allocation would be
+// mapped afresh each call (VGG-16's first layer at batch 1, 12.8 MB: 1.5 -> 2.3 ms).
+at::Tensor empty_result(at::IntArrayRef sizes, const at::TensorOptions& options, at::MemoryFormat format) {
+  constexpr int64_t kAlwaysMapped = int64_t{32} << 20;
+  return cpu::empty_on_huge_pages(sizes, options.dtype().toScalarType(), format, kAlwaysMapped + 1);
+}
+
 }  // namespace
 
 const BackendKernels& cpu_kernels() {
-  static const BackendKernels kernels = {
-      select_conv, {cpu::max_pool2d_forward, cpu::max_pool2d_grad_input}, contiguous_weight};
+  static const BackendKernels kernels = {select_conv,
+                                         {cpu::max_pool2d_forward, cpu::max_pool2d_grad_input},
+                                         contiguous_weight, empty_result};
   return kernels;
 }
 

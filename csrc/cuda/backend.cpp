@@ -335,7 +335,11 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
 const BackendKernels& cuda_kernels() {
   static const BackendKernels kernels = {select_conv,
                                          {max_pool_forward, max_pool_grad_input},
-                                         [](const at::Tensor& weight) { return weight.contiguous(); }};
+                                         [](const at::Tensor& weight) { return weight.contiguous(); },
+                                         [](at::IntArrayRef sizes, const at::TensorOptions& options,
+                                            at::MemoryFormat format) {
+                                           return at::empty(sizes, options.memory_format(format));
+                                         }};
   return kernels;
 }
 

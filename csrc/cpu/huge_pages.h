@@ -1,0 +1,20 @@
+// CPU tensors on transparent huge pages. A fresh 4 KB page costs a page fault on first
+// touch: VGG-16's first layer at batch 8 writes a 103 MB output, 25,000 faults a call,
+// which took 39 of its 70 ms on one thread and kept two threads at 1.5-1.8 times one;
+// glibc maps blocks that large afresh on every allocation. On 2 MB pages the faults are
+// 512 times fewer.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace classic_ops::cpu {
+
+constexpr int64_t kHugePageBytes = int64_t{2} << 20;
+
+// A new uninitialized CPU tensor like at::empty; from `huge_from` bytes on, its memory is
+// 2 MB-aligned and advised onto transparent huge pages (MADV_HUGEPAGE; plain pages where
+// the system refuses). Its storage stays resizable, through the same allocator.
+at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype, at::MemoryFormat format,
+                               int64_t huge_from);
+
+}  // namespace classic_ops::cpu
