@@ -132,14 +132,13 @@ __attribute__((target("avx2,fma"))) void interior_pixels(const float* in, const 
 
 // MobileNet's windows (3x3, stride 1 or 2, no dilation along the row) for one block of
 // eight channels along outputs [begin, end) of a row, the block's nine weights held in
-// registers.
-// Each input column (the window's kRows rows inside the input) is loaded once and added
-// into every output whose window covers it, carried as partial sums from output to
-// output: three loads per nine FMAs, against eighteen input and nine weight loads per
-// 36 FMAs for four pixels at a time across all channels (whose many addresses GCC also
-// kept on the stack). Columns outside the input are skipped, so border outputs need no
-// other path. `x_rows`: the rows at input column 0, pixels `pixel_stride` floats apart;
-// `w`: the taps of the first of them; `out`: output `begin`.
+// registers. Each input column (the window's kRows rows inside the input) is loaded once
+// and added into every output whose window covers it, carried as partial sums from output
+// to output: three loads per nine FMAs (four pixels at a time across all channels took 18
+// input and 9 weight loads per 36 FMAs, and GCC kept their 27 addresses on the stack).
+// Columns outside the input are skipped, so border outputs need no other path. `x_rows`:
+// the rows at input column 0, pixels `pixel_stride` floats apart; `w`: the taps of the
+// first of them; `out`: output `begin`.
 template <int kStride, int kRows>
 __attribute__((target("avx2,fma"))) void sweep_three_wide(const float* const* x_rows, const float* w,
                                                           int64_t pixel_stride, __m256 init,
@@ -155,7 +154,7 @@ __attribute__((target("avx2,fma"))) void sweep_three_wide(const float* const* x_
 #pragma GCC unroll 3
     for (int s = 0; s < 3; ++s) taps[r][s] = _mm256_loadu_ps(w + (r * 3 + s) * channels);
   }
-  const float* x[kRows];
+  const float* x[kRows];  // in locals: the stores may alias anything
   for (int r = 0; r < kRows; ++r) x[r] = x_rows[r];
   auto inside = [in_w](int64_t j) { return j >= 0 && j < in_w; };
   auto column = [&](int64_t j) __attribute__((target("avx2,fma"), always_inline)) {
@@ -648,7 +647,7 @@ void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
   // rows with pixels one cache line further apart (RestridedRows). One thread, over every
   // placement of the input: 256x28x28 86 us (77, or 148 aliased, read in place),
   // 512x14x14 48 (64, or 89-113), 1024x7x7 32 (37-40, or 54-71). The output keeps its
-  // stride: 248 channels take 60 us.
+  // 1 KB pixels: 248 channels take 60 us.
   const int64_t pixel_bytes = g.in_channels * static_cast<int64_t>(sizeof(float));
   const bool restride = sweeps(g) && std::gcd(pixel_bytes, int64_t{4096}) >= 1024;
   at::parallel_for(0, g.batch * g.out_h, grain_for(row_elements), [&](int64_t begin, int64_t end) {
