@@ -2,6 +2,7 @@
 import io
 import itertools
 import random
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -504,6 +505,7 @@ def test_threads_calling_at_once_get_their_own_results():
     assert not errors, errors
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="results go on huge pages on Linux only")
 def test_large_cpu_results_live_on_huge_page_aligned_resizable_storage():
     # CPU results above 32 MB (which glibc maps afresh each time) are allocated 2 MB-aligned
     # and advised onto transparent huge pages (a 103 MB output on 4 KB pages took 25,000

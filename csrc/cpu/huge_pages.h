@@ -11,9 +11,9 @@ namespace classic_ops::cpu {
 
 constexpr int64_t kHugePageBytes = int64_t{2} << 20;
 
-// A new uninitialized CPU tensor like at::empty; from `huge_from` bytes on, its memory is
-// 2 MB-aligned and advised onto transparent huge pages (MADV_HUGEPAGE; plain pages where
-// the system refuses). Its storage stays resizable, through the same allocator.
+// A new uninitialized CPU tensor like at::empty; from `huge_from` bytes on, on Linux, its
+// memory is 2 MB-aligned and advised onto transparent huge pages (MADV_HUGEPAGE; plain
+// pages where the system refuses). Its storage stays resizable, through the same allocator.
 at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype, at::MemoryFormat format,
                                int64_t huge_from);
 
