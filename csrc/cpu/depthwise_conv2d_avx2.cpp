@@ -361,10 +361,10 @@ std::vector<int64_t> columns_of_taps(const ConvGeometry& g, const PhasePlane& p)
 // scratch once; what is not written is padding and stays zero from plane to plane.
 //
 // One or two phases go by whole vectors of 8 or 16 columns read straight from the input,
-// across the row's ends where the plane allows and masked by AND there: per-float tails
-// (a 14-column row is mostly tail), masked loads and stores (slow on AMD) and staging the
-// row in a padded line (each load of it straddled two stores just made: failed store
-// forwarding) each cost more than the convolution.
+// across the row's ends and masked by AND there, with masked loads only where a vector
+// would reach past the plane: per-float tails (a 14-column row is mostly tail), masked
+// loads and stores at every row's end and staging the row in a padded line (each load of it
+// straddled two stores just made: failed store forwarding) each cost more than the convolution.
 class PhaseSplitter {
  public:
   PhaseSplitter(const ConvGeometry& g, const PhasePlane& p)
@@ -387,9 +387,7 @@ class PhaseSplitter {
     float* out = scratch + g_.pad_h * row_floats;
     for (int64_t ih = 0; ih < in_h; ++ih, out += row_floats) {
       const float* row = in + ih * in_w;
-      // Plane floats [ih * in_w - pad, ... + phases * filled) read as whole vectors, or per
-      // float.
-      if (phases > 2 || ih * in_w < pad || ih * in_w - pad + phases * filled > in_h * in_w) {
+      if (phases > 2) {
         for (int64_t x = 0; x < filled; ++x) {
           for (int64_t q = 0; q < phases; ++q) {
             const int64_t column = x * phases + q - pad;
@@ -398,18 +396,19 @@ class PhaseSplitter {
         }
         continue;
       }
+      // Plane floats [ih * in_w - pad, ... + phases * filled): the rows that would read
+      // past the plane read through masked loads, which do not fault where masked.
+      const bool past_plane = ih * in_w < pad || ih * in_w - pad + phases * filled > in_h * in_w;
       const float* src = row - pad;
       for (int64_t x = 0; x < filled; x += kLanes) {
         const int64_t j = phases * x;
         const bool at_end = j < pad || j + vector_columns > pad + in_w;
-        __m256 a = _mm256_loadu_ps(src + j);
-        if (at_end) a = _mm256_and_ps(a, mask(inside + j));
+        const __m256 a = load_columns(src + j, inside + j, at_end, past_plane);
         if (phases == 1) {
           _mm256_storeu_ps(out + x, a);
           continue;
         }
-        __m256 b = _mm256_loadu_ps(src + j + kLanes);
-        if (at_end) b = _mm256_and_ps(b, mask(inside + j + kLanes));
+        const __m256 b = load_columns(src + j + kLanes, inside + j + kLanes, at_end, past_plane);
         // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6], and the same for odds.
         const __m256 even = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
         const __m256 odd = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
@@ -422,8 +421,14 @@ class PhaseSplitter {
   }
 
  private:
-  __attribute__((target("avx2"))) static __m256 mask(const uint32_t* words) {
-    return _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(words)));
+  // Eight columns from `columns`, zero where `inside` is; at_end: some lanes may be outside
+  // the row; past_plane: some may be outside the plane.
+  __attribute__((target("avx2"))) static __m256 load_columns(const float* columns, const uint32_t* inside,
+                                                             bool at_end, bool past_plane) {
+    const __m256i mask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(inside));
+    if (past_plane) return _mm256_maskload_ps(columns, mask);
+    const __m256 floats = _mm256_loadu_ps(columns);
+    return at_end ? _mm256_and_ps(floats, _mm256_castsi256_ps(mask)) : floats;
   }
 
   const ConvGeometry& g_;
