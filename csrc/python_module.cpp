@@ -1,11 +1,13 @@
 // The Python extension module classic_ops._C. Importing it loads this shared library,
 // whose static initializers register the ops; the module itself reports how the library
-// was built and holds the benchmark's calibration kernel. The CMake build leaves this file out and is loaded with
+// was built, holds the benchmark's calibration kernel and the functional API's direct op
+// call. The CMake build leaves this file and python_calls.cpp out and is loaded with
 // torch.ops.load_library instead.
 #include <Python.h>
 
 #include "cpu/calibration.h"
 #include "cpu/isa.h"
+#include "python_calls.h"
 
 // setup.py passes these as bare tokens; variadic, since an arch list holds commas.
 #define CLASSIC_OPS_STRINGIFY(...) #__VA_ARGS__
@@ -45,6 +47,10 @@ static PyMethodDef methods[] = {
     {"cpu_has_avx2_fma", cpu_has_avx2_fma, METH_NOARGS, "whether this CPU has AVX2 and FMA"},
     {"measure_fma_peak_gflops", measure_fma_peak_gflops, METH_VARARGS,
      "measure_fma_peak_gflops(seconds=0.5): float32 FMA GFLOP/s over torch's CPU threads"},
+    {"call_below_autograd", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(classic_ops::call_below_autograd)),
+     METH_FASTCALL,
+     "call_below_autograd(op, *args): op(*args) below autograd, or NotImplemented for arguments "
+     "it does not convert"},
     {nullptr, nullptr, 0, nullptr}};
 
 PyMODINIT_FUNC PyInit__C(void) {

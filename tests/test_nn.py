@@ -77,3 +77,91 @@ def test_functional_skips_autograd_only_when_no_gradient_can_be_asked_for():
     assert pooled.grad_fn is not None
     with torch.no_grad():
         assert torch.equal(cf.max_pool2d(x, 2, return_indices=True)[1], indices)
+
+
+def _direct_call_cases():
+    x = torch.randn(2, 4, 9, 9)
+    w = torch.randn(6, 4, 3, 3)
+    dw = torch.randn(8, 1, 3, 3)
+    pw = torch.randn(6, 4, 1, 1)
+    b = torch.randn(6)
+    ops = torch.ops.classic_ops
+    return [
+        (ops.conv2d.default, (x, w, b, (2, 1), [1, 0], (1, 1), 1, True)),
+        (ops.conv2d.default, (x, w, None, (1, 1), (1, 1), (1, 1), 1)),  # relu from the schema
+        (ops.depthwise_conv2d.default, (x, dw, None, (1, 1), (1, 1), (1, 1), False)),
+        (ops.pointwise_conv2d.default, (x, pw, b, (1, 1), False)),
+        (ops.max_pool2d.default, (x, (3, 3), (2, 2), (1, 1), (1, 1), True)),
+        (ops.max_pool2d_with_indices.default, (x, [2, 2], [2, 2], [0, 0], [1, 1], False)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_direct_call_matches_the_op(case):
+    from classic_ops import _C
+    torch.manual_seed(case)
+    op, args = _direct_call_cases()[case]
+    direct = _C.call_below_autograd(op, *args)
+    assert direct is not NotImplemented
+    expected = op(*args)
+    for got, want in zip(direct if isinstance(direct, tuple) else (direct,),
+                         expected if isinstance(expected, tuple) else (expected,)):
+        assert torch.equal(got, want)
+
+
+class _Subclass(torch.Tensor):
+    pass
+
+
+def test_direct_call_declines_what_it_does_not_convert():
+    from classic_ops import _C
+    op = torch.ops.classic_ops.pointwise_conv2d.default
+    x, w = torch.randn(1, 4, 5, 5), torch.randn(6, 4, 1, 1)
+    declined = [
+        (x.as_subclass(_Subclass), w, None, (1, 1)),  # a subclass may override torch functions
+        (x, w, None, (1.0, 1)),                       # torch rejects or converts the float
+        (x, w, None, 1),                              # torch broadcasts an int to int[2]
+        (x, w, None, (1, 1, 1)),                      # the wrong length for int[2]
+        (x, w, None, (True, 1)),                      # a bool is not an int here
+        (x, w, None, (1, 1), 1),                      # an int is not a bool here
+        (x, w, None, (1, 1), False, 0),               # one argument too many
+        (x, w),                                       # bias and stride have no defaults
+        (x, w.clone().requires_grad_(), None, (1, 1)),  # a gradient can be asked for
+    ]
+    for args in declined:
+        assert _C.call_below_autograd(op, *args) is NotImplemented, args
+    assert _C.call_below_autograd(torch.add, x, x) is NotImplemented  # not an OpOverload
+    with torch.no_grad():
+        assert _C.call_below_autograd(op, x, w.clone().requires_grad_(), None, (1, 1)) is not NotImplemented
+
+
+def test_direct_call_raises_what_the_op_raises():
+    from classic_ops import _C
+    op = torch.ops.classic_ops.conv2d.default
+    args = (torch.randn(1, 4, 5, 5), torch.randn(6, 3, 3, 3), None, (1, 1), (1, 1), (1, 1), 1)
+    with pytest.raises(Exception) as via_op:
+        op(*args)
+    with pytest.raises(Exception) as direct:
+        _C.call_below_autograd(op, *args)
+    assert type(direct.value) is type(via_op.value) and str(direct.value) == str(via_op.value)
+    assert "weight" in str(direct.value)
+
+
+def test_functional_calls_reach_dispatch_modes():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.append(func)
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(1, 4, 6, 6)
+    with Recorder() as recorder:
+        cf.conv2d(x, torch.randn(4, 1, 3, 3), groups=4, padding=1)
+        cf.max_pool2d(x, 2)
+    assert torch.ops.classic_ops.conv2d.default in recorder.seen
+    assert torch.ops.classic_ops.max_pool2d.default in recorder.seen
