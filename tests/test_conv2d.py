@@ -320,7 +320,7 @@ def test_depthwise_infinities_follow_native(stride, cpu_path):
 @pytest.mark.parametrize("width", [5, 14, 15, 31, 56, 57])
 def test_depthwise_stride2_rows_of_every_width_match_native(width, padding):
     # NCHW stride 2 splits each input row into even and odd columns by whole vectors, masked
-    # where they cross the row's ends, and per float on rows where the vectors would leave
+    # where they cross the row's ends, by masked loads on rows where the vectors would leave
     # the plane: widths below, at and above one and several vectors, odd and even, reach each.
     torch.manual_seed(width * 3 + padding)
     x = torch.randn(2, 3, 9, width, dtype=torch.float64).float().requires_grad_()
@@ -333,6 +333,21 @@ def test_depthwise_stride2_rows_of_every_width_match_native(width, padding):
     want_grads = torch.autograd.grad(want, (x, w), grad)
     for g, e in zip(got_grads, want_grads):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride, dilation, multiplier", [(1, 1, 1), (2, 1, 1), (1, 2, 2), (3, 1, 1)])
+def test_depthwise_planes_of_several_bands_match_native(stride, dilation, multiplier, cpu_path):
+    # The NCHW kernel pads and splits the input rows of a band of output rows at a time, as
+    # many as fit in 16 KB (32 of these 112-column rows at stride 1, 13 at stride 2): these
+    # planes take several bands, the last one short, with padding rows at both ends.
+    torch.manual_seed(stride * 10 + dilation)
+    x = torch.randn(1, 2, 150, 112)
+    w = torch.randn(2 * multiplier, 1, 3, 3)
+    b = torch.randn(2 * multiplier)
+    kwargs = dict(stride=stride, padding=dilation, dilation=dilation)
+    got = cf.depthwise_conv2d(x, w, b, **kwargs)
+    want = F.conv2d(x.double(), w.double(), b.double(), groups=2, **kwargs).float()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -8,10 +8,11 @@
 // pixels take only their valid taps.
 //
 // NCHW (any multiplier): the planes as they are, eight output columns per instruction,
-// sixteen per pass. Each input plane is first copied, zero-padded, into scratch split by
-// column phase (column x of phase q holds padded column x * stride_w + q), so every tap of
-// eight neighbouring outputs is one contiguous load whatever the stride and dilation, and
-// the inner loop has no bounds checks.
+// sixteen per pass, a band of output rows at a time. The input rows a band reads are first
+// copied, zero-padded, into scratch split by column phase (column x of phase q holds
+// padded column x * stride_w + q), so every tap of eight neighbouring outputs is one
+// contiguous load whatever the stride and dilation, and the inner loop has no bounds
+// checks.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -337,13 +338,32 @@ PhasePlane phase_plane(const ConvGeometry& g) {
   return {g.stride_w, whole_vectors(passes * kColumnsPerPass + reach), g.in_h + 2 * g.pad_h};
 }
 
-// The calling thread's phase-split scratch, zeroed, its rows aligned to whole vectors. (In
-// a std::vector, 16-byte aligned, MobileNet's 32x112x112 layer ran 171 or 188-201 us on
-// one thread, by process: more of the plane kernel's loads split across cache lines.)
-float* zeroed_phase_plane(const PhasePlane& p) {
-  float* floats = scratch(Scratch::kPhase, {p.rows * p.row_floats()}).data_ptr<float>();
-  std::fill_n(floats, p.rows * p.row_floats(), 0.0f);
+// The calling thread's phase-split scratch for `rows` padded rows, zeroed, its rows aligned
+// to whole vectors. (In a std::vector, 16-byte aligned, MobileNet's 32x112x112 layer ran
+// 171 or 188-201 us on one thread, by process: more of the plane kernel's loads split
+// across cache lines.)
+float* zeroed_phase_rows(const PhasePlane& p, int64_t rows) {
+  float* floats = scratch(Scratch::kPhase, {rows * p.row_floats()}).data_ptr<float>();
+  std::fill_n(floats, rows * p.row_floats(), 0.0f);
   return floats;
+}
+
+// The padded input rows that output rows `out_rows` read.
+Span padded_rows_of(const ConvGeometry& g, Span out_rows) {
+  return {out_rows.begin * g.stride_h,
+          (out_rows.end - 1) * g.stride_h + (g.kernel_h - 1) * g.dilation_h + 1};
+}
+
+// Output rows computed from one fill of the scratch: as many as keep the rows they read in
+// half of L1, so that neither the fill's stores nor the kernel's loads go to L2. (Whole
+// planes: MobileNet's 96x112x112 stride-2 layer, one thread, 249-251 against 234-238 us
+// in bands, 64x112x112 stride 2 171-174 against 164-170; no change at 56x56 and below,
+// whose planes fit.)
+int64_t output_rows_per_band(const ConvGeometry& g, const PhasePlane& p) {
+  constexpr int64_t kBandBytes = 16 << 10;
+  const int64_t row_bytes = p.row_floats() * static_cast<int64_t>(sizeof(float));
+  const int64_t rows = kBandBytes / row_bytes - (g.kernel_h - 1) * g.dilation_h;
+  return std::max<int64_t>(1, rows / g.stride_h);
 }
 
 // Where tap s of output column 0 reads, within a padded scratch row.
@@ -356,9 +376,10 @@ std::vector<int64_t> columns_of_taps(const ConvGeometry& g, const PhasePlane& p)
   return columns;
 }
 
-// Copies input planes into the phase-split scratch: position x of phase q of a padded row
-// holds input column x * phases + q - pad_w, zero outside the row. The caller zeroes the
-// scratch once; what is not written is padding and stays zero from plane to plane.
+// Copies padded rows of input planes into the phase-split scratch: position x of phase q of
+// a padded row holds input column x * phases + q - pad_w, zero outside the row; rows of
+// padding are zeroed. The caller zeroes the scratch once; the positions past those written
+// are padding and stay zero from fill to fill.
 //
 // One or two phases go by whole vectors of 8 or 16 columns read straight from the input,
 // across the row's ends and masked by AND there, with masked loads only where a vector
@@ -377,15 +398,20 @@ class PhaseSplitter {
     }
   }
 
-  __attribute__((target("avx2"))) void fill(const float* in, float* scratch) const {
+  // Padded rows `padded_rows` of input plane `in` into scratch rows 0, 1, ...
+  __attribute__((target("avx2"))) void fill(const float* in, Span padded_rows, float* scratch) const {
     // Everything in locals: the vector stores may alias anything, so members would be
     // reloaded after each one.
     const int64_t in_w = g_.in_w, in_h = g_.in_h, pad = g_.pad_w, length = p_.length;
     const int64_t phases = p_.phases, filled = filled_, row_floats = p_.row_floats();
     const int64_t vector_columns = phases * kLanes;
     const uint32_t* inside = inside_.data();
-    float* out = scratch + g_.pad_h * row_floats;
-    for (int64_t ih = 0; ih < in_h; ++ih, out += row_floats) {
+    float* out = scratch;
+    for (int64_t ih = padded_rows.begin - g_.pad_h; ih < padded_rows.end - g_.pad_h; ++ih, out += row_floats) {
+      if (ih < 0 || ih >= in_h) {
+        std::fill_n(out, row_floats, 0.0f);
+        continue;
+      }
       const float* row = in + ih * in_w;
       if (phases > 2) {
         for (int64_t x = 0; x < filled; ++x) {
@@ -478,7 +504,8 @@ __attribute__((target("avx2,fma"))) inline void output_pass(
 template <int kWindow, bool kAdjacentTaps>
 __attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const PhasePlane& p,
                                                     const int64_t* column_of_tap, const float* w,
-                                                    float bias, float* out, const ConvGeometry& g) {
+                                                    float bias, float* out, const ConvGeometry& g,
+                                                    Span out_rows) {
   constexpr bool kFixed = kWindow > 0;
   const int64_t width = p.row_floats();
   constexpr int kHeld = kFixed ? kWindow * kWindow : 1;
@@ -495,8 +522,8 @@ __attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const 
     std::copy_n(column_of_tap, kWindow, held_columns);
     column_of_tap = held_columns;
   }
-  for (int64_t oh = 0; oh < out_h; ++oh) {
-    const float* row = scratch + oh * input_row_step;
+  for (int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
+    const float* row = scratch + (oh - out_rows.begin) * input_row_step;
     float* out_row = out + oh * out_w;
     int64_t ow = 0;
     for (; ow + kLanes < out_w; ow += kColumnsPerPass) {
@@ -576,21 +603,27 @@ void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tenso
   const bool three_by_three = g.kernel_h == 3 && g.kernel_w == 3;
   const std::vector<int64_t> column_of_tap = columns_of_taps(g, p);
   const PhaseSplitter splitter(g, p);
+  const int64_t band = output_rows_per_band(g, p);
+  const Span first_band = padded_rows_of(g, {0, std::min(band, g.out_h)});
   at::parallel_for(0, g.batch * g.in_channels, grain_for(in_plane + multiplier * out_plane),
                    [&](int64_t begin, int64_t end) {
-    float* const scratch = zeroed_phase_plane(p);
+    float* const scratch = zeroed_phase_rows(p, first_band.end - first_band.begin);
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t n = plane / g.in_channels, c = plane % g.in_channels;
-      splitter.fill(in + plane * in_plane, scratch);
-      for (int64_t k = c * multiplier; k < (c + 1) * multiplier; ++k) {
-        const float bias_k = bp ? bp[k] : 0.0f;
-        float* out_k = out + (n * g.out_channels + k) * out_plane;
-        if (three_by_three && p.phases == 1 && g.dilation_w == 1) {
-          nchw_plane<3, true>(scratch, p, column_of_tap.data(), wp + k * taps, bias_k, out_k, g);
-        } else if (three_by_three) {
-          nchw_plane<3, false>(scratch, p, column_of_tap.data(), wp + k * taps, bias_k, out_k, g);
-        } else {
-          nchw_plane<0, false>(scratch, p, column_of_tap.data(), wp + k * taps, bias_k, out_k, g);
+      for (int64_t first = 0; first < g.out_h; first += band) {
+        const Span out_rows{first, std::min(first + band, g.out_h)};
+        splitter.fill(in + plane * in_plane, padded_rows_of(g, out_rows), scratch);
+        for (int64_t k = c * multiplier; k < (c + 1) * multiplier; ++k) {
+          const float bias_k = bp ? bp[k] : 0.0f;
+          float* out_k = out + (n * g.out_channels + k) * out_plane;
+          const float* w_k = wp + k * taps;
+          if (three_by_three && p.phases == 1 && g.dilation_w == 1) {
+            nchw_plane<3, true>(scratch, p, column_of_tap.data(), w_k, bias_k, out_k, g, out_rows);
+          } else if (three_by_three) {
+            nchw_plane<3, false>(scratch, p, column_of_tap.data(), w_k, bias_k, out_k, g, out_rows);
+          } else {
+            nchw_plane<0, false>(scratch, p, column_of_tap.data(), w_k, bias_k, out_k, g, out_rows);
+          }
         }
       }
     }
@@ -618,11 +651,11 @@ void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const
   }
   at::parallel_for(0, g.in_channels, grain_for(g.batch * (in_plane + multiplier * out_plane)),
                    [&](int64_t begin, int64_t end) {
-    float* const scratch = zeroed_phase_plane(p);
+    float* const scratch = zeroed_phase_rows(p, p.rows);
     for (int64_t c = begin; c < end; ++c) {
       std::fill_n(gw + c * multiplier * taps, multiplier * taps, 0.0f);
       for (int64_t n = 0; n < g.batch; ++n) {
-        splitter.fill(in + (n * g.in_channels + c) * in_plane, scratch);
+        splitter.fill(in + (n * g.in_channels + c) * in_plane, {0, p.rows}, scratch);
         for (int64_t k = c * multiplier; k < (c + 1) * multiplier; ++k) {
           const float* gy_k = gy + (n * g.out_channels + k) * out_plane;
           for (int64_t t0 = 0; t0 < taps; t0 += kTapGroup) {
