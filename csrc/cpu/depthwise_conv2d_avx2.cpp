@@ -384,8 +384,9 @@ std::vector<int64_t> columns_of_taps(const ConvGeometry& g, const PhasePlane& p)
 // One or two phases go by whole vectors of 8 or 16 columns read straight from the input,
 // across the row's ends and masked by AND there, with masked loads only where a vector
 // would reach past the plane: per-float tails (a 14-column row is mostly tail), masked
-// loads and stores at every row's end and staging the row in a padded line (each load of it
-// straddled two stores just made: failed store forwarding) each cost more than the convolution.
+// loads and stores at every row's end and staging the row in a padded line (each load of
+// it straddled two stores just made: failed store forwarding) each cost more than the
+// convolution.
 class PhaseSplitter {
  public:
   PhaseSplitter(const ConvGeometry& g, const PhasePlane& p)
@@ -495,7 +496,8 @@ __attribute__((target("avx2,fma"))) inline void output_pass(
   }
 }
 
-// One output plane from the scratch of its input plane. kWindow > 0 compiles in a square
+// Rows `out_rows` of one output plane from the scratch of the padded input rows they read
+// (scratch row 0: padded row out_rows.begin * stride_h). kWindow > 0 compiles in a square
 // window of that size (its weights stay in registers); 0 reads the window from g.
 // column_of_tap[s]: where tap s of output column 0 reads, within a padded scratch row;
 // kAdjacentTaps: column s (stride and dilation 1), so that one register addresses a row's
