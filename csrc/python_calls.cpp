@@ -19,10 +19,11 @@
 namespace classic_ops {
 namespace {
 
-// The dispatcher's handle for a torch.ops OpOverload; nullopt for anything else. Cached by
-// the object, held so that its address is never reused (the GIL guards the map).
+// The dispatcher's handle for a torch.ops OpOverload; nullopt for anything else. Handles are
+// cached by the op, which is held so that its address is never reused (the GIL guards the
+// map); other objects are neither cached nor held.
 std::optional<c10::OperatorHandle> handle_of(PyObject* op) {
-  static std::unordered_map<PyObject*, std::optional<c10::OperatorHandle>> handles;
+  static std::unordered_map<PyObject*, c10::OperatorHandle> handles;
   if (const auto found = handles.find(op); found != handles.end()) return found->second;
   std::optional<c10::OperatorHandle> handle;
   PyObject* schema = PyObject_GetAttrString(op, "_schema");
@@ -37,8 +38,10 @@ std::optional<c10::OperatorHandle> handle_of(PyObject* op) {
     Py_DECREF(schema);
   }
   PyErr_Clear();  // not an OpOverload: no handle
-  Py_INCREF(op);
-  handles.emplace(op, handle);
+  if (handle) {
+    Py_INCREF(op);
+    handles.emplace(op, *handle);
+  }
   return handle;
 }
 

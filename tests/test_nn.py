@@ -1,5 +1,6 @@
 """classic_ops.nn layers are drop-ins for torch.nn.Conv2d / MaxPool2d."""
 import inspect
+import sys
 
 import pytest
 import torch
@@ -131,6 +132,10 @@ def test_direct_call_declines_what_it_does_not_convert():
     for args in declined:
         assert _C.call_below_autograd(op, *args) is NotImplemented, args
     assert _C.call_below_autograd(torch.add, x, x) is NotImplemented  # not an OpOverload
+    not_an_op = object()
+    references = sys.getrefcount(not_an_op)
+    assert _C.call_below_autograd(not_an_op, x) is NotImplemented
+    assert sys.getrefcount(not_an_op) == references  # neither cached nor held
     with torch.no_grad():
         assert _C.call_below_autograd(op, x, w.clone().requires_grad_(), None, (1, 1)) is not NotImplemented
 
