@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from classic_ops import functional as cf, nn as cnn
+from classic_ops import _C, functional as cf, nn as cnn
 
 
 def test_constructor_signatures_match_torch():
@@ -99,7 +99,6 @@ def _direct_call_cases():
 
 @pytest.mark.parametrize("case", range(6))
 def test_direct_call_matches_the_op(case):
-    from classic_ops import _C
     torch.manual_seed(case)
     op, args = _direct_call_cases()[case]
     direct = _C.call_below_autograd(op, *args)
@@ -115,7 +114,6 @@ class _Subclass(torch.Tensor):
 
 
 def test_direct_call_declines_what_it_does_not_convert():
-    from classic_ops import _C
     op = torch.ops.classic_ops.pointwise_conv2d.default
     x, w = torch.randn(1, 4, 5, 5), torch.randn(6, 4, 1, 1)
     declined = [
@@ -141,7 +139,6 @@ def test_direct_call_declines_what_it_does_not_convert():
 
 
 def test_direct_call_raises_what_the_op_raises():
-    from classic_ops import _C
     op = torch.ops.classic_ops.conv2d.default
     args = (torch.randn(1, 4, 5, 5), torch.randn(6, 3, 3, 3), None, (1, 1), (1, 1), (1, 1), 1)
     with pytest.raises(Exception) as via_op:
