@@ -484,6 +484,36 @@ def test_large_filters_over_short_rows_match_native(dilation):
         torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad of {name}: {m}")
 
 
+@pytest.mark.parametrize("batch, channels, out_channels, height, width, kernel, stride, padding, dilation", [
+    (2, 3, 7, 9, 37, 3, 1, 1, 1),  # rows of 16 + 16 + 5 pixels: a masked one-block tile
+    (1, 2, 6, 12, 33, 5, 1, 0, 2),  # 16 + 9: a masked two-block tile
+    (1, 3, 64, 190, 241, 3, 1, 1, 1),  # rows in two chunks, six output channels a tile and four
+    (1, 5, 9, 20, 16, (3, 5), 1, (1, 2), 1),  # one whole tile a row
+    (2, 3, 7, 17, 35, 3, (2, 1), 1, 1)])  # grad_input's row phases: every other row, in place
+def test_few_input_channels_write_nchw_rows_in_place(batch, channels, out_channels, height, width, kernel,
+                                                     stride, padding, dilation):
+    # Over NCHW with stride 1 and fewer than 8 input channels (first layers) the planar
+    # kernel runs and, on rows of 16 pixels or more, gives each output row tiles of its own
+    # and writes the output in place; so does grad_input (each stride phase whose pixels are
+    # contiguous) where the forward has fewer than 8 output channels, a lane block.
+    torch.manual_seed(height * width + channels)
+    kernel, stride, padding, dilation = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
+    x = torch.randn(batch, channels, height, width, dtype=torch.float64)
+    w = torch.randn(out_channels, channels, *kernel, dtype=torch.float64)
+    b = torch.randn(out_channels, dtype=torch.float64)
+    want = F.conv2d(x, w, b, stride, padding, dilation)
+    got = cf.conv2d(x.float(), w.float(), b.float(), stride, padding, dilation)
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+    # grad_input of the convolution the other way round, out_channels -> channels.
+    x2 = torch.randn(batch, out_channels, height, width, dtype=torch.float64)
+    w2 = torch.randn(channels, out_channels, *kernel, dtype=torch.float64)
+    grad = torch.randn(batch, channels, *want.shape[2:], dtype=torch.float64)
+    args = (list(stride), list(padding), list(dilation), 1)
+    got_grads = _our_grads(grad.float(), x2.float(), w2.float(), args)
+    for name, g, e in zip(["input", "weight"], got_grads, _native_grads(grad, x2, w2, args)):
+        torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad of {name}: {m}")
+
+
 def test_threads_calling_at_once_get_their_own_results():
     # The CPU kernels keep their large temporaries per calling thread between calls
     # (csrc/cpu/scratch.h): threads running different layers at once must not share them.

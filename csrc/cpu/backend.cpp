@@ -68,13 +68,19 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
     case ConvRoute::Direct: break;
   }
   if (!avx2 || g.groups != 1) return grouped;
-  // Over NCHW, the planar kernel where it runs faster (cpu::prefers_planar), elsewhere the
-  // channels_last kernel, which transposes NCHW input and writes NCHW rows itself (VGG-16's
-  // 3x224x224 -> 64 1.46 against 1.65 ms on the planar kernel; strided first layers, whose
-  // planar stride phases each pass over the whole output: MobileNet's 3x3/2 0.23 against
-  // 0.37 ms, AlexNet's 11x11/4 0.77 against 1.19 ms, ResNet's 7x7/2 1.21 against 1.55 ms).
+  // Over NCHW, the planar kernel where it runs faster: cpu::prefers_planar, and first layers
+  // (fewer input channels than a lane block) with stride 1, whose output is large for their
+  // arithmetic and which the channels_last kernel writes to NCHW through 8x8 transposes
+  // (VGG-16's 3x224x224 -> 64: 1.15 against 1.60 ms at batch 1, 13.3 against 17.3 ms at
+  // batch 8, where perf put a fifth of the time in the transposes; LeNet-5's 1x32x32 -> 6
+  // as fast on both). Elsewhere the channels_last kernel, which transposes NCHW input and
+  // writes NCHW rows itself (strided first layers, whose planar stride phases each pass over
+  // the whole output: MobileNet's 3x3/2 0.23 against 0.37 ms, AlexNet's 11x11/4 0.77 against
+  // 1.19 ms, ResNet's 7x7/2 1.21 against 1.55 ms).
   if (!nchw) return dense_avx2;
-  return cpu::prefers_planar(g) ? dense_planar_avx2 : dense_nchw_avx2;
+  constexpr int64_t kLaneBlock = 8;
+  const bool first_layer = g.in_channels < kLaneBlock && g.stride_h == 1 && g.stride_w == 1;
+  return first_layer || cpu::prefers_planar(g) ? dense_planar_avx2 : dense_nchw_avx2;
 }
 
 // A channels_last model's weights are channels_last too: their contiguous copies are kept
