@@ -1,11 +1,12 @@
 // The Python extension module classic_ops._C. Importing it loads this shared library,
 // whose static initializers register the ops; the module itself reports how the library
-// was built, holds the benchmark's calibration kernel and the functional API's direct op
-// call. The CMake build leaves this file and python_calls.cpp out and is loaded with
+// was built, holds the benchmark's calibration kernel, the functional API's direct op
+// call and the controls of the CPU blocks kept for reuse. The CMake build leaves this file and python_calls.cpp out and is loaded with
 // torch.ops.load_library instead.
 #include <Python.h>
 
 #include "cpu/calibration.h"
+#include "cpu/huge_pages.h"
 #include "cpu/isa.h"
 #include "python_calls.h"
 
@@ -40,11 +41,24 @@ static PyObject* cpu_has_avx2_fma(PyObject*, PyObject*) {
   return PyBool_FromLong(classic_ops::cpu::cpu_has_avx2_fma());
 }
 
+static PyObject* empty_cpu_cache(PyObject*, PyObject*) {
+  return PyLong_FromSize_t(classic_ops::cpu::release_kept_blocks());
+}
+
+static PyObject* cpu_cache_bytes(PyObject*, PyObject*) {
+  return PyLong_FromSize_t(classic_ops::cpu::kept_block_bytes());
+}
+
 static PyMethodDef methods[] = {
     {"set_avx2_enabled", set_avx2_enabled, METH_VARARGS,
      "set_avx2_enabled(flag): allow (True) or forbid (False) the AVX2/FMA CPU kernels; "
      "returns whether they will run"},
     {"cpu_has_avx2_fma", cpu_has_avx2_fma, METH_NOARGS, "whether this CPU has AVX2 and FMA"},
+    {"empty_cpu_cache", empty_cpu_cache, METH_NOARGS,
+     "empty_cpu_cache(): releases to the system the freed CPU blocks of 32 MB or more that "
+     "classic_ops keeps for reuse (up to 1 GB); returns their bytes"},
+    {"cpu_cache_bytes", cpu_cache_bytes, METH_NOARGS,
+     "cpu_cache_bytes(): the bytes of the freed CPU blocks kept for reuse"},
     {"measure_fma_peak_gflops", measure_fma_peak_gflops, METH_VARARGS,
      "measure_fma_peak_gflops(seconds=0.5): float32 FMA GFLOP/s over torch's CPU threads"},
     {"call_below_autograd", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(classic_ops::call_below_autograd)),

@@ -14,7 +14,15 @@ constexpr int64_t kHugePageBytes = int64_t{2} << 20;
 // A new uninitialized CPU tensor like at::empty; from `huge_from` bytes on, on Linux, its
 // memory is 2 MB-aligned and advised onto transparent huge pages (MADV_HUGEPAGE; plain
 // pages where the system refuses). Its storage stays resizable, through the same allocator.
+// Blocks of 32 MB or more (those glibc would map afresh) are kept once freed, up to 1 GB,
+// for the next allocation of the same size: fresh pages cost the kernel's zeroing.
 at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype, at::MemoryFormat format,
                                int64_t huge_from);
+
+// Releases the kept blocks to the system; returns their bytes.
+size_t release_kept_blocks();
+
+// The bytes of the blocks kept.
+size_t kept_block_bytes();
 
 }  // namespace classic_ops::cpu
