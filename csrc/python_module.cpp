@@ -1,8 +1,8 @@
 // The Python extension module classic_ops._C. Importing it loads this shared library,
 // whose static initializers register the ops; the module itself reports how the library
 // was built, holds the benchmark's calibration kernel, the functional API's direct op
-// call and the controls of the CPU blocks kept for reuse. The CMake build leaves this file and python_calls.cpp out and is loaded with
-// torch.ops.load_library instead.
+// call and the controls of the CPU blocks kept for reuse. The CMake build leaves this file
+// and python_calls.cpp out and is loaded with torch.ops.load_library instead.
 #include <Python.h>
 
 #include "cpu/calibration.h"
