@@ -514,6 +514,24 @@ def test_few_input_channels_write_nchw_rows_in_place(batch, channels, out_channe
         torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad of {name}: {m}")
 
 
+@pytest.mark.parametrize("kernel, padding", [(3, 2), ((2, 1), (2, 0))])
+def test_one_output_channel_backward_matches_native(kernel, padding):
+    # grad_input of a convolution with one output channel and padding kernel - 1 reads
+    # grad_output as NHWC in place: a one-channel tensor, contiguous whatever its channel
+    # stride (H * W), which the kernel must not take for NHWC's.
+    torch.manual_seed(11)
+    x = torch.randn(2, 16, 9, 20, dtype=torch.float64)
+    w = torch.randn(1, 16, *_pair(kernel), dtype=torch.float64)
+    grad = torch.randn(F.conv2d(x, w, padding=padding).shape, dtype=torch.float64)
+    check = dict(rtol=1e-4, atol=1e-4)
+    got, got_grads = forward_and_grads(lambda x, w: cf.conv2d(x, w, padding=padding), (x.float(), w.float()),
+                                       grad.float())
+    want, want_grads = forward_and_grads(lambda x, w: F.conv2d(x, w, padding=padding), (x, w), grad)
+    torch.testing.assert_close(got.double(), want, **check)
+    for name, g, e in zip(["input", "weight"], got_grads, want_grads):
+        torch.testing.assert_close(g.double(), e, **check, msg=lambda m: f"grad of {name}: {m}")
+
+
 def test_threads_calling_at_once_get_their_own_results():
     # The CPU kernels keep their large temporaries per calling thread between calls
     # (csrc/cpu/scratch.h): threads running different layers at once must not share them.

@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/accumulate.h>
+#include <c10/util/strides.h>
 #include <immintrin.h>
 
 #include <vector>
@@ -383,7 +384,11 @@ const std::array<Microkernel, kTilePixels> kMicrokernels[kTileBlocks] = {
 at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, Scratch use, int64_t slack = 0) {
   const at::Tensor nhwc = input.permute({0, 2, 3, 1});
   const bool padded = g.pad_h != 0 || g.pad_w != 0;
-  if (!padded && slack == 0 && nhwc.is_contiguous()) return nhwc;
+  // Contiguity leaves the strides of size-1 dimensions free (one channel's: H * W), where
+  // the kernels read NHWC's own.
+  if (!padded && slack == 0 && nhwc.is_contiguous()) {
+    return nhwc.as_strided(nhwc.sizes(), c10::contiguous_strides(nhwc.sizes()));
+  }
   const int64_t c = g.in_channels, h = g.in_h + 2 * g.pad_h, w = g.in_w + 2 * g.pad_w;
   const int64_t count = g.batch * h * w * c;
   const at::Tensor buffer = scratch(use, {count + slack});
