@@ -84,6 +84,10 @@ ConvGeometry check_conv2d(const char* op, const at::Tensor& input, const at::Ten
                     g.in_h + 2 * g.pad_h, ", ", g.in_w + 2 * g.pad_w, ")");
   g.out_h = (g.in_h + 2 * g.pad_h - extent_h) / g.stride_h + 1;
   g.out_w = (g.in_w + 2 * g.pad_w - extent_w) / g.stride_w + 1;
+  // Along a one-tap kernel dimension dilation changes nothing; the kernels may then take it
+  // as 1 (the strided planar kernel asks for unit dilation).
+  if (g.kernel_h == 1) g.dilation_h = 1;
+  if (g.kernel_w == 1) g.dilation_w = 1;
 
   if (bias.has_value() && bias->defined()) {
     check_matches_input(op, "bias", *bias, input);

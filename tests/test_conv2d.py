@@ -532,6 +532,23 @@ def test_one_output_channel_backward_matches_native(kernel, padding):
         torch.testing.assert_close(g.double(), e, **check, msg=lambda m: f"grad of {name}: {m}")
 
 
+@pytest.mark.parametrize("kernel, stride, dilation", [((1, 1), (1, 2), (2, 1)), ((1, 1), (2, 1), (2, 2)),
+                                                     ((1, 3), (2, 1), (3, 2)), ((3, 1), (2, 2), (2, 3))])
+def test_dilation_along_one_tap_kernel_dimensions_matches_native(kernel, stride, dilation):
+    # Along a dimension of one tap dilation changes nothing (a strided 1x1 convolution with
+    # dilation took the strided planar kernel, which asks for unit dilation).
+    torch.manual_seed(12)
+    x = torch.randn(2, 9, 11, 13, dtype=torch.float64)
+    w = torch.randn(10, 9, *kernel, dtype=torch.float64)
+    args = dict(stride=stride, dilation=dilation)
+    grad = torch.randn(F.conv2d(x, w, **args).shape, dtype=torch.float64)
+    got, got_grads = forward_and_grads(lambda x, w: cf.conv2d(x, w, **args), (x.float(), w.float()), grad.float())
+    want, want_grads = forward_and_grads(lambda x, w: F.conv2d(x, w, **args), (x, w), grad)
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+    for name, g, e in zip(["input", "weight"], got_grads, want_grads):
+        torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad of {name}: {m}")
+
+
 def test_threads_calling_at_once_get_their_own_results():
     # The CPU kernels keep their large temporaries per calling thread between calls
     # (csrc/cpu/scratch.h): threads running different layers at once must not share them.
