@@ -1,6 +1,7 @@
 """CPU results of 32 MB or more (blocks glibc would map afresh, whose pages the kernel zeroes
 on first touch) are kept once freed and handed to the next result of the same size: a
 kernel must write every element of a block that still holds what its last user left."""
+import gc
 import sys
 
 import pytest
@@ -13,6 +14,16 @@ import classic_ops.functional as cf
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="results go on huge pages on Linux only")
 
 BIG = 32 << 20
+
+
+@pytest.fixture(autouse=True)
+def no_frees_by_the_garbage_collector():
+    """Tensors of earlier tests caught in reference cycles, freed by a collection in the
+    middle of a test, would change what the cache holds: collected first, none during."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
 
 
 def _conv(channels_last=False, **kwargs):
