@@ -43,7 +43,7 @@ class ConvCase:
                 f"{'_nc' if self.noncontiguous else ''}").replace(" ", "")
 
 
-def _make_case(rng):
+def _make_case(rng, in_choices=(2, 3, 4, 6), out_choices=(1, 3, 5, 8)):
     kernel = rng.choice(KERNELS)
     dilation = (rng.randint(1, 3), rng.randint(1, 3)) if rng.random() < 0.4 else (1, 1)
     stride = (rng.randint(1, 4), rng.randint(1, 4)) if rng.random() < 0.5 else (1, 1)
@@ -51,10 +51,10 @@ def _make_case(rng):
     if padding == "same":
         stride = (1, 1)
     style = rng.choice(["dense", "dense", "grouped", "depthwise", "depthwise2"])
-    in_channels = rng.choice([2, 3, 4, 6]) if style != "grouped" else rng.choice([2, 4, 6])
+    in_channels = rng.choice(in_choices) if style != "grouped" else rng.choice([c for c in in_choices if c % 2 == 0])
     groups = {"dense": 1, "grouped": 2}.get(style, in_channels)
     multiplier = 2 if style == "depthwise2" else 1
-    out_channels = {"dense": rng.choice([1, 3, 5, 8]), "grouped": 2 * rng.choice([1, 2, 3])}.get(
+    out_channels = {"dense": rng.choice(out_choices), "grouped": 2 * rng.choice([1, 2, 3])}.get(
         style, in_channels * multiplier)
     pad = padding if isinstance(padding, int) else (0, 0) if isinstance(padding, str) else padding
     pad = (pad, pad) if isinstance(pad, int) else pad
@@ -69,12 +69,16 @@ def _make_case(rng):
                     channels_last=rng.random() < 0.35, noncontiguous=rng.random() < 0.25)
 
 
-def _grid(count=240, seed=2026):
+def _grid(count=240, seed=2026, **channels):
     rng = random.Random(seed)
-    return [_make_case(rng) for _ in range(count)]
+    return [_make_case(rng, **channels) for _ in range(count)]
 
 
 GRID = _grid()
+# A lane block (8) of channels or more, on either side: the CPU kernels with channels as
+# lanes (the small grid's dense convolutions take the planar ones), and the layouts
+# between them (one output channel, ragged lane blocks).
+WIDE_GRID = _grid(60, seed=7, in_choices=(8, 9, 16, 17), out_choices=(1, 8, 9, 20))
 
 
 def test_grid_covers_every_axis_of_the_issue():
@@ -130,6 +134,13 @@ def check_against_native(case, dtype, device, ours):
 @pytest.mark.parametrize("case", GRID, ids=str)
 def test_conv2d_matches_native(case, dtype, device, cpu_path):
     check_against_native(case, dtype, device,
+                         lambda x, w, b, kw: cf.conv2d(x, w, b, groups=case.groups, **kw))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", WIDE_GRID, ids=str)
+def test_conv2d_with_many_channels_matches_native(case, device, cpu_path):
+    check_against_native(case, torch.float32, device,
                          lambda x, w, b, kw: cf.conv2d(x, w, b, groups=case.groups, **kw))
 
 
