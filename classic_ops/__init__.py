@@ -8,7 +8,7 @@ swaps them into any model.
 import torch  # noqa: F401  (the extension links against torch's libraries)
 
 from . import _C  # noqa: F401  (loading the library registers the ops)
-from ._C import cpu_cache_bytes, empty_cpu_cache
+from ._C import cpu_cache_bytes, empty_cpu_cache, set_cpu_cache_limit
 from . import _registrations  # noqa: F401  (fake kernels, autograd, FLOP formulas)
 from . import functional, nn
 from ._build import build_info, built_with_cuda
@@ -19,4 +19,4 @@ from . import models  # noqa: E402  (needs nn)
 __version__ = "0.1.0"
 __all__ = ["functional", "nn", "models", "convert", "revert", "ConversionReport", "summary",
            "ModelSummary", "build_info", "built_with_cuda", "cpu_cache_bytes", "empty_cpu_cache",
-           "__version__"]
+           "set_cpu_cache_limit", "__version__"]

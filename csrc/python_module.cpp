@@ -49,6 +49,19 @@ static PyObject* cpu_cache_bytes(PyObject*, PyObject*) {
   return PyLong_FromSize_t(classic_ops::cpu::kept_block_bytes());
 }
 
+static PyObject* set_cpu_cache_limit(PyObject*, PyObject* arg) {
+  if (!PyLong_Check(arg)) {
+    return PyErr_Format(PyExc_TypeError, "set_cpu_cache_limit: max_bytes must be an int, got %s",
+                        Py_TYPE(arg)->tp_name);
+  }
+  const unsigned long long bytes = PyLong_AsUnsignedLongLong(arg);
+  if (PyErr_Occurred()) {
+    PyErr_Clear();
+    return PyErr_Format(PyExc_ValueError, "set_cpu_cache_limit: max_bytes must be >= 0 and fit in 64 bits");
+  }
+  return PyLong_FromSize_t(classic_ops::cpu::set_kept_block_limit(static_cast<size_t>(bytes)));
+}
+
 static PyMethodDef methods[] = {
     {"set_avx2_enabled", set_avx2_enabled, METH_VARARGS,
      "set_avx2_enabled(flag): allow (True) or forbid (False) the AVX2/FMA CPU kernels; "
@@ -56,9 +69,12 @@ static PyMethodDef methods[] = {
     {"cpu_has_avx2_fma", cpu_has_avx2_fma, METH_NOARGS, "whether this CPU has AVX2 and FMA"},
     {"empty_cpu_cache", empty_cpu_cache, METH_NOARGS,
      "empty_cpu_cache(): releases to the system the freed CPU blocks of 32 MB or more that "
-     "classic_ops keeps for reuse (up to 1 GB); returns their bytes"},
+     "classic_ops keeps for reuse (see set_cpu_cache_limit); returns their bytes"},
     {"cpu_cache_bytes", cpu_cache_bytes, METH_NOARGS,
      "cpu_cache_bytes(): the bytes of the freed CPU blocks kept for reuse"},
+    {"set_cpu_cache_limit", set_cpu_cache_limit, METH_O,
+     "set_cpu_cache_limit(max_bytes): how many bytes of freed CPU blocks may be kept for reuse "
+     "(0: none; 1 GB to start with), releasing the excess; returns the limit before"},
     {"measure_fma_peak_gflops", measure_fma_peak_gflops, METH_VARARGS,
      "measure_fma_peak_gflops(seconds=0.5): float32 FMA GFLOP/s over torch's CPU threads"},
     {"call_below_autograd", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(classic_ops::call_below_autograd)),

@@ -111,19 +111,41 @@ def test_cache_keeps_freed_blocks_until_emptied():
     assert classic_ops.cpu_cache_bytes() == 0 and classic_ops.empty_cpu_cache() == 0
 
 
-def test_cache_holds_at_most_a_gigabyte():
-    # Freed blocks of distinct sizes (200 MB and up): the least recently freed go once the
-    # blocks kept would exceed 1 GB.
-    classic_ops.empty_cpu_cache()
-    kept = []
-    for i in range(7):
-        x = torch.randn(1, 50 + i, 1024, 1024)
-        y = cf.max_pool2d(x, 1)
-        del x
-        kept.insert(0, y.nbytes)
+def _result_of(floats):
+    """A result of ours of `floats` floats (a 1x1 max-pool, which copies its input)."""
+    return cf.max_pool2d(torch.randn(1, floats >> 10, 32, 32), 1)
+
+
+def test_cache_holds_at_most_its_limit():
+    # 1 GB unless set; freed blocks of distinct sizes go, least recently freed first, once
+    # the blocks kept would exceed the limit; a lower limit releases at once, 0 keeps none.
+    previous = classic_ops.set_cpu_cache_limit(100 << 20)
+    try:
+        assert previous == 1 << 30
+        classic_ops.empty_cpu_cache()
+        kept = []
+        for i in range(5):
+            y = _result_of((9 + i) << 20)  # 36, 40, ... 52 MB
+            kept.insert(0, y.nbytes)
+            del y
+            while sum(kept) > 100 << 20:
+                kept.pop()
+            assert classic_ops.cpu_cache_bytes() == sum(kept)
+        assert len(kept) == 2
+        assert classic_ops.set_cpu_cache_limit(60 << 20) == 100 << 20  # keeps the last freed only
+        assert classic_ops.cpu_cache_bytes() == kept[0]
+        classic_ops.set_cpu_cache_limit(0)
+        assert classic_ops.cpu_cache_bytes() == 0
+        y = _result_of(9 << 20)
         del y
-        while sum(kept) > 1 << 30:
-            kept.pop()
-        assert classic_ops.cpu_cache_bytes() == sum(kept)
-    assert len(kept) < 7
-    assert classic_ops.empty_cpu_cache() == sum(kept)
+        assert classic_ops.cpu_cache_bytes() == 0
+    finally:
+        classic_ops.set_cpu_cache_limit(previous)
+
+
+def test_cache_limit_must_be_a_byte_count():
+    with pytest.raises(ValueError, match="max_bytes must be >= 0"):
+        classic_ops.set_cpu_cache_limit(-1)
+    for bad in (1.5, "1GB", None):
+        with pytest.raises(TypeError, match="max_bytes must be an int"):
+            classic_ops.set_cpu_cache_limit(bad)

@@ -26,12 +26,11 @@ namespace {
 // (in whole 2 MB pages). glibc maps blocks that large afresh on every allocation (smaller
 // ones it reuses from its heap), and the kernel zeroes each fresh page at its first touch:
 // VGG-16's first layer at batch 8 (a 103 MB output) spent a quarter of its time there, 13.3
-// against 8.5 ms with the block kept. Kept blocks beyond kMaxCachedBytes are released, the
-// least recently freed first.
+// against 8.5 ms with the block kept. Kept blocks beyond the limit (1 GB unless set) are
+// released, the least recently freed first.
 class BlockCache {
  public:
   static constexpr size_t kReusedFrom = size_t{32} << 20;
-  static constexpr size_t kMaxCachedBytes = size_t{1} << 30;
 
   // A block of `bytes`, 2 MB-aligned: a kept one of that size, else a new one.
   void* allocate(size_t bytes) {
@@ -72,10 +71,10 @@ class BlockCache {
         kept_.emplace_front(data, live->second);
         kept_bytes_ += live->second;
         live_.erase(live);
-        while (kept_bytes_ > kMaxCachedBytes) dropped.push_back(drop_oldest());
+        dropped = take_beyond(limit_);
       }
     }
-    for (void* block : dropped) std::free(block);
+    free_all(dropped);
   }
 
   size_t release_kept() {
@@ -84,9 +83,9 @@ class BlockCache {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       released = kept_bytes_;
-      while (!kept_.empty()) dropped.push_back(drop_oldest());
+      dropped = take_beyond(0);
     }
-    for (void* block : dropped) std::free(block);
+    free_all(dropped);
     return released;
   }
 
@@ -95,17 +94,41 @@ class BlockCache {
     return kept_bytes_;
   }
 
+  // Sets the limit, releasing what it no longer allows; returns the one before.
+  size_t set_limit(size_t bytes) {
+    std::vector<void*> dropped;
+    size_t previous = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      previous = std::exchange(limit_, bytes);
+      dropped = take_beyond(limit_);
+    }
+    free_all(dropped);
+    return previous;
+  }
+
  private:
-  void* drop_oldest() {
-    const auto [data, bytes] = kept_.back();
-    kept_.pop_back();
-    kept_bytes_ -= bytes;
-    return data;
+  // With the lock held: the least recently freed blocks taken out of the cache until at
+  // most `bytes` stay, for the caller to free once it has let go of the lock.
+  std::vector<void*> take_beyond(size_t bytes) {
+    std::vector<void*> taken;
+    while (kept_bytes_ > bytes) {
+      const auto [data, size] = kept_.back();
+      kept_.pop_back();
+      kept_bytes_ -= size;
+      taken.push_back(data);
+    }
+    return taken;
+  }
+
+  static void free_all(const std::vector<void*>& blocks) {
+    for (void* block : blocks) std::free(block);
   }
 
   std::mutex mutex_;
   std::deque<std::pair<void*, size_t>> kept_;  // most recently freed first
   size_t kept_bytes_ = 0;
+  size_t limit_ = size_t{1} << 30;
   std::unordered_map<void*, size_t> live_;  // blocks handed out that are kept once freed
 };
 
@@ -164,6 +187,14 @@ size_t release_kept_blocks() {
 size_t kept_block_bytes() {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   return block_cache().kept_bytes();
+#else
+  return 0;
+#endif
+}
+
+size_t set_kept_block_limit(size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  return block_cache().set_limit(bytes);
 #else
   return 0;
 #endif
