@@ -176,28 +176,15 @@ at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype, at::
   return at::empty(sizes, at::TensorOptions().dtype(dtype).memory_format(format));
 }
 
-size_t release_kept_blocks() {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  return block_cache().release_kept();
+size_t release_kept_blocks() { return block_cache().release_kept(); }
+size_t kept_block_bytes() { return block_cache().kept_bytes(); }
+size_t set_kept_block_limit(size_t bytes) { return block_cache().set_limit(bytes); }
 #else
-  return 0;
+// Without the huge-page allocator nothing is kept.
+size_t release_kept_blocks() { return 0; }
+size_t kept_block_bytes() { return 0; }
+size_t set_kept_block_limit(size_t) { return 0; }
 #endif
-}
-
-size_t kept_block_bytes() {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  return block_cache().kept_bytes();
-#else
-  return 0;
-#endif
-}
-
-size_t set_kept_block_limit(size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  return block_cache().set_limit(bytes);
-#else
-  return 0;
-#endif
-}
 
 }  // namespace classic_ops::cpu
