@@ -525,39 +525,32 @@ def test_few_input_channels_write_nchw_rows_in_place(batch, channels, out_channe
         torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad of {name}: {m}")
 
 
-@pytest.mark.parametrize("kernel, padding", [(3, 2), ((2, 1), (2, 0))])
-def test_one_output_channel_backward_matches_native(kernel, padding):
-    # grad_input of a convolution with one output channel and padding kernel - 1 reads
-    # grad_output as NHWC in place: a one-channel tensor, contiguous whatever its channel
-    # stride (H * W), which the kernel must not take for NHWC's.
-    torch.manual_seed(11)
-    x = torch.randn(2, 16, 9, 20, dtype=torch.float64)
-    w = torch.randn(1, 16, *_pair(kernel), dtype=torch.float64)
-    grad = torch.randn(F.conv2d(x, w, padding=padding).shape, dtype=torch.float64)
-    check = dict(rtol=1e-4, atol=1e-4)
-    got, got_grads = forward_and_grads(lambda x, w: cf.conv2d(x, w, padding=padding), (x.float(), w.float()),
-                                       grad.float())
-    want, want_grads = forward_and_grads(lambda x, w: F.conv2d(x, w, padding=padding), (x, w), grad)
-    torch.testing.assert_close(got.double(), want, **check)
-    for name, g, e in zip(["input", "weight"], got_grads, want_grads):
-        torch.testing.assert_close(g.double(), e, **check, msg=lambda m: f"grad of {name}: {m}")
+def _dense(batch, in_channels, out_channels, height, width, kernel, stride=1, padding=0, dilation=1):
+    """A dense NCHW ConvCase without bias; int arguments stand for both sides."""
+    return ConvCase(batch, in_channels, 1, 1, out_channels, height, width, _pair(kernel), _pair(stride), padding,
+                    _pair(dilation), False, False, False)
 
 
-@pytest.mark.parametrize("kernel, stride, dilation", [((1, 1), (1, 2), (2, 1)), ((1, 1), (2, 1), (2, 2)),
-                                                     ((1, 3), (2, 1), (3, 2)), ((3, 1), (2, 2), (2, 3))])
-def test_dilation_along_one_tap_kernel_dimensions_matches_native(kernel, stride, dilation):
+EDGE_GEOMETRY = [
+    # One output channel and padding kernel - 1: grad_input reads grad_output as NHWC in
+    # place, a one-channel tensor, contiguous whatever its channel stride (H * W), which the
+    # kernel must not take for NHWC's.
+    _dense(2, 16, 1, 9, 20, 3, padding=2),
+    _dense(2, 16, 1, 9, 20, (2, 1), padding=(2, 0)),
     # Along a dimension of one tap dilation changes nothing (a strided 1x1 convolution with
     # dilation took the strided planar kernel, which asks for unit dilation).
-    torch.manual_seed(12)
-    x = torch.randn(2, 9, 11, 13, dtype=torch.float64)
-    w = torch.randn(10, 9, *kernel, dtype=torch.float64)
-    args = dict(stride=stride, dilation=dilation)
-    grad = torch.randn(F.conv2d(x, w, **args).shape, dtype=torch.float64)
-    got, got_grads = forward_and_grads(lambda x, w: cf.conv2d(x, w, **args), (x.float(), w.float()), grad.float())
-    want, want_grads = forward_and_grads(lambda x, w: F.conv2d(x, w, **args), (x, w), grad)
-    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
-    for name, g, e in zip(["input", "weight"], got_grads, want_grads):
-        torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad of {name}: {m}")
+    _dense(2, 9, 10, 11, 13, 1, stride=(1, 2), dilation=(2, 1)),
+    _dense(2, 9, 10, 11, 13, 1, stride=(2, 1), dilation=2),
+    _dense(2, 9, 10, 11, 13, (1, 3), stride=(2, 1), dilation=(3, 2)),
+    _dense(2, 9, 10, 11, 13, (3, 1), stride=2, dilation=(2, 3)),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", EDGE_GEOMETRY, ids=str)
+def test_conv2d_edge_geometry_matches_native(case, device):
+    check_against_native(case, torch.float32, device,
+                         lambda x, w, b, kw: cf.conv2d(x, w, b, groups=case.groups, **kw))
 
 
 def test_threads_calling_at_once_get_their_own_results():

@@ -26,14 +26,14 @@ def no_frees_by_the_garbage_collector():
     gc.enable()
 
 
-def _conv(channels_last=False, **kwargs):
+def _conv(channels, out_channels, groups=1, channels_last=False):
     def make():
         torch.manual_seed(1)
-        x = torch.randn(1, kwargs["channels"], 130, 132)
+        x = torch.randn(1, channels, 130, 132)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        w = torch.randn(kwargs["out_channels"], kwargs["channels"] // kwargs.get("groups", 1), 3, 3)
-        args = dict(padding=1, groups=kwargs.get("groups", 1))
+        w = torch.randn(out_channels, channels // groups, 3, 3)
+        args = dict(padding=1, groups=groups)
         return (lambda: (cf.conv2d(x, w, **args),)), (lambda: (F.conv2d(x, w, **args),))
     return make
 
@@ -62,10 +62,10 @@ def _grad_input():
 
 
 CASES = {
-    "conv2d_nchw_planar": _conv(channels=3, out_channels=520),  # few input channels
-    "conv2d_nchw": _conv(channels=16, out_channels=520),
-    "conv2d_channels_last": _conv(channels_last=True, channels=16, out_channels=520),
-    "depthwise": _conv(channels=520, out_channels=520, groups=520),
+    "conv2d_nchw_planar": _conv(3, 520),  # few input channels
+    "conv2d_nchw": _conv(16, 520),
+    "conv2d_channels_last": _conv(16, 520, channels_last=True),
+    "depthwise": _conv(520, 520, groups=520),
     "pointwise": _pointwise,
     "max_pool2d_with_indices": _max_pool_with_indices,
     "conv2d_grad_input": _grad_input,
