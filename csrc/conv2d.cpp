@@ -13,6 +13,10 @@ const ConvKernels& conv_kernels(ConvRoute route, const ConvGeometry& g, const at
   return kernels_for(input).conv(route, g, input.scalar_type(), input.suggest_memory_format());
 }
 
+at::Tensor weight_for(const ConvKernels& kernels, const at::Tensor& weight) {
+  return kernels_for(weight).contiguous_weight(weight, kernels.weight_layout);
+}
+
 at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor& input,
                        const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                        bool relu) {
@@ -24,7 +28,7 @@ at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor&
     const at::Tensor bias_contiguous =
         bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
     const at::Tensor x = input.contiguous(kernels.forward_layout);
-    const at::Tensor w = kernels_for(input).contiguous_weight(weight);
+    const at::Tensor w = weight_for(kernels, weight);
     if (relu && kernels.forward_relu != nullptr) {
       kernels.forward_relu(x, w, bias_contiguous, output, g);
     } else {
@@ -72,10 +76,11 @@ at::Tensor conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& in
   const ConvGeometry g = check_conv2d_backward("classic_ops.conv2d_grad_input", grad_output, input,
                                                weight, stride, padding, dilation, groups);
   c10::DeviceGuard guard(input.device());
-  at::Tensor grad_input = kernels_for(input).empty(input.sizes(), input.options(), at::MemoryFormat::Contiguous);
+  const ConvKernels& kernels = conv_kernels(route_conv2d(g), g, input);
+  at::Tensor grad_input = kernels_for(input).empty(input.sizes(), input.options(), kernels.backward_layout);
   if (grad_input.numel() > 0) {
-    conv_kernels(route_conv2d(g), g, input)
-        .grad_input(grad_output.contiguous(), kernels_for(input).contiguous_weight(weight), grad_input, g);
+    kernels.grad_input(grad_output.contiguous(kernels.backward_layout), weight_for(kernels, weight),
+                       grad_input, g);
   }
   return grad_input.contiguous(conv2d_output_format(input, weight));
 }
@@ -88,9 +93,10 @@ at::Tensor conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& i
   c10::DeviceGuard guard(input.device());
   const at::MemoryFormat format = conv2d_output_format(input, weight);
   if (g.batch == 0) return at::empty(weight.sizes(), weight.options(), format).zero_();
-  at::Tensor grad_weight = kernels_for(input).empty(weight.sizes(), weight.options(), at::MemoryFormat::Contiguous);
-  conv_kernels(route_conv2d(g), g, input)
-      .grad_weight(grad_output.contiguous(), input.contiguous(), grad_weight, g);
+  const ConvKernels& kernels = conv_kernels(route_conv2d(g), g, input);
+  at::Tensor grad_weight = kernels_for(input).empty(weight.sizes(), weight.options(), kernels.weight_layout);
+  kernels.grad_weight(grad_output.contiguous(kernels.backward_layout),
+                      input.contiguous(kernels.backward_layout), grad_weight, g);
   return grad_weight.contiguous(format);
 }
 

@@ -2,9 +2,10 @@
 // per-backend kernels. The op layer checks arguments, picks memory formats and allocates;
 // a kernel only computes, and writes every element of its output.
 //
-// Convolution kernels see contiguous weights and contiguous NCHW grad_output and
-// gradients; the forward pass sees input and output contiguous in its forward_layout
-// (NCHW or channels_last).
+// Convolution kernels see the forward pass's input and output contiguous in their
+// forward_layout, the weight contiguous in weight_layout, and grad_output, input and the
+// gradients of the backward passes contiguous in backward_layout (each NCHW or
+// channels_last; a channels_last weight is the (K, R, S, C) order of an implicit GEMM).
 // Max-pool kernels see tensors that are each contiguous in NCHW or in channels_last (the
 // same format for the input and everything derived from it) and index them by strides.
 #pragma once
@@ -28,6 +29,8 @@ struct ConvKernels {
   // op layer applies the ReLU to forward's output in place.
   void (*forward_relu)(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& bias,
                        const at::Tensor& output, const ConvGeometry& g) = nullptr;
+  at::MemoryFormat weight_layout = at::MemoryFormat::Contiguous;
+  at::MemoryFormat backward_layout = at::MemoryFormat::Contiguous;
 };
 
 struct MaxPoolKernels {
@@ -44,9 +47,10 @@ struct BackendKernels {
   const ConvKernels& (*conv)(ConvRoute route, const ConvGeometry& g, at::ScalarType dtype,
                              at::MemoryFormat input_format);
   MaxPoolKernels max_pool;
-  // The weight as the convolution kernels see it: contiguous. A backend may keep the copy of
-  // a non-contiguous weight (a channels_last model's) rather than make it on every call.
-  at::Tensor (*contiguous_weight)(const at::Tensor& weight);
+  // The weight as the convolution kernels see it: contiguous in `format`. A backend may keep
+  // the copy of a weight of another layout (a channels_last model's) rather than make it on
+  // every call.
+  at::Tensor (*contiguous_weight)(const at::Tensor& weight, at::MemoryFormat format);
   // A new uninitialized tensor for an op's result, like at::empty. The CPU backend puts
   // the largest on transparent huge pages (cpu/huge_pages.h).
   at::Tensor (*empty)(at::IntArrayRef sizes, const at::TensorOptions& options, at::MemoryFormat format);

@@ -87,7 +87,8 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
 // in the weight cache, so the kernels' own packs of them (keyed by the tensor they are
 // handed) are found again instead of remade on every call (ResNet-18's 512x7x7 -> 512
 // layer took 3.6 instead of 1.7 ms so).
-at::Tensor contiguous_weight(const at::Tensor& weight) {
+at::Tensor contiguous_weight(const at::Tensor& weight, at::MemoryFormat format) {
+  TORCH_INTERNAL_ASSERT(format == kNCHW, "the CPU kernels take NCHW weights");
   if (weight.is_contiguous()) return weight;
   return cpu::cached_pack(weight, cpu::PackedLayout::kContiguous, [](const at::Tensor& w) { return w.contiguous(); });
 }

@@ -99,17 +99,21 @@ bool tensor_cores_serve(at::ScalarType dtype) {
          (dtype == at::kFloat && at::globalContext().allowTF32CuDNN());
 }
 
-void run_implicit_gemm(const at::Tensor& input_cl, const at::Tensor& weight_krsc,
-                       const at::Tensor& bias, const at::Tensor& output_cl, const ConvGeometry& g,
+// The implicit GEMM's kernel sets keep every tensor channels_last (a weight's channels_last
+// strides are its (K, R, S, C) order), so a channels_last model converts nothing.
+constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
+
+// weight_krsc: (K, R, S, C), contiguous.
+void run_implicit_gemm(const at::Tensor& input, const at::Tensor& weight_krsc,
+                       const at::Tensor& bias, const at::Tensor& output, const ConvGeometry& g,
                        bool relu) {
-  constexpr auto cl = at::MemoryFormat::ChannelsLast;
-  TORCH_INTERNAL_ASSERT(input_cl.is_contiguous(cl) && output_cl.is_contiguous(cl) &&
-                        weight_krsc.is_contiguous());
-  const at::Tensor input = aligned16(input_cl);
+  TORCH_INTERNAL_ASSERT(input.is_contiguous(kChannelsLast) &&
+                        output.is_contiguous(kChannelsLast) && weight_krsc.is_contiguous());
+  const at::Tensor x = aligned16(input), w = aligned16(weight_krsc);
   CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_implicit_gemm", [&] {
     C10_CUDA_CHECK(cuda::conv2d_forward_implicit_gemm(
-        in_ptr<scalar_t>(input), in_ptr<scalar_t>(weight_krsc), in_ptr<scalar_t>(bias),
-        out_ptr<scalar_t>(output_cl), g, relu, current_stream()));
+        in_ptr<scalar_t>(x), in_ptr<scalar_t>(w), in_ptr<scalar_t>(bias),
+        out_ptr<scalar_t>(output), g, relu, current_stream()));
   });
 }
 
@@ -117,7 +121,7 @@ template <bool kRelu>
 void implicit_gemm_forward(const at::Tensor& input, const at::Tensor& weight,
                            const at::Tensor& bias, const at::Tensor& output,
                            const ConvGeometry& g) {
-  run_implicit_gemm(input, weight.permute({0, 2, 3, 1}).contiguous(), bias, output, g, kRelu);
+  run_implicit_gemm(input, weight.permute({0, 2, 3, 1}), bias, output, g, kRelu);
 }
 
 // grad_input as a forward convolution (grad_input_as_forward.h) on the implicit GEMM.
@@ -129,34 +133,38 @@ bool implicit_gemm_serves_grad_input(const ConvGeometry& g, at::ScalarType dtype
 
 void implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
                               const at::Tensor& grad_input, const ConvGeometry& g) {
-  constexpr auto cl = at::MemoryFormat::ChannelsLast;
-  const at::Tensor grad_input_cl = at::empty(grad_input.sizes(), grad_input.options(), cl);
-  run_implicit_gemm(spread_by_stride(grad_output, g, cl),
+  run_implicit_gemm(spread_by_stride(grad_output, g, kChannelsLast),
                     weight.flip({2, 3}).permute({1, 2, 3, 0}).contiguous(), at::Tensor(),
-                    grad_input_cl, stride1_grad_input_as_forward(with_unit_stride(g)),
+                    grad_input, stride1_grad_input_as_forward(with_unit_stride(g)),
                     /*relu=*/false);
-  grad_input.copy_(grad_input_cl);
 }
 
 void implicit_gemm_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                const at::Tensor& grad_weight, const ConvGeometry& g) {
-  constexpr auto cl = at::MemoryFormat::ChannelsLast;
-  const at::Tensor grad_output_cl = aligned16(grad_output.contiguous(cl));
-  const at::Tensor input_cl = aligned16(input.contiguous(cl));
+  TORCH_INTERNAL_ASSERT(grad_output.is_contiguous(kChannelsLast) &&
+                        input.is_contiguous(kChannelsLast) &&
+                        grad_weight.is_contiguous(kChannelsLast));
+  const at::Tensor dy = aligned16(grad_output), x = aligned16(input);
   int splits = 0;
   C10_CUDA_CHECK(cuda::implicit_gemm_grad_weight_splits(g, &splits));
   const at::Tensor partials =
       at::empty({splits, g.out_channels, g.kernel_h * g.kernel_w * g.in_channels},
                 grad_output.options().dtype(at::kFloat));
-  const at::Tensor grad_weight_krsc =
-      at::empty({g.out_channels, g.kernel_h, g.kernel_w, g.in_channels}, grad_weight.options());
   CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_grad_weight_gemm", [&] {
     C10_CUDA_CHECK(cuda::conv2d_grad_weight_implicit_gemm(
-        in_ptr<scalar_t>(grad_output_cl), in_ptr<scalar_t>(input_cl),
-        partials.mutable_data_ptr<float>(), splits, out_ptr<scalar_t>(grad_weight_krsc), g,
-        current_stream()));
+        in_ptr<scalar_t>(dy), in_ptr<scalar_t>(x), partials.mutable_data_ptr<float>(), splits,
+        out_ptr<scalar_t>(grad_weight), g, current_stream()));
   });
-  grad_weight.copy_(grad_weight_krsc.permute({0, 3, 1, 2}));
+}
+
+// A direct (NCHW) backward kernel in a channels_last kernel set, for the geometries the
+// implicit GEMM does not take: its tensors are converted around it.
+template <decltype(conv_grad_input)* kernel>
+void in_nchw(const at::Tensor& a, const at::Tensor& b, const at::Tensor& result,
+             const ConvGeometry& g) {
+  const at::Tensor result_nchw = at::empty(result.sizes(), result.options());
+  kernel(a.contiguous(), b.contiguous(), result_nchw, g);
+  result.copy_(result_nchw);
 }
 
 // Elements of `dtype` in one 16-byte vector, the unit of the vector and cp.async kernels.
@@ -179,9 +187,8 @@ ConvGeometry with_in_channels(ConvGeometry g, int64_t channels) {
 
 at::Tensor zero_pad_channels(const at::Tensor& t, int64_t channels) {
   // at::zeros ignores a memory format in its options: allocate with at::empty, then zero.
-  at::Tensor padded = at::empty({t.size(0), channels, t.size(2), t.size(3)}, t.options(),
-                                at::MemoryFormat::ChannelsLast)
-                          .zero_();
+  at::Tensor padded =
+      at::empty({t.size(0), channels, t.size(2), t.size(3)}, t.options(), kChannelsLast).zero_();
   padded.narrow(1, 0, t.size(1)).copy_(t);
   return padded;
 }
@@ -198,7 +205,8 @@ void padded_implicit_gemm_forward(const at::Tensor& input, const at::Tensor& wei
 void padded_implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
                                      const at::Tensor& grad_input, const ConvGeometry& g) {
   const int64_t c = whole_vectors_of(g.in_channels, weight.scalar_type());
-  const at::Tensor padded = at::empty({g.batch, c, g.in_h, g.in_w}, grad_input.options());
+  const at::Tensor padded =
+      at::empty({g.batch, c, g.in_h, g.in_w}, grad_input.options(), kChannelsLast);
   implicit_gemm_grad_input(grad_output, zero_pad_channels(weight, c), padded,
                            with_in_channels(g, c));
   grad_input.copy_(padded.narrow(1, 0, g.in_channels));
@@ -207,8 +215,8 @@ void padded_implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Te
 void padded_implicit_gemm_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
                                       const at::Tensor& grad_weight, const ConvGeometry& g) {
   const int64_t c = whole_vectors_of(g.in_channels, input.scalar_type());
-  const at::Tensor padded =
-      at::empty({g.out_channels, c, g.kernel_h, g.kernel_w}, grad_weight.options());
+  const at::Tensor padded = at::empty({g.out_channels, c, g.kernel_h, g.kernel_w},
+                                      grad_weight.options(), kChannelsLast);
   implicit_gemm_grad_weight(grad_output, zero_pad_channels(input, c), padded,
                             with_in_channels(g, c));
   grad_weight.copy_(padded.narrow(1, 0, g.in_channels));
@@ -273,7 +281,7 @@ void max_pool_grad_input(const at::Tensor& grad_output, const at::Tensor& indice
 }
 
 // The implicit-GEMM kernels for a convolution, indexed by whether its grad_input and its
-// grad_weight can run on tensor cores too (else the direct kernels take them).
+// grad_weight can run on tensor cores too (else the direct kernels take them, in NCHW).
 struct GemmKernels {
   ConvKernels with_backward[2][2];
 };
@@ -286,8 +294,13 @@ GemmKernels gemm_kernels(decltype(ConvKernels::forward) forward,
   for (const bool gemm_grad_input : {false, true}) {
     for (const bool gemm_grad_weight : {false, true}) {
       kernels.with_backward[gemm_grad_input][gemm_grad_weight] = {
-          at::MemoryFormat::ChannelsLast, forward, gemm_grad_input ? grad_input : conv_grad_input,
-          gemm_grad_weight ? grad_weight : conv_grad_weight, forward_relu};
+          kChannelsLast,
+          forward,
+          gemm_grad_input ? grad_input : in_nchw<conv_grad_input>,
+          gemm_grad_weight ? grad_weight : in_nchw<conv_grad_weight>,
+          forward_relu,
+          /*weight_layout=*/kChannelsLast,
+          /*backward_layout=*/kChannelsLast};
     }
   }
   return kernels;
@@ -335,7 +348,9 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
 const BackendKernels& cuda_kernels() {
   static const BackendKernels kernels = {select_conv,
                                          {max_pool_forward, max_pool_grad_input},
-                                         [](const at::Tensor& weight) { return weight.contiguous(); },
+                                         [](const at::Tensor& weight, at::MemoryFormat format) {
+                                           return weight.contiguous(format);
+                                         },
                                          [](at::IntArrayRef sizes, const at::TensorOptions& options,
                                             at::MemoryFormat format) {
                                            return at::empty(sizes, options.memory_format(format));
