@@ -71,6 +71,22 @@ def test_cuda_tensor_core_convolution_matches_float64(case, dtype, channels_last
         assert relative_error(g, g_want) < RELATIVE_ERROR[dtype], f"grad of {name}"
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=dtype_name)
+def test_cuda_split_reduction_adds_bias_and_relu_once(dtype):
+    # One 128-pixel tile of output and a 4608-deep reduction: far too few tiles to fill a
+    # GPU, so the forward GEMM splits the reduction over blocks and a second kernel adds
+    # the parts, then the bias and the ReLU.
+    torch.backends.cudnn.allow_tf32 = True
+    x = torch.randn(2, 512, 7, 7, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(64, 512, 3, 3, device="cuda", dtype=dtype) / 48
+    bias = torch.randn(64, device="cuda", dtype=dtype)
+    want = torch.relu(F.conv2d(x.double().cpu(), weight.double().cpu(), bias.double().cpu(), padding=1))
+    assert (want == 0).any() and (want > 0).any()
+    got = cf.conv2d(x, weight, bias, padding=1, relu=True)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert relative_error(got, want) < RELATIVE_ERROR[dtype]
+
+
 def test_cuda_float32_uses_tf32_only_when_allowed():
     x = torch.randn(2, 256, 14, 14, device="cuda").contiguous(memory_format=torch.channels_last)
     w = torch.randn(256, 256, 3, 3, device="cuda") / 48

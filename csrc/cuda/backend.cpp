@@ -110,10 +110,18 @@ void run_implicit_gemm(const at::Tensor& input, const at::Tensor& weight_krsc,
   TORCH_INTERNAL_ASSERT(input.is_contiguous(kChannelsLast) &&
                         output.is_contiguous(kChannelsLast) && weight_krsc.is_contiguous());
   const at::Tensor x = aligned16(input), w = aligned16(weight_krsc);
+  int splits = 0;
+  C10_CUDA_CHECK(
+      cuda::implicit_gemm_forward_splits(g, static_cast<int>(input.element_size()), &splits));
+  const at::Tensor partials =
+      splits > 1 ? at::empty({splits, output.numel()}, output.options().dtype(at::kFloat))
+                 : at::Tensor();
   CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_implicit_gemm", [&] {
     C10_CUDA_CHECK(cuda::conv2d_forward_implicit_gemm(
         in_ptr<scalar_t>(x), in_ptr<scalar_t>(w), in_ptr<scalar_t>(bias),
-        out_ptr<scalar_t>(output), g, relu, current_stream()));
+        out_ptr<scalar_t>(output), g, relu,
+        partials.defined() ? partials.mutable_data_ptr<float>() : nullptr, splits,
+        current_stream()));
   });
 }
 
@@ -146,7 +154,8 @@ void implicit_gemm_grad_weight(const at::Tensor& grad_output, const at::Tensor& 
                         grad_weight.is_contiguous(kChannelsLast));
   const at::Tensor dy = aligned16(grad_output), x = aligned16(input);
   int splits = 0;
-  C10_CUDA_CHECK(cuda::implicit_gemm_grad_weight_splits(g, &splits));
+  C10_CUDA_CHECK(
+      cuda::implicit_gemm_grad_weight_splits(g, static_cast<int>(input.element_size()), &splits));
   const at::Tensor partials =
       at::empty({splits, g.out_channels, g.kernel_h * g.kernel_w * g.in_channels},
                 grad_output.options().dtype(at::kFloat));

@@ -3,7 +3,9 @@
 // tensors, with the zero padding of the convolution written by cp.async's zero fill.
 //
 //   forward:     Y[m, k]      = sum over (r, s, c) of X[m @ (r, s), c] * W[k, (r, s, c)]
-//                (+ bias[k], then ReLU if asked, in the epilogue)
+//                (+ bias[k], then ReLU if asked, in the epilogue; where the output tiles are
+//                too few to fill the device, the reduction is split over blocks and
+//                sum_partials_kernel adds the parts, then the bias and ReLU)
 //   grad_weight: dW[k, (r,s,c)] = sum over m of dY[m, k] * X[m @ (r, s), c]
 //
 // where m runs over output pixels and X[m @ (r, s), c] is the input element that tap (r, s)
@@ -175,6 +177,14 @@ __device__ __forceinline__ void zero(Accumulators<T>& acc) {
     for (int j = 0; j < kFragsN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 }
 
+// A forward output's value: + bias[k] where there is a bias, then ReLU if asked.
+template <typename T>
+__device__ __forceinline__ float with_bias_and_relu(float v, const T* bias, int64_t k, bool relu) {
+  if (bias != nullptr) v += to_acc(bias[k]);
+  if (relu && v < 0) v = 0;  // NaN stays NaN, as in torch.relu
+  return v;
+}
+
 // The input element that tap (r, s) of output pixel m reads, or null in the zero padding.
 struct PixelWindow {
   const char* image;  // input of this pixel's batch element; null if the pixel is past M
@@ -217,11 +227,14 @@ __device__ __forceinline__ const char* input_at(const PixelWindow& p, const Tap&
 
 // Forward. Shared memory per stage: the A tile as [128 pixels][64 bytes of (r, s, c)] and
 // the B tile as [128 output channels][64 bytes of (r, s, c)], each row padded by one chunk
-// so the 8 rows of a fragment load fall in different banks.
+// so the 8 rows of a fragment load fall in different banks. Block z takes reduction steps
+// from z * steps_per_split on; with partials, it writes its float sums to slice z of them
+// instead of the output.
 template <typename T>
 __global__ void __launch_bounds__(kBlockThreads)
     forward_kernel(const T* __restrict__ input, const T* __restrict__ weight,
-                   const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g, bool relu) {
+                   const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g, bool relu,
+                   float* __restrict__ partials, int steps_per_split) {
   constexpr int kRowBytes = kTileKBytes + kChunkBytes;
   constexpr int kRowElems = kRowBytes / sizeof(T);
   constexpr int kChunksPerRow = kTileKBytes / kChunkBytes;
@@ -250,8 +263,11 @@ __global__ void __launch_bounds__(kBlockThreads)
     return reinterpret_cast<T*>(shared + stage * kStageBytes + kBlockM * kRowBytes);
   };
 
+  const int first_step = blockIdx.z * steps_per_split;
+  const int steps = min(steps_per_split, (reduction + kTileK<T> - 1) / kTileK<T> - first_step);
+
   auto load_tile = [&](int k_tile, int stage) {
-    const int col = k_tile * kTileK<T> + chunk * kVec<T>;
+    const int col = (first_step + k_tile) * kTileK<T> + chunk * kVec<T>;
     const bool col_valid = col < reduction;
     // in_channels is a multiple of kVec, so a chunk never straddles two taps.
     const Tap tap = tap_of(col, g);
@@ -271,7 +287,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   const int warp_m = warp % kWarpsM, warp_n = warp / kWarpsM;
   Accumulators<T> acc;
   zero<T>(acc);
-  pipelined_mainloop((reduction + kTileK<T> - 1) / kTileK<T>, load_tile, [&](int stage) {
+  pipelined_mainloop(steps, load_tile, [&](int stage) {
     const T* a = stage_a(stage) + warp_m * kWarpM * kRowElems;
     const T* b = stage_b(stage) + warp_n * kWarpN * kRowElems;
     multiply_stage<T, wmma::row_major, wmma::col_major>(
@@ -283,9 +299,11 @@ __global__ void __launch_bounds__(kBlockThreads)
     const int64_t m = m0 + row;
     const int k = n0 + col;
     if (m >= m_total || k >= out_channels) return;
-    if (bias != nullptr) v += to_acc(bias[k]);
-    if (relu && v < 0) v = 0;  // NaN stays NaN, as in torch.relu
-    output[m * out_channels + k] = from_acc<T>(v);
+    if (partials != nullptr) {
+      partials[(blockIdx.z * m_total + m) * out_channels + k] = v;
+      return;
+    }
+    output[m * out_channels + k] = from_acc<T>(with_bias_and_relu(v, bias, k, relu));
   });
 }
 
@@ -366,14 +384,17 @@ __global__ void __launch_bounds__(kBlockThreads)
   });
 }
 
+// result[i] = the sum of the `splits` slices' element i, added in a fixed order
+// (deterministic), + bias[i % channels] where there is a bias, then ReLU if asked.
 template <typename T>
 __global__ void sum_partials_kernel(const float* __restrict__ partials, int splits, int64_t size,
-                                    T* __restrict__ grad_weight) {
+                                    const T* __restrict__ bias, int channels, bool relu,
+                                    T* __restrict__ result) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < size;
        i += int64_t{gridDim.x} * blockDim.x) {
     float sum = 0;
     for (int s = 0; s < splits; ++s) sum += partials[s * size + i];
-    grad_weight[i] = from_acc<T>(sum);
+    result[i] = from_acc<T>(with_bias_and_relu(sum, bias, i % channels, relu));
   }
 }
 
@@ -388,38 +409,61 @@ cudaError_t allow_shared_bytes(Kernel kernel, bool (&done)[64]) {
   return err;
 }
 
-}  // namespace
-
-template <typename T>
-cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
-                                         T* output, const ConvGeometry& g, bool relu,
-                                         cudaStream_t stream) {
-  static bool attribute_set[64] = {};
-  const cudaError_t err = allow_shared_bytes(forward_kernel<T>, attribute_set);
-  if (err != cudaSuccess) return err;
-  const int64_t m_total = g.batch * g.out_h * g.out_w;
-  const dim3 grid(static_cast<unsigned int>((m_total + kBlockM - 1) / kBlockM),
-                  static_cast<unsigned int>((g.out_channels + kBlockN - 1) / kBlockN));
-  forward_kernel<T><<<grid, kBlockThreads, kSharedBytes, stream>>>(input, weight_krsc, bias,
-                                                                  output, g, relu);
-  return cudaGetLastError();
-}
-
-cudaError_t implicit_gemm_grad_weight_splits(const ConvGeometry& g, int* splits) {
+// How many ways to split `steps` pipeline steps, over `tiles` output tiles, so that the
+// blocks fill the device (two per multiprocessor; a 128 x 128 tile's registers and shared
+// memory allow no more), each split still at least 8 steps deep.
+cudaError_t splits_to_fill_device(int64_t tiles, int64_t steps, int* splits) {
   int device = 0, multiprocessors = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err == cudaSuccess) {
     err = cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device);
   }
   if (err != cudaSuccess) return err;
-  const int64_t tiles = ((g.out_channels + kBlockM - 1) / kBlockM) *
-                        ((g.kernel_h * g.kernel_w * g.in_channels + kBlockN - 1) / kBlockN);
-  const int64_t pixels = g.batch * g.out_h * g.out_w;
-  // Enough blocks for two waves, each still at least 8 pipeline steps deep.
-  const int64_t wanted = (2 * int64_t{multiprocessors} + tiles - 1) / tiles;
-  const int64_t deepest = std::max<int64_t>(1, pixels / (8 * kTileKBytes / 4));
-  *splits = static_cast<int>(std::max<int64_t>(1, std::min({wanted, deepest, int64_t{65535}})));
+  const int64_t wanted = 2 * int64_t{multiprocessors} / tiles;
+  *splits = static_cast<int>(std::max<int64_t>(1, std::min({wanted, steps / 8, int64_t{65535}})));
   return cudaSuccess;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+cudaError_t implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int* splits) {
+  const int64_t tiles = ceil_div(g.batch * g.out_h * g.out_w, kBlockM) *
+                        ceil_div(g.out_channels, kBlockN);
+  return splits_to_fill_device(
+      tiles, ceil_div(g.kernel_h * g.kernel_w * g.in_channels * element_bytes, kTileKBytes),
+      splits);
+}
+
+template <typename T>
+cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
+                                         T* output, const ConvGeometry& g, bool relu,
+                                         float* partials, int splits, cudaStream_t stream) {
+  static bool attribute_set[64] = {};
+  const cudaError_t err = allow_shared_bytes(forward_kernel<T>, attribute_set);
+  if (err != cudaSuccess) return err;
+  const int64_t m_total = g.batch * g.out_h * g.out_w;
+  const int64_t steps = ceil_div(g.kernel_h * g.kernel_w * g.in_channels, kTileK<T>);
+  const dim3 grid(static_cast<unsigned int>(ceil_div(m_total, kBlockM)),
+                  static_cast<unsigned int>(ceil_div(g.out_channels, kBlockN)), splits);
+  forward_kernel<T><<<grid, kBlockThreads, kSharedBytes, stream>>>(
+      input, weight_krsc, bias, output, g, relu, splits > 1 ? partials : nullptr,
+      static_cast<int>(ceil_div(steps, splits)));
+  if (splits > 1) {
+    const int64_t size = m_total * g.out_channels;
+    sum_partials_kernel<T><<<blocks_for(size), kThreads, 0, stream>>>(
+        partials, splits, size, bias, static_cast<int>(g.out_channels), relu, output);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t implicit_gemm_grad_weight_splits(const ConvGeometry& g, int element_bytes,
+                                             int* splits) {
+  const int64_t tiles = ceil_div(g.out_channels, kBlockM) *
+                        ceil_div(g.kernel_h * g.kernel_w * g.in_channels, kBlockN);
+  return splits_to_fill_device(
+      tiles, ceil_div(g.batch * g.out_h * g.out_w * element_bytes, kTileKBytes), splits);
 }
 
 template <typename T>
@@ -431,13 +475,14 @@ cudaError_t conv2d_grad_weight_implicit_gemm(const T* grad_output, const T* inpu
   if (err != cudaSuccess) return err;
   const int64_t pixels = g.batch * g.out_h * g.out_w;
   const int64_t reduction = g.kernel_h * g.kernel_w * g.in_channels;
-  const dim3 grid(static_cast<unsigned int>((reduction + kBlockN - 1) / kBlockN),
-                  static_cast<unsigned int>((g.out_channels + kBlockM - 1) / kBlockM), splits);
+  const dim3 grid(static_cast<unsigned int>(ceil_div(reduction, kBlockN)),
+                  static_cast<unsigned int>(ceil_div(g.out_channels, kBlockM)), splits);
   grad_weight_kernel<T><<<grid, kBlockThreads, kSharedBytes, stream>>>(
-      grad_output, input, partials, g, (pixels + splits - 1) / splits);
+      grad_output, input, partials, g, ceil_div(pixels, splits));
   const int64_t size = g.out_channels * reduction;
-  sum_partials_kernel<T><<<blocks_for(size), kThreads, 0, stream>>>(partials, splits, size,
-                                                                    grad_weight_krsc);
+  sum_partials_kernel<T><<<blocks_for(size), kThreads, 0, stream>>>(
+      partials, splits, size, static_cast<const T*>(nullptr), 1, /*relu=*/false,
+      grad_weight_krsc);
   return cudaGetLastError();
 }
 
@@ -457,8 +502,8 @@ bool implicit_gemm_grad_weight_fits(const ConvGeometry& g, int element_bytes) {
 }
 
 #define INSTANTIATE(T)                                                                         \
-  template cudaError_t conv2d_forward_implicit_gemm<T>(const T*, const T*, const T*, T*,       \
-                                                       const ConvGeometry&, bool, cudaStream_t); \
+  template cudaError_t conv2d_forward_implicit_gemm<T>(                                        \
+      const T*, const T*, const T*, T*, const ConvGeometry&, bool, float*, int, cudaStream_t);   \
   template cudaError_t conv2d_grad_weight_implicit_gemm<T>(const T*, const T*, float*, int, T*, \
                                                            const ConvGeometry&, cudaStream_t);
 INSTANTIATE(float)

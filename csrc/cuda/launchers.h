@@ -29,12 +29,16 @@ cudaError_t conv2d_grad_weight(const T* grad_output, const T* input, T* grad_wei
 
 // Implicit GEMM on tensor cores (conv2d_implicit_gemm.cu) for groups = 1: channels_last
 // input and output, weight in (K, R, S, C) order, every pointer 16-byte aligned. float
-// runs as TF32. bias may be null; relu applies a ReLU after the bias. Instantiated for
-// float, __half and __nv_bfloat16.
+// runs as TF32. bias may be null; relu applies a ReLU after the bias. The reduction is
+// split `splits` ways (implicit_gemm_forward_splits: more than one where the output tiles
+// are too few to fill the device), with splits * N * out_h * out_w * K floats of scratch
+// in `partials` when there is more than one. Instantiated for float, __half and
+// __nv_bfloat16.
 template <typename T>
 cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
                                          T* output, const ConvGeometry& g, bool relu,
-                                         cudaStream_t stream);
+                                         float* partials, int splits, cudaStream_t stream);
+cudaError_t implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int* splits);
 // Whether the implicit GEMM takes this geometry with elements of this size.
 bool implicit_gemm_fits(const ConvGeometry& g, int element_bytes);
 
@@ -47,7 +51,8 @@ cudaError_t conv2d_grad_weight_implicit_gemm(const T* grad_output, const T* inpu
                                              const ConvGeometry& g, cudaStream_t stream);
 bool implicit_gemm_grad_weight_fits(const ConvGeometry& g, int element_bytes);
 // How many ways to split the pixels on the current device.
-cudaError_t implicit_gemm_grad_weight_splits(const ConvGeometry& g, int* splits);
+cudaError_t implicit_gemm_grad_weight_splits(const ConvGeometry& g, int element_bytes,
+                                             int* splits);
 
 // Depthwise forward, NCHW: any multiplier, kernel size, stride and dilation that
 // depthwise_nchw_fits (the input patch of a tile must fit in shared memory; acc_bytes is
