@@ -12,11 +12,12 @@
 // of pixel m reads. (grad_input of a stride-1 convolution is a forward convolution; the
 // backend builds it from the forward kernel.)
 //
-// The pieces, in CUTLASS's terms: tile iteration (a 128 x 128 output tile per block,
-// stepping through the reduction 64 bytes at a time), a cp.async pipeline of kStages
-// shared-memory stages (pipelined_mainloop), the MMA loop (8 warps, each a 64 x 32
-// sub-tile of 16 x 16 WMMA fragments with float accumulators: multiply_stage) and the
-// epilogue (fragments staged through shared memory, then written coalesced: for_each_staged).
+// The pieces, in CUTLASS's terms: tile iteration (a 128 x 128 output tile per block, or
+// 256 pixels x 64 channels where there are no more than 64 output channels, stepping
+// through the reduction 64 bytes at a time), a cp.async pipeline of kStages shared-memory
+// stages (pipelined_mainloop), the MMA loop (8 warps, each a 64 x 32 sub-tile of 16 x 16
+// WMMA fragments with float accumulators: multiply_stage) and the epilogue (fragments
+// staged through shared memory, then written coalesced: for_each_staged).
 //
 // half and bfloat16 multiply exactly into float accumulators; float runs as TF32, which
 // the caller chooses only where torch.backends.cudnn.allow_tf32 allows it.
@@ -33,16 +34,39 @@ namespace {
 
 namespace wmma = nvcuda::wmma;
 
-constexpr int kBlockM = 128, kBlockN = 128;
-constexpr int kWarpsM = 2, kWarpsN = 4;  // warp sub-tile: 64 x 32
-constexpr int kWarpM = kBlockM / kWarpsM, kWarpN = kBlockN / kWarpsN;
+constexpr int kWarps = 8;
+constexpr int kWarpM = 64, kWarpN = 32;  // a warp's sub-tile
 constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 16;
-constexpr int kBlockThreads = 32 * kWarpsM * kWarpsN;
+constexpr int kBlockThreads = 32 * kWarps;
 constexpr int kStages = 3;
 constexpr int kChunkBytes = 16;  // one cp.async
 constexpr int kTileKBytes = 64;  // reduction step per stage: 32 half or 16 float
-constexpr int kStagingStride = kBlockN + 4;  // floats per epilogue staging row
-constexpr int kSharedBytes = kBlockM * kStagingStride * 4;  // the staging area, the largest use
+
+// A block's tile as its warps are arranged, kWarpsM along the pixels (M) by
+// kWarps / kWarpsM along the channels (N).
+template <int kWarpsAlongM>
+struct BlockTile {
+  static constexpr int kWarpsM = kWarpsAlongM, kWarpsN = kWarps / kWarpsAlongM;
+  static constexpr int kM = kWarpsM * kWarpM, kN = kWarpsN * kWarpN;
+  static constexpr int kStagingStride = kN + 4;  // floats per epilogue staging row
+  static constexpr int kStagingBytes = kM * kStagingStride * 4;
+};
+using SquareTile = BlockTile<2>;  // 128 x 128
+// 256 x 64, for 64 output channels or fewer, of which a square tile would leave half idle.
+using TallTile = BlockTile<4>;
+
+// The forward kernel's stage: its A tile ([kM pixels][64 bytes of (r, s, c)]) and its B
+// tile ([kN output channels][64 bytes]), each row padded by one chunk.
+constexpr int kForwardRowBytes = kTileKBytes + kChunkBytes;
+template <class Tile>
+constexpr int kForwardStageBytes = (Tile::kM + Tile::kN) * kForwardRowBytes;
+
+// Dynamic shared memory of every kernel here: the largest of the pipelines and the
+// epilogue staging areas (grad_weight's pipeline, 2 x 64 bytes x 128 columns per
+// stage, is smaller than either).
+constexpr int kSharedBytes =
+    std::max({SquareTile::kStagingBytes, TallTile::kStagingBytes,
+              kStages * kForwardStageBytes<SquareTile>, kStages * kForwardStageBytes<TallTile>});
 
 template <typename T>
 constexpr int kVec = kChunkBytes / sizeof(T);
@@ -146,26 +170,35 @@ __device__ __forceinline__ void multiply_stage(Accumulators<T>& acc, APointer a_
   }
 }
 
+// Warp w's place in the tile: (w % kWarpsM, w / kWarpsM).
+template <class Tile>
+__device__ __forceinline__ int warp_m() {
+  return threadIdx.x / 32 % Tile::kWarpsM;
+}
+template <class Tile>
+__device__ __forceinline__ int warp_n() {
+  return threadIdx.x / 32 / Tile::kWarpsM;
+}
+
 // The epilogue: every warp parks its accumulators in shared memory, then the block walks
-// the 128 x 128 tile row by row, consecutive threads on consecutive columns, and hands
-// each value to store(row, col, value).
-template <typename T, class Store>
+// the tile row by row, consecutive threads on consecutive columns, and hands each value
+// to store(row, col, value).
+template <typename T, class Tile, class Store>
 __device__ __forceinline__ void for_each_staged(Accumulators<T>& acc, unsigned char* shared,
                                                 Store&& store) {
   float* staging = reinterpret_cast<float*>(shared);
-  const int warp = threadIdx.x / 32;
-  const int warp_m = warp % kWarpsM, warp_n = warp / kWarpsM;
+  constexpr int kStride = Tile::kStagingStride;
 #pragma unroll
   for (int i = 0; i < kFragsM; ++i)
 #pragma unroll
     for (int j = 0; j < kFragsN; ++j)
       wmma::store_matrix_sync(
-          staging + (warp_m * kWarpM + i * 16) * kStagingStride + warp_n * kWarpN + j * 16,
-          acc[i][j], kStagingStride, wmma::mem_row_major);
+          staging + (warp_m<Tile>() * kWarpM + i * 16) * kStride + warp_n<Tile>() * kWarpN + j * 16,
+          acc[i][j], kStride, wmma::mem_row_major);
   __syncthreads();
-  for (int e = threadIdx.x; e < kBlockM * kBlockN; e += kBlockThreads) {
-    const int row = e / kBlockN, col = e % kBlockN;
-    store(row, col, staging[row * kStagingStride + col]);
+  for (int e = threadIdx.x; e < Tile::kM * Tile::kN; e += kBlockThreads) {
+    const int row = e / Tile::kN, col = e % Tile::kN;
+    store(row, col, staging[row * kStride + col]);
   }
 }
 
@@ -225,42 +258,44 @@ __device__ __forceinline__ const char* input_at(const PixelWindow& p, const Tap&
   return p.image + ((int64_t{ih} * g.in_w + iw) * g.in_channels + t.c) * int64_t{sizeof(T)};
 }
 
-// Forward. Shared memory per stage: the A tile as [128 pixels][64 bytes of (r, s, c)] and
-// the B tile as [128 output channels][64 bytes of (r, s, c)], each row padded by one chunk
+// Forward. Shared memory per stage: the A tile as [kM pixels][64 bytes of (r, s, c)] and
+// the B tile as [kN output channels][64 bytes of (r, s, c)], each row padded by one chunk
 // so the 8 rows of a fragment load fall in different banks. Block z takes reduction steps
 // from z * steps_per_split on; with partials, it writes its float sums to slice z of them
 // instead of the output.
-template <typename T>
-__global__ void __launch_bounds__(kBlockThreads)
+template <typename T, class Tile>
+__global__ void __launch_bounds__(kBlockThreads, 2)
     forward_kernel(const T* __restrict__ input, const T* __restrict__ weight,
                    const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g, bool relu,
                    float* __restrict__ partials, int steps_per_split) {
-  constexpr int kRowBytes = kTileKBytes + kChunkBytes;
+  constexpr int kRowBytes = kForwardRowBytes;
   constexpr int kRowElems = kRowBytes / sizeof(T);
   constexpr int kChunksPerRow = kTileKBytes / kChunkBytes;
   constexpr int kRowsPerPass = kBlockThreads / kChunksPerRow;
-  constexpr int kPasses = kBlockM / kRowsPerPass;  // the same for the B tile
-  constexpr int kStageBytes = (kBlockM + kBlockN) * kRowBytes;
-  static_assert(kStages * kStageBytes <= kSharedBytes && kBlockM == kBlockN);
+  constexpr int kPassesA = Tile::kM / kRowsPerPass, kPassesB = Tile::kN / kRowsPerPass;
+  constexpr int kStageBytes = kForwardStageBytes<Tile>;
+  static_assert(Tile::kM % kRowsPerPass == 0 && Tile::kN % kRowsPerPass == 0);
+  static_assert(kStages * kStageBytes <= kSharedBytes && Tile::kStagingBytes <= kSharedBytes);
 
   extern __shared__ __align__(128) unsigned char shared[];
   const int64_t m_total = g.batch * g.out_h * g.out_w;
   const int out_channels = static_cast<int>(g.out_channels);
   const int reduction = static_cast<int>(g.kernel_h * g.kernel_w * g.in_channels);
-  const int64_t m0 = int64_t{blockIdx.x} * kBlockM;
-  const int n0 = blockIdx.y * kBlockN;
+  const int64_t m0 = int64_t{blockIdx.x} * Tile::kM;
+  const int n0 = blockIdx.y * Tile::kN;
 
-  // Each thread copies chunk column `chunk` of rows first_row + i * kRowsPerPass.
+  // Each thread copies chunk column `chunk` of rows first_row + i * kRowsPerPass of both
+  // tiles.
   const int chunk = threadIdx.x % kChunksPerRow;
   const int first_row = threadIdx.x / kChunksPerRow;
-  PixelWindow pixel[kPasses];
+  PixelWindow pixel[kPassesA];
 #pragma unroll
-  for (int i = 0; i < kPasses; ++i)
+  for (int i = 0; i < kPassesA; ++i)
     pixel[i] = window_of(input, m0 + first_row + i * kRowsPerPass, m_total, g);
 
   auto stage_a = [&](int stage) { return reinterpret_cast<T*>(shared + stage * kStageBytes); };
   auto stage_b = [&](int stage) {
-    return reinterpret_cast<T*>(shared + stage * kStageBytes + kBlockM * kRowBytes);
+    return reinterpret_cast<T*>(shared + stage * kStageBytes + Tile::kM * kRowBytes);
   };
 
   const int first_step = blockIdx.z * steps_per_split;
@@ -272,30 +307,32 @@ __global__ void __launch_bounds__(kBlockThreads)
     // in_channels is a multiple of kVec, so a chunk never straddles two taps.
     const Tap tap = tap_of(col, g);
 #pragma unroll
-    for (int i = 0; i < kPasses; ++i) {
+    for (int i = 0; i < kPassesA; ++i) {
       const int row = first_row + i * kRowsPerPass;
       const char* src = col_valid ? input_at<T>(pixel[i], tap, g) : nullptr;
       cp_async_16(stage_a(stage) + row * kRowElems + chunk * kVec<T>,
                   src ? src : reinterpret_cast<const char*>(input), src != nullptr);
+    }
+#pragma unroll
+    for (int i = 0; i < kPassesB; ++i) {
+      const int row = first_row + i * kRowsPerPass;
       const bool valid = col_valid && n0 + row < out_channels;
       cp_async_16(stage_b(stage) + row * kRowElems + chunk * kVec<T>,
                   valid ? weight + int64_t{n0 + row} * reduction + col : weight, valid);
     }
   };
 
-  const int warp = threadIdx.x / 32;
-  const int warp_m = warp % kWarpsM, warp_n = warp / kWarpsM;
   Accumulators<T> acc;
   zero<T>(acc);
   pipelined_mainloop(steps, load_tile, [&](int stage) {
-    const T* a = stage_a(stage) + warp_m * kWarpM * kRowElems;
-    const T* b = stage_b(stage) + warp_n * kWarpN * kRowElems;
+    const T* a = stage_a(stage) + warp_m<Tile>() * kWarpM * kRowElems;
+    const T* b = stage_b(stage) + warp_n<Tile>() * kWarpN * kRowElems;
     multiply_stage<T, wmma::row_major, wmma::col_major>(
         acc, [&](int i, int k) { return a + i * 16 * kRowElems + k; }, kRowElems,
         [&](int j, int k) { return b + j * 16 * kRowElems + k; }, kRowElems);
   });
 
-  for_each_staged<T>(acc, shared, [&](int row, int col, float v) {
+  for_each_staged<T, Tile>(acc, shared, [&](int row, int col, float v) {
     const int64_t m = m0 + row;
     const int k = n0 + col;
     if (m >= m_total || k >= out_channels) return;
@@ -313,23 +350,24 @@ __global__ void __launch_bounds__(kBlockThreads)
 // the A tile as [64 bytes of pixels][128 output channels] and the B tile as
 // [64 bytes of pixels][128 (r, s, c) columns], rows padded by one chunk.
 template <typename T>
-__global__ void __launch_bounds__(kBlockThreads)
+__global__ void __launch_bounds__(kBlockThreads, 2)
     grad_weight_kernel(const T* __restrict__ grad_output, const T* __restrict__ input,
                        float* __restrict__ partials, ConvGeometry g, int64_t pixels_per_split) {
-  constexpr int kRowBytes = kBlockN * sizeof(T) + kChunkBytes;
+  using Tile = SquareTile;  // rows of A and of B alike hold 128 columns
+  constexpr int kRowBytes = Tile::kN * sizeof(T) + kChunkBytes;
   constexpr int kRowElems = kRowBytes / sizeof(T);
-  constexpr int kChunksPerRow = kBlockN * sizeof(T) / kChunkBytes;
+  constexpr int kChunksPerRow = Tile::kN * sizeof(T) / kChunkBytes;
   constexpr int kRowsPerPass = kBlockThreads / kChunksPerRow;
   constexpr int kPasses = kTileK<T> / kRowsPerPass;
   constexpr int kStageBytes = 2 * kTileK<T> * kRowBytes;
-  static_assert(kStages * kStageBytes <= kSharedBytes && kBlockM == kBlockN);
+  static_assert(kStages * kStageBytes <= kSharedBytes && Tile::kM == Tile::kN);
 
   extern __shared__ __align__(128) unsigned char shared[];
   const int64_t m_total = g.batch * g.out_h * g.out_w;
   const int out_channels = static_cast<int>(g.out_channels);
   const int reduction = static_cast<int>(g.kernel_h * g.kernel_w * g.in_channels);
-  const int n0 = blockIdx.x * kBlockN;  // dW columns (r, s, c)
-  const int k0 = blockIdx.y * kBlockM;  // dW rows: output channels
+  const int n0 = blockIdx.x * Tile::kN;  // dW columns (r, s, c)
+  const int k0 = blockIdx.y * Tile::kM;  // dW rows: output channels
   const int64_t m_begin = blockIdx.z * pixels_per_split;
   const int64_t m_end = min(m_begin + pixels_per_split, m_total);
 
@@ -362,15 +400,13 @@ __global__ void __launch_bounds__(kBlockThreads)
     }
   };
 
-  const int warp = threadIdx.x / 32;
-  const int warp_m = warp % kWarpsM, warp_n = warp / kWarpsM;
   Accumulators<T> acc;
   zero<T>(acc);
   const int64_t pixels = m_end > m_begin ? m_end - m_begin : 0;
   pipelined_mainloop(static_cast<int>((pixels + kTileK<T> - 1) / kTileK<T>), load_tile,
                      [&](int stage) {
-                       const T* a = stage_a(stage) + warp_m * kWarpM;
-                       const T* b = stage_b(stage) + warp_n * kWarpN;
+                       const T* a = stage_a(stage) + warp_m<Tile>() * kWarpM;
+                       const T* b = stage_b(stage) + warp_n<Tile>() * kWarpN;
                        multiply_stage<T, wmma::col_major, wmma::row_major>(
                            acc, [&](int i, int k) { return a + k * kRowElems + i * 16; },
                            kRowElems, [&](int j, int k) { return b + k * kRowElems + j * 16; },
@@ -378,7 +414,7 @@ __global__ void __launch_bounds__(kBlockThreads)
                      });
 
   float* out = partials + int64_t{blockIdx.z} * out_channels * reduction;
-  for_each_staged<T>(acc, shared, [&](int row, int col, float v) {
+  for_each_staged<T, Tile>(acc, shared, [&](int row, int col, float v) {
     const int k = k0 + row, rsc = n0 + col;
     if (k < out_channels && rsc < reduction) out[int64_t{k} * reduction + rsc] = v;
   });
@@ -410,8 +446,9 @@ cudaError_t allow_shared_bytes(Kernel kernel, bool (&done)[64]) {
 }
 
 // How many ways to split `steps` pipeline steps, over `tiles` output tiles, so that the
-// blocks fill the device (two per multiprocessor; a 128 x 128 tile's registers and shared
-// memory allow no more), each split still at least 8 steps deep.
+// blocks fill the device (two per multiprocessor: __launch_bounds__ holds the kernels to
+// the registers for two, and there is no room for a third), each split still at least 8
+// steps deep.
 cudaError_t splits_to_fill_device(int64_t tiles, int64_t steps, int* splits) {
   int device = 0, multiprocessors = 0;
   cudaError_t err = cudaGetDevice(&device);
@@ -426,28 +463,26 @@ cudaError_t splits_to_fill_device(int64_t tiles, int64_t steps, int* splits) {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-}  // namespace
+// The forward's tile for a geometry; both sides of the launch agree on it through this.
+bool forward_tile_is_tall(const ConvGeometry& g) { return g.out_channels <= TallTile::kN; }
 
-cudaError_t implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int* splits) {
-  const int64_t tiles = ceil_div(g.batch * g.out_h * g.out_w, kBlockM) *
-                        ceil_div(g.out_channels, kBlockN);
-  return splits_to_fill_device(
-      tiles, ceil_div(g.kernel_h * g.kernel_w * g.in_channels * element_bytes, kTileKBytes),
-      splits);
+template <class Tile>
+int64_t forward_tiles(const ConvGeometry& g) {
+  return ceil_div(g.batch * g.out_h * g.out_w, Tile::kM) * ceil_div(g.out_channels, Tile::kN);
 }
 
-template <typename T>
-cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
-                                         T* output, const ConvGeometry& g, bool relu,
-                                         float* partials, int splits, cudaStream_t stream) {
+template <typename T, class Tile>
+cudaError_t launch_forward(const T* input, const T* weight_krsc, const T* bias, T* output,
+                           const ConvGeometry& g, bool relu, float* partials, int splits,
+                           cudaStream_t stream) {
   static bool attribute_set[64] = {};
-  const cudaError_t err = allow_shared_bytes(forward_kernel<T>, attribute_set);
+  const cudaError_t err = allow_shared_bytes(forward_kernel<T, Tile>, attribute_set);
   if (err != cudaSuccess) return err;
   const int64_t m_total = g.batch * g.out_h * g.out_w;
   const int64_t steps = ceil_div(g.kernel_h * g.kernel_w * g.in_channels, kTileK<T>);
-  const dim3 grid(static_cast<unsigned int>(ceil_div(m_total, kBlockM)),
-                  static_cast<unsigned int>(ceil_div(g.out_channels, kBlockN)), splits);
-  forward_kernel<T><<<grid, kBlockThreads, kSharedBytes, stream>>>(
+  const dim3 grid(static_cast<unsigned int>(ceil_div(m_total, Tile::kM)),
+                  static_cast<unsigned int>(ceil_div(g.out_channels, Tile::kN)), splits);
+  forward_kernel<T, Tile><<<grid, kBlockThreads, kSharedBytes, stream>>>(
       input, weight_krsc, bias, output, g, relu, splits > 1 ? partials : nullptr,
       static_cast<int>(ceil_div(steps, splits)));
   if (splits > 1) {
@@ -458,10 +493,26 @@ cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, c
   return cudaGetLastError();
 }
 
+}  // namespace
+
+cudaError_t implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int* splits) {
+  return splits_to_fill_device(
+      forward_tile_is_tall(g) ? forward_tiles<TallTile>(g) : forward_tiles<SquareTile>(g),
+      ceil_div(g.kernel_h * g.kernel_w * g.in_channels * element_bytes, kTileKBytes), splits);
+}
+
+template <typename T>
+cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
+                                         T* output, const ConvGeometry& g, bool relu,
+                                         float* partials, int splits, cudaStream_t stream) {
+  return (forward_tile_is_tall(g) ? launch_forward<T, TallTile> : launch_forward<T, SquareTile>)(
+      input, weight_krsc, bias, output, g, relu, partials, splits, stream);
+}
+
 cudaError_t implicit_gemm_grad_weight_splits(const ConvGeometry& g, int element_bytes,
                                              int* splits) {
-  const int64_t tiles = ceil_div(g.out_channels, kBlockM) *
-                        ceil_div(g.kernel_h * g.kernel_w * g.in_channels, kBlockN);
+  const int64_t tiles = ceil_div(g.out_channels, SquareTile::kM) *
+                        ceil_div(g.kernel_h * g.kernel_w * g.in_channels, SquareTile::kN);
   return splits_to_fill_device(
       tiles, ceil_div(g.batch * g.out_h * g.out_w * element_bytes, kTileKBytes), splits);
 }
@@ -475,8 +526,8 @@ cudaError_t conv2d_grad_weight_implicit_gemm(const T* grad_output, const T* inpu
   if (err != cudaSuccess) return err;
   const int64_t pixels = g.batch * g.out_h * g.out_w;
   const int64_t reduction = g.kernel_h * g.kernel_w * g.in_channels;
-  const dim3 grid(static_cast<unsigned int>(ceil_div(reduction, kBlockN)),
-                  static_cast<unsigned int>(ceil_div(g.out_channels, kBlockM)), splits);
+  const dim3 grid(static_cast<unsigned int>(ceil_div(reduction, SquareTile::kN)),
+                  static_cast<unsigned int>(ceil_div(g.out_channels, SquareTile::kM)), splits);
   grad_weight_kernel<T><<<grid, kBlockThreads, kSharedBytes, stream>>>(
       grad_output, input, partials, g, ceil_div(pixels, splits));
   const int64_t size = g.out_channels * reduction;
@@ -492,13 +543,13 @@ bool implicit_gemm_fits(const ConvGeometry& g, int element_bytes) {
   return g.groups == 1 && g.in_channels % vec == 0 &&
          g.kernel_h * g.kernel_w * g.in_channels <= int_max && g.in_h * g.in_w <= int_max &&
          g.out_channels <= int_max && g.batch * g.out_h * g.out_w <= int_max &&
-         (g.out_channels + kBlockN - 1) / kBlockN <= 65535;
+         ceil_div(g.out_channels, SquareTile::kN) <= 65535;
 }
 
 bool implicit_gemm_grad_weight_fits(const ConvGeometry& g, int element_bytes) {
   const int64_t vec = kChunkBytes / element_bytes;
   return implicit_gemm_fits(g, element_bytes) && g.out_channels % vec == 0 &&
-         (g.out_channels + kBlockM - 1) / kBlockM <= 65535;
+         ceil_div(g.out_channels, SquareTile::kM) <= 65535;
 }
 
 #define INSTANTIATE(T)                                                                         \
