@@ -44,6 +44,8 @@ GEMM_CASES = [
     (1, 16, 16, 5, 5, 3, 1, 3, 1, True),  # padding beyond the kernel: direct grad_input
     (2, 3, 16, 12, 12, 7, 2, 3, 1, True),  # 3 colours: zero-padded to whole vectors
     (1, 3, 64, 10, 10, 3, 1, 1, 1, False),
+    (1, 16, 16, 11, 10, 5, 3, 2, 1, True),  # grad_input by stride phase, 1 or 2 taps each
+    (1, 16, 24, 13, 13, 3, 2, 2, 2, False),  # strided and dilated: grad_output spread
 ]
 
 

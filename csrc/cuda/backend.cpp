@@ -139,12 +139,40 @@ bool implicit_gemm_serves_grad_input(const ConvGeometry& g, at::ScalarType dtype
                                   static_cast<int>(c10::elementSize(dtype)));
 }
 
+// Strided with unit dilation: phase by phase of the stride (grad_input_as_forward.h), each
+// phase the forward GEMM of its taps, flipped and with channels swapped, over grad_output
+// as it is (the phase's rows m + shift: padding -shift), into a channels_last temporary
+// copied to the phase's positions. No multiply meets the zeros of a spread grad_output,
+// three quarters of the products at stride 2. Otherwise one GEMM over grad_output spread
+// by the stride (nothing to spread at stride 1).
 void implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
                               const at::Tensor& grad_input, const ConvGeometry& g) {
-  run_implicit_gemm(spread_by_stride(grad_output, g, kChannelsLast),
-                    weight.flip({2, 3}).permute({1, 2, 3, 0}).contiguous(), at::Tensor(),
-                    grad_input, stride1_grad_input_as_forward(with_unit_stride(g)),
-                    /*relu=*/false);
+  const bool strided = g.stride_h != 1 || g.stride_w != 1;
+  if (!strided || g.dilation_h != 1 || g.dilation_w != 1) {
+    run_implicit_gemm(spread_by_stride(grad_output, g, kChannelsLast),
+                      weight.flip({2, 3}).permute({1, 2, 3, 0}).contiguous(), at::Tensor(),
+                      grad_input, stride1_grad_input_as_forward(with_unit_stride(g)),
+                      /*relu=*/false);
+    return;
+  }
+  for_each_stride_phase(g, grad_input, [&](const StridePhase& ph, const StridePhase& pw,
+                                           const at::Tensor& phase_positions) {
+    ConvGeometry t = phase_as_forward(g, ph, pw);
+    t.in_h = g.out_h;
+    t.in_w = g.out_w;
+    t.pad_h = -ph.shift;
+    t.pad_w = -pw.shift;
+    const at::Tensor filter =
+        weight.slice(2, ph.tap0, ph.tap0 + (ph.taps - 1) * g.stride_h + 1, g.stride_h)
+            .slice(3, pw.tap0, pw.tap0 + (pw.taps - 1) * g.stride_w + 1, g.stride_w)
+            .flip({2, 3})
+            .permute({1, 2, 3, 0})
+            .contiguous();
+    const at::Tensor phase = at::empty({g.batch, g.in_channels, ph.count, pw.count},
+                                       grad_input.options(), kChannelsLast);
+    run_implicit_gemm(grad_output, filter, at::Tensor(), phase, t, /*relu=*/false);
+    phase_positions.copy_(phase);
+  });
 }
 
 void implicit_gemm_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
