@@ -66,6 +66,24 @@ __device__ __forceinline__ CoordOf<Index> unravel(Index i, Index channels, Index
           i % width};
 }
 
+// Division by a divisor fixed for a launch: a multiply-high, an add and a shift instead of
+// a division (Granlund and Montgomery's method; PyTorch's IntDivider does the same), exact
+// for dividends below 2^31.
+class FastDivisor {
+ public:
+  explicit FastDivisor(uint32_t divisor) {
+    while ((uint64_t{1} << shift_) < divisor) ++shift_;  // 2^(shift - 1) < divisor <= 2^shift
+    multiplier_ = static_cast<uint32_t>(
+        (uint64_t{1} << 32) * ((uint64_t{1} << shift_) - divisor) / divisor + 1);
+  }
+  __device__ __forceinline__ uint32_t divide(uint32_t dividend) const {
+    return (__umulhi(dividend, multiplier_) + dividend) >> shift_;
+  }
+
+ private:
+  uint32_t multiplier_ = 0, shift_ = 0;
+};
+
 // 16 bytes of consecutive elements, loaded and stored as one vector access; the pointer
 // must be 16-byte aligned.
 template <typename T>
