@@ -112,8 +112,10 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 // kStages - 1 tiles in flight ahead of the one being multiplied. Every iteration commits a
-// group (empty near the end) so the wait_group counts stay uniform. Ends with all copies
-// done and all warps past their last multiply, so the caller may reuse shared memory.
+// group (empty near the end) so the wait_group counts stay uniform. load_tile(step, stage)
+// is called for steps 0, 1, 2, ... in that order (the loaders step cursors along). Ends
+// with all copies done and all warps past their last multiply, so the caller may reuse
+// shared memory.
 template <class LoadTile, class MultiplyStage>
 __device__ __forceinline__ void pipelined_mainloop(int k_tiles, LoadTile&& load_tile,
                                                    MultiplyStage&& multiply_stage) {
@@ -218,44 +220,63 @@ __device__ __forceinline__ float with_bias_and_relu(float v, const T* bias, int6
   return v;
 }
 
-// The input element that tap (r, s) of output pixel m reads, or null in the zero padding.
-struct PixelWindow {
-  const char* image;  // input of this pixel's batch element; null if the pixel is past M
-  int ih0, iw0;       // top-left input position of the pixel's window
+// A number written in mixed radix, (high, mid, low) with low < low_radix and
+// mid < mid_radix, stepped forward by additions: the loaders walk reduction columns
+// (r, s, c) and pixels (n, oh, ow) this way, each a step of the pipeline apart, where
+// dividing anew each step cost as many instructions as the step's copies.
+struct MixedRadixCursor {
+  int high, mid, low;
+  MixedRadixCursor() = default;
+  __device__ __forceinline__ MixedRadixCursor(int value, int low_radix, int mid_radix) {
+    const int rest = value / low_radix;
+    low = value - rest * low_radix;
+    high = rest / mid_radix;
+    mid = rest - high * mid_radix;
+  }
+  __device__ __forceinline__ void advance(int by, int low_radix, int mid_radix) {
+    low += by;
+    while (low >= low_radix) {
+      low -= low_radix;
+      if (++mid == mid_radix) {
+        mid = 0;
+        ++high;
+      }
+    }
+  }
 };
 
-template <typename T>
-__device__ __forceinline__ PixelWindow window_of(const T* input, int64_t m, int64_t m_total,
-                                                 const ConvGeometry& g) {
-  if (m >= m_total) return {nullptr, 0, 0};
-  // 32-bit division: implicit_gemm_fits keeps the pixel count under 2^31.
-  const int pixel = static_cast<int>(m), out_w = static_cast<int>(g.out_w);
-  const int plane = static_cast<int>(g.out_h) * out_w;
-  const int n = pixel / plane, in_plane = pixel - n * plane;
-  const int oh = in_plane / out_w, ow = in_plane - oh * out_w;
-  return {reinterpret_cast<const char*>(input + n * g.in_h * g.in_w * g.in_channels),
-          oh * static_cast<int>(g.stride_h) - static_cast<int>(g.pad_h),
-          ow * static_cast<int>(g.stride_w) - static_cast<int>(g.pad_w)};
+// Reduction columns col = (r * kernel_w + s) * in_channels + c.
+__device__ __forceinline__ MixedRadixCursor tap_cursor(int col, const ConvGeometry& g) {
+  return {col, static_cast<int>(g.in_channels), static_cast<int>(g.kernel_w)};
+}
+__device__ __forceinline__ void advance_tap(MixedRadixCursor& tap, int columns,
+                                            const ConvGeometry& g) {
+  tap.advance(columns, static_cast<int>(g.in_channels), static_cast<int>(g.kernel_w));
 }
 
-// The offset of reduction column (r, s, c) for a chunk that starts at column `col`.
-struct Tap {
-  int c, dh, dw;
-};
-
-__device__ __forceinline__ Tap tap_of(int col, const ConvGeometry& g) {
-  const int channels = static_cast<int>(g.in_channels);
-  const int c = col % channels, rs = col / channels;
-  const int r = rs / static_cast<int>(g.kernel_w), s = rs % static_cast<int>(g.kernel_w);
-  return {c, r * static_cast<int>(g.dilation_h), s * static_cast<int>(g.dilation_w)};
+// Output pixels m = (n * out_h + oh) * out_w + ow (implicit_gemm_fits keeps them under
+// 2^31).
+__device__ __forceinline__ MixedRadixCursor pixel_cursor(int64_t m, const ConvGeometry& g) {
+  return {static_cast<int>(m), static_cast<int>(g.out_w), static_cast<int>(g.out_h)};
+}
+__device__ __forceinline__ void advance_pixel(MixedRadixCursor& pixel, int pixels,
+                                              const ConvGeometry& g) {
+  pixel.advance(pixels, static_cast<int>(g.out_w), static_cast<int>(g.out_h));
 }
 
+// The input element that tap `tap` of output pixel `pixel` reads, or null in the zero
+// padding; `pixel_valid` false (a pixel past the last) gives null too.
 template <typename T>
-__device__ __forceinline__ const char* input_at(const PixelWindow& p, const Tap& t,
+__device__ __forceinline__ const char* input_at(const T* input, const MixedRadixCursor& pixel,
+                                                bool pixel_valid, const MixedRadixCursor& tap,
                                                 const ConvGeometry& g) {
-  const int ih = p.ih0 + t.dh, iw = p.iw0 + t.dw;
-  if (p.image == nullptr || ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w) return nullptr;
-  return p.image + ((int64_t{ih} * g.in_w + iw) * g.in_channels + t.c) * int64_t{sizeof(T)};
+  const int ih = pixel.mid * static_cast<int>(g.stride_h) - static_cast<int>(g.pad_h) +
+                 tap.high * static_cast<int>(g.dilation_h);
+  const int iw = pixel.low * static_cast<int>(g.stride_w) - static_cast<int>(g.pad_w) +
+                 tap.mid * static_cast<int>(g.dilation_w);
+  if (!pixel_valid || ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w) return nullptr;
+  return reinterpret_cast<const char*>(
+      input + ((pixel.high * g.in_h + ih) * g.in_w + iw) * g.in_channels + tap.low);
 }
 
 // Forward. Shared memory per stage: the A tile as [kM pixels][64 bytes of (r, s, c)] and
@@ -288,10 +309,14 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   // tiles.
   const int chunk = threadIdx.x % kChunksPerRow;
   const int first_row = threadIdx.x / kChunksPerRow;
-  PixelWindow pixel[kPassesA];
+  MixedRadixCursor pixel[kPassesA] = {};
+  bool pixel_valid[kPassesA];
 #pragma unroll
-  for (int i = 0; i < kPassesA; ++i)
-    pixel[i] = window_of(input, m0 + first_row + i * kRowsPerPass, m_total, g);
+  for (int i = 0; i < kPassesA; ++i) {
+    const int64_t m = m0 + first_row + i * kRowsPerPass;
+    pixel_valid[i] = m < m_total;
+    if (pixel_valid[i]) pixel[i] = pixel_cursor(m, g);
+  }
 
   auto stage_a = [&](int stage) { return reinterpret_cast<T*>(shared + stage * kStageBytes); };
   auto stage_b = [&](int stage) {
@@ -300,16 +325,16 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
 
   const int first_step = blockIdx.z * steps_per_split;
   const int steps = min(steps_per_split, (reduction + kTileK<T> - 1) / kTileK<T> - first_step);
+  // in_channels is a multiple of kVec, so a chunk never straddles two taps.
+  MixedRadixCursor tap = tap_cursor(first_step * kTileK<T> + chunk * kVec<T>, g);
 
   auto load_tile = [&](int k_tile, int stage) {
     const int col = (first_step + k_tile) * kTileK<T> + chunk * kVec<T>;
     const bool col_valid = col < reduction;
-    // in_channels is a multiple of kVec, so a chunk never straddles two taps.
-    const Tap tap = tap_of(col, g);
 #pragma unroll
     for (int i = 0; i < kPassesA; ++i) {
       const int row = first_row + i * kRowsPerPass;
-      const char* src = col_valid ? input_at<T>(pixel[i], tap, g) : nullptr;
+      const char* src = col_valid ? input_at(input, pixel[i], pixel_valid[i], tap, g) : nullptr;
       cp_async_16(stage_a(stage) + row * kRowElems + chunk * kVec<T>,
                   src ? src : reinterpret_cast<const char*>(input), src != nullptr);
     }
@@ -320,6 +345,7 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
       cp_async_16(stage_b(stage) + row * kRowElems + chunk * kVec<T>,
                   valid ? weight + int64_t{n0 + row} * reduction + col : weight, valid);
     }
+    advance_tap(tap, kTileK<T>, g);
   };
 
   Accumulators<T> acc;
@@ -377,7 +403,12 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   const bool k_valid = k_col < out_channels;
   const int rsc_col = n0 + chunk * kVec<T>;
   const bool rsc_valid = rsc_col < reduction;
-  const Tap tap = tap_of(rsc_valid ? rsc_col : 0, g);
+  const MixedRadixCursor tap = tap_cursor(rsc_valid ? rsc_col : 0, g);
+  // Row first_row + i * kRowsPerPass of every step's tiles: pixel m_begin + that row at step
+  // 0, kTileK pixels further each step.
+  MixedRadixCursor pixel[kPasses] = {};
+#pragma unroll
+  for (int i = 0; i < kPasses; ++i) pixel[i] = pixel_cursor(m_begin + first_row + i * kRowsPerPass, g);
 
   auto stage_a = [&](int stage) { return reinterpret_cast<T*>(shared + stage * kStageBytes); };
   auto stage_b = [&](int stage) {
@@ -393,10 +424,10 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
       const bool a_valid = m_valid && k_valid;
       cp_async_16(stage_a(stage) + row * kRowElems + chunk * kVec<T>,
                   a_valid ? grad_output + m * out_channels + k_col : grad_output, a_valid);
-      const char* src =
-          m_valid && rsc_valid ? input_at<T>(window_of(input, m, m_total, g), tap, g) : nullptr;
+      const char* src = rsc_valid ? input_at(input, pixel[i], m_valid, tap, g) : nullptr;
       cp_async_16(stage_b(stage) + row * kRowElems + chunk * kVec<T>,
                   src ? src : reinterpret_cast<const char*>(input), src != nullptr);
+      advance_pixel(pixel[i], kTileK<T>, g);
     }
   };
 
