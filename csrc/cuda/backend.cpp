@@ -155,6 +155,7 @@ void implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& w
                       /*relu=*/false);
     return;
   }
+  const at::Tensor flipped = weight.flip({2, 3});
   for_each_stride_phase(g, grad_input, [&](const StridePhase& ph, const StridePhase& pw,
                                            const at::Tensor& phase_positions) {
     ConvGeometry t = phase_as_forward(g, ph, pw);
@@ -162,10 +163,13 @@ void implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& w
     t.in_w = g.out_w;
     t.pad_h = -ph.shift;
     t.pad_w = -pw.shift;
+    // The phase's taps tap0, tap0 + stride, ..., last first: in the flipped filter, every
+    // stride-th from kernel - 1 - (tap0 + (taps - 1) * stride).
+    const int64_t row0 = g.kernel_h - 1 - ph.tap0 - (ph.taps - 1) * g.stride_h;
+    const int64_t col0 = g.kernel_w - 1 - pw.tap0 - (pw.taps - 1) * g.stride_w;
     const at::Tensor filter =
-        weight.slice(2, ph.tap0, ph.tap0 + (ph.taps - 1) * g.stride_h + 1, g.stride_h)
-            .slice(3, pw.tap0, pw.tap0 + (pw.taps - 1) * g.stride_w + 1, g.stride_w)
-            .flip({2, 3})
+        flipped.slice(2, row0, row0 + (ph.taps - 1) * g.stride_h + 1, g.stride_h)
+            .slice(3, col0, col0 + (pw.taps - 1) * g.stride_w + 1, g.stride_w)
             .permute({1, 2, 3, 0})
             .contiguous();
     const at::Tensor phase = at::empty({g.batch, g.in_channels, ph.count, pw.count},
