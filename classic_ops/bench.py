@@ -4,6 +4,10 @@ torch.utils.benchmark (median).
 
     python -m classic_ops.bench --suite quick
     python -m classic_ops.bench --suite vgg16 resnet50 --batch 8 --pass forward --json out.json
+
+On a GPU, --graph times CUDA graphs of GRAPH_CALLS calls on each side instead: the GPU's
+time per call, without the host's cost of each launch, which small layers' wall-clock
+times measure instead of their kernels.
 """
 import argparse
 import datetime
@@ -188,6 +192,24 @@ def _median_seconds(fn, min_run_time, device):
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
+GRAPH_CALLS = 10
+
+
+def _graph_replay(fn):
+    """A function that replays a CUDA graph of GRAPH_CALLS calls of fn (captured after a
+    warm-up call on a side stream, as CUDA graphs require)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(GRAPH_CALLS):
+            fn()
+    return graph.replay
+
+
 def time_alternating(ours, native, rounds, min_run_time, device):
     """Medians of ours and native, measured in turns so both see the same machine load."""
     ours_times, native_times = [], []
@@ -238,7 +260,8 @@ def machine_name(device):
 # ---------------------------------------------------------------- running and reporting
 
 
-def run(layers, batches, passes, dtype, device, memory_format, rounds, min_run_time, progress=True):
+def run(layers, batches, passes, dtype, device, memory_format, rounds, min_run_time, progress=True,
+        graph=False):
     fma_peak, copy_bandwidth = measure_peaks(device, dtype)
     peak = fma_peak / (2 if dtype == torch.float64 and device == "cpu" else 1)
     jobs = [(layer, batch, p) for batch in batches for layer in layers
@@ -251,7 +274,12 @@ def run(layers, batches, passes, dtype, device, memory_format, rounds, min_run_t
                   .ljust(100), end="", file=sys.stderr, flush=True)
         ours, native, flops, moved = _pair_of_calls(layer, batch, dtype, device, memory_format, pass_)
         with torch.no_grad():
-            ours_s, native_s = time_alternating(ours, native, rounds, min_run_time, device)
+            if graph:
+                ours_s, native_s = time_alternating(_graph_replay(ours), _graph_replay(native), rounds,
+                                                    min_run_time, device)
+                ours_s, native_s = ours_s / GRAPH_CALLS, native_s / GRAPH_CALLS
+            else:
+                ours_s, native_s = time_alternating(ours, native, rounds, min_run_time, device)
         row = dict(network=layer.network, layer=layer.name, operator=layer.operator, shape=layer.describe(),
                    batch=batch, pass_=pass_, ours_ms=ours_s * 1e3, native_ms=native_s * 1e3,
                    speedup=native_s / ours_s)
@@ -331,7 +359,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, help="torch.set_num_threads")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a speedup chart here (needs matplotlib)")
+    parser.add_argument("--graph", action="store_true",
+                        help=f"time CUDA graphs of {GRAPH_CALLS} calls per side (GPU time, no launch cost)")
     args = parser.parse_args(argv)
+    if args.graph and args.device != "cuda":
+        parser.error("--graph needs --device cuda")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -346,7 +378,7 @@ def main(argv=None):
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
 
     results, fma_peak, bandwidth = run(layers, args.batch, sorted(passes), dtype, args.device, memory_format,
-                                       args.rounds, args.min_run_time)
+                                       args.rounds, args.min_run_time, graph=args.graph)
     means = geometric_means(results)
     machine = dict(device=args.device, name=machine_name(args.device), threads=torch.get_num_threads(),
                    fma_peak_gflops=fma_peak, copy_bandwidth_gbs=bandwidth, torch=torch.__version__,
@@ -355,13 +387,15 @@ def main(argv=None):
     print(f"{machine['name']}, {machine['threads']} threads; measured peak {fma_peak:.1f} GFLOP/s "
           f"({peak_source}), "
           f"copy bandwidth {bandwidth:.1f} GB/s; {args.dtype}, "
-          f"{'channels_last' if args.channels_last else 'NCHW'}")
+          f"{'channels_last' if args.channels_last else 'NCHW'}"
+          f"{f'; times per call of CUDA graphs of {GRAPH_CALLS} calls' if args.graph else ''}")
     print(format_table(results, means))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(date=datetime.datetime.now().isoformat(timespec="seconds"),
                            command="python -m classic_ops.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
                            machine=machine, dtype=args.dtype, channels_last=args.channels_last,
+                           timing=f"CUDA graphs of {GRAPH_CALLS} calls" if args.graph else "calls",
                            results=results, geometric_means=means,
                            layers=[asdict(layer) for layer in layers]), f, indent=1)
     if args.plot:

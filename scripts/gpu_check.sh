@@ -66,6 +66,10 @@ bench tf32_conv --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --
 bench fp32_depthwise_cl --suite mobilenet_v1 mobilenet_v2 --operator depthwise --batch 32 --channels-last
 bench bf16_conv --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --dtype bfloat16 --channels-last
 bench fp16_pool_cl --suite vgg16 resnet50 googlenet --operator max_pool2d --batch 32 --dtype float16 --channels-last
+# GPU time without the host's launch cost (CUDA graphs), where small layers' wall-clock
+# times measure the host instead of the kernels.
+bench fp16_conv_graph --suite resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last --graph
+bench bf16_depthwise_graph --suite mobilenet_v2 --operator depthwise --batch 32 --dtype bfloat16 --graph
 
 stamp "summary"
 "$python" - "$out" "$build_rc" "$tests_rc" "$memcheck_rc" <<'PY'

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from classic_ops import bench
+from conftest import HAS_CUDA
 
 
 def test_network_layers_are_the_real_ones():
@@ -58,3 +59,19 @@ def test_timing_runs_with_the_threads_set():
     finally:
         torch.set_num_threads(previous)
     assert seen and set(seen) == {2}
+
+
+def test_graph_timing_needs_a_gpu(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--suite", "lenet5", "--graph"])
+    assert "--graph needs --device cuda" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a GPU and a CUDA build")
+def test_graph_timing_on_cuda(tmp_path):
+    out = tmp_path / "bench.json"
+    bench.main(["--suite", "lenet5", "--device", "cuda", "--pass", "both", "forward_indices", "--graph",
+                "--rounds", "1", "--min-run-time", "0.01", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert data["timing"] == f"CUDA graphs of {bench.GRAPH_CALLS} calls"
+    assert all(r["ours_ms"] > 0 and r["native_ms"] > 0 for r in data["results"])
