@@ -155,6 +155,31 @@ def test_cuda_channels_last_max_pool_is_exact(pool, channels, dtype, with_indice
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("with_indices", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64],
+                         ids=dtype_name)
+@pytest.mark.parametrize("shape", [(2, 3, 16, 24), (1, 5, 8, 8), (3, 2, 6, 40)], ids=str)
+def test_cuda_nchw_2x2_pool_in_vectors_is_exact(shape, dtype, with_indices):
+    # 2x2 windows with stride 2 that halve the plane, a multiple of 4 outputs a row: the
+    # NCHW vector kernel. Values from a small set make ties; NaN and infinities fill single
+    # elements and whole windows.
+    x = torch.randint(-3, 3, shape, device="cuda").to(dtype)
+    x[0, 0, 0, 1] = float("nan")
+    x[0, 0, 2:4, 4:6] = float("nan")
+    x[0, -1, 1, 3] = float("inf")
+    x[-1, -1, 0:2, 0:2] = float("-inf")
+    x[-1, 0, 2, 0:8:3] = float("nan")
+    want, want_indices = F.max_pool2d(x, 2, return_indices=True)
+    if with_indices:
+        got, indices = cf.max_pool2d(x, 2, return_indices=True)
+        assert torch.equal(indices, want_indices)
+    else:
+        got = cf.max_pool2d(x, 2)
+    assert got.is_contiguous()
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(got.nan_to_num(), want.nan_to_num())
+
+
 def _fast_path_calls(dtype=torch.float16):
     x = torch.randn(2, 16, 12, 12, device="cuda", dtype=dtype)
     x = x.contiguous(memory_format=torch.channels_last)

@@ -209,16 +209,11 @@ __device__ __forceinline__ void for_each_staged(Accumulators<T>& acc, unsigned c
   }
 }
 
-template <typename T>
-struct alignas(4 * sizeof(T)) Four {
-  T v[4];
-};
-
 // Whether rows of `row_length` elements from `base` keep every group of four that starts
 // at a multiple of four aligned for one vector store.
 template <typename T>
 __device__ __forceinline__ bool groups_aligned(const T* base, int64_t row_length) {
-  return row_length % 4 == 0 && reinterpret_cast<uintptr_t>(base) % sizeof(Four<T>) == 0;
+  return row_length % 4 == 0 && reinterpret_cast<uintptr_t>(base) % sizeof(Vector<T, 4>) == 0;
 }
 
 // Writes the first `count` (at most 4) of values to out[0..count): one vector store where
@@ -227,10 +222,10 @@ template <typename T>
 __device__ __forceinline__ void store_group(T* out, const float (&values)[4], int count,
                                             bool aligned) {
   if (aligned && count == 4) {
-    Four<T> packed;
+    Vector<T, 4> packed;
 #pragma unroll
     for (int j = 0; j < 4; ++j) packed.v[j] = from_acc<T>(values[j]);
-    *reinterpret_cast<Four<T>*>(out) = packed;
+    *reinterpret_cast<Vector<T, 4>*>(out) = packed;
     return;
   }
   for (int j = 0; j < count; ++j) out[j] = from_acc<T>(values[j]);

@@ -84,13 +84,15 @@ class FastDivisor {
   uint32_t multiplier_ = 0, shift_ = 0;
 };
 
-// 16 bytes of consecutive elements, loaded and stored as one vector access; the pointer
-// must be 16-byte aligned.
-template <typename T>
-struct alignas(16) Vec16 {
-  static constexpr int kSize = 16 / sizeof(T);
-  T v[kSize];
+// kCount consecutive elements, loaded and stored as one vector access (several of 16 bytes
+// where larger); the pointer must be aligned to the vector's size.
+template <typename T, int kCount>
+struct alignas(kCount * sizeof(T)) Vector {
+  static constexpr int kSize = kCount;
+  T v[kCount];
 };
+template <typename T>
+using Vec16 = Vector<T, 16 / sizeof(T)>;
 
 constexpr int kThreads = 256;
 // Grid-stride loops cover the rest; this keeps the grid within every device's limits.

@@ -3,7 +3,9 @@
 // a thread takes 16 bytes of channels when they divide evenly (vector loads and stores).
 // Contiguous NCHW tensors find a thread's output with two divisions by launch constants
 // (FastDivisor) rather than the four of the strided kernel, which cost more than the loads
-// of a 2x2 window (fp32 NCHW pools ran at 0.65x of PyTorch's on an H200 so). The
+// of a 2x2 window (fp32 NCHW pools ran at 0.65x of PyTorch's on an H200 so); 2x2 windows
+// with stride 2 that halve the plane exactly (VGG-16's) take four outputs of a row per
+// thread, in vector loads and stores. The
 // backward pass gathers (each input element sums the outputs whose argmax it is), so it
 // needs no atomics and its sum is deterministic. NaN wins, as in PyTorch. The strided
 // kernels index in 32 bits wherever the tensors allow.
@@ -174,11 +176,70 @@ __global__ void grad_input_kernel(const T* __restrict__ grad_output,
   }
 }
 
+// Contiguous NCHW, 2x2 windows, stride 2, no padding or dilation, in_h = 2 out_h,
+// in_w = 2 out_w, out_w a multiple of 4, every index below 2^30, input aligned to 8
+// elements, output to 4 and indices to 4 int64: thread i takes outputs 4i to 4i + 3, of
+// output row `row` = (plane * out_h + oh), which read input rows 2 row and 2 row + 1.
+// The window's elements are taken in the strided kernel's order (NaN wins, the last NaN
+// or the first of equal maxima).
+template <typename T>
+__global__ void halving_nchw_kernel(const T* __restrict__ input, T* __restrict__ output,
+                                    int64_t* __restrict__ indices, int total, int in_w,
+                                    int out_h, int segments, FastDivisor by_segments,
+                                    FastDivisor by_out_h) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const int row = static_cast<int>(by_segments.divide(i)), segment = i - row * segments;
+    const T* upper_row = input + 2 * row * in_w + segment * 8;
+    const Vector<T, 8> upper = *reinterpret_cast<const Vector<T, 8>*>(upper_row);
+    const Vector<T, 8> lower = *reinterpret_cast<const Vector<T, 8>*>(upper_row + in_w);
+    Vector<T, 4> out;
+    int tap[4];  // 0-3: the window's (0, 0), (0, 1), (1, 0), (1, 1)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const acc_t<T> window[4] = {to_acc(upper.v[2 * q]), to_acc(upper.v[2 * q + 1]),
+                                  to_acc(lower.v[2 * q]), to_acc(lower.v[2 * q + 1])};
+      acc_t<T> best = -INFINITY;
+      tap[q] = 0;
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        if (window[t] > best || isnan(window[t])) {
+          best = window[t];
+          tap[q] = t;
+        }
+      }
+      out.v[q] = from_acc<T>(best);
+    }
+    *reinterpret_cast<Vector<T, 4>*>(output + 4 * i) = out;
+    if (indices) {
+      const int oh = row - static_cast<int>(by_out_h.divide(row)) * out_h;
+      const int64_t first = int64_t{2 * oh} * in_w + segment * 8;
+      Vector<int64_t, 4> at;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) at.v[q] = first + 2 * q + (tap[q] & 1) + (tap[q] >> 1) * in_w;
+      *reinterpret_cast<Vector<int64_t, 4>*>(indices + 4 * i) = at;
+    }
+  }
+}
+
 // int32_t indexing when every element index (and a grid stride past it) fits.
 bool fits_int32(int64_t elements) { return elements < (int64_t{1} << 30); }
 
 bool is_contiguous_nchw(const Strides4& s, int64_t channels, int64_t height, int64_t width) {
   return s.w == 1 && s.h == width && s.c == height * width && s.n == channels * height * width;
+}
+
+bool aligned_to(const void* p, size_t bytes) {
+  return reinterpret_cast<uintptr_t>(p) % bytes == 0;
+}
+
+template <typename T>
+bool halves_with_vectors(const T* input, const T* output, const int64_t* indices,
+                         const PoolGeometry& g) {
+  return g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 &&
+         g.pad_h == 0 && g.pad_w == 0 && g.dilation_h == 1 && g.dilation_w == 1 &&
+         g.in_h == 2 * g.out_h && g.in_w == 2 * g.out_w && g.out_w % 4 == 0 &&
+         aligned_to(input, 8 * sizeof(T)) && aligned_to(output, 4 * sizeof(T)) &&
+         (indices == nullptr || aligned_to(indices, 4 * sizeof(int64_t)));
 }
 
 }  // namespace
@@ -189,8 +250,18 @@ cudaError_t max_pool2d_forward(const T* input, Strides4 in_strides, T* output, i
                                cudaStream_t stream) {
   const int64_t total = g.batch * g.channels * g.out_h * g.out_w;
   const bool narrow = fits_int32(g.batch * g.channels * g.in_h * g.in_w) && fits_int32(total);
-  if (narrow && !channels_last && is_contiguous_nchw(in_strides, g.channels, g.in_h, g.in_w) &&
-      is_contiguous_nchw(out_strides, g.channels, g.out_h, g.out_w)) {
+  const bool contiguous_nchw = narrow && !channels_last &&
+                               is_contiguous_nchw(in_strides, g.channels, g.in_h, g.in_w) &&
+                               is_contiguous_nchw(out_strides, g.channels, g.out_h, g.out_w);
+  if (contiguous_nchw && halves_with_vectors(input, output, indices, g)) {
+    const int segments = static_cast<int>(g.out_w / 4);
+    halving_nchw_kernel<T><<<blocks_for(total / 4), kThreads, 0, stream>>>(
+        input, output, indices, static_cast<int>(total / 4), static_cast<int>(g.in_w),
+        static_cast<int>(g.out_h), segments, FastDivisor(static_cast<uint32_t>(segments)),
+        FastDivisor(static_cast<uint32_t>(g.out_h)));
+    return cudaGetLastError();
+  }
+  if (contiguous_nchw) {
     contiguous_nchw_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
         input, output, indices, static_cast<int>(total), PoolShape<int>(g),
         FastDivisor(static_cast<uint32_t>(g.out_w)), FastDivisor(static_cast<uint32_t>(g.out_h)));
