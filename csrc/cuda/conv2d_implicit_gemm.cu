@@ -15,14 +15,16 @@
 // The pieces, in CUTLASS's terms: tile iteration (a 128 x 128 output tile per block, or
 // 256 pixels x 64 channels where there are no more than 64 output channels, stepping
 // through the reduction 64 bytes at a time), a cp.async pipeline of kStages shared-memory
-// stages (pipelined_mainloop), the MMA loop (8 warps, each a 64 x 32 sub-tile of 16 x 16
-// WMMA fragments with float accumulators: multiply_stage) and the epilogue (fragments
-// staged through shared memory, then written coalesced: for_each_staged).
+// stages (pipelined_mainloop), the MMA loop (8 warps, each a 64 x 32 sub-tile of m16n8
+// mma.sync tiles with float accumulators, operands loaded by ldmatrix from offsets each
+// lane computes once: multiply_stage) and the epilogue (accumulators staged through
+// shared memory, then written coalesced: for_each_staged). WMMA, which this replaced,
+// loaded bfloat16 and TF32 fragments with 48 generic 32-bit loads a stage instead of 12
+// ldmatrix, and recomputed every lane's fragment addresses each stage.
 //
-// half and bfloat16 multiply exactly into float accumulators; float runs as TF32, which
-// the caller chooses only where torch.backends.cudnn.allow_tf32 allows it.
-#include <mma.h>
-
+// half and bfloat16 multiply exactly into float accumulators; float runs as TF32 (rounded
+// to nearest as loaded), which the caller chooses only where
+// torch.backends.cudnn.allow_tf32 allows it.
 #include <algorithm>
 #include <type_traits>
 
@@ -32,11 +34,8 @@
 namespace classic_ops::cuda {
 namespace {
 
-namespace wmma = nvcuda::wmma;
-
 constexpr int kWarps = 8;
 constexpr int kWarpM = 64, kWarpN = 32;  // a warp's sub-tile
-constexpr int kFragsM = kWarpM / 16, kFragsN = kWarpN / 16;
 constexpr int kBlockThreads = 32 * kWarps;
 constexpr int kStages = 3;
 constexpr int kChunkBytes = 16;  // one cp.async
@@ -72,30 +71,6 @@ template <typename T>
 constexpr int kVec = kChunkBytes / sizeof(T);
 template <typename T>
 constexpr int kTileK = kTileKBytes / sizeof(T);
-
-// The WMMA element type and reduction depth of one fragment multiply for each T.
-template <typename T>
-struct MmaTraits;
-template <>
-struct MmaTraits<__half> {
-  using frag_type = __half;
-  static constexpr int kDepth = 16;
-};
-template <>
-struct MmaTraits<__nv_bfloat16> {
-  using frag_type = __nv_bfloat16;
-  static constexpr int kDepth = 16;
-};
-template <>
-struct MmaTraits<float> {
-  using frag_type = wmma::precision::tf32;
-  static constexpr int kDepth = 8;
-};
-
-template <typename T>
-using Accumulator = wmma::fragment<wmma::accumulator, 16, 16, MmaTraits<T>::kDepth, float>;
-template <typename T>
-using Accumulators = Accumulator<T>[kFragsM][kFragsN];
 
 // Copies 16 bytes global -> shared without passing through registers; with `valid` false
 // it writes 16 zero bytes instead (the zero padding of the convolution).
@@ -136,39 +111,162 @@ __device__ __forceinline__ void pipelined_mainloop(int k_tiles, LoadTile&& load_
   __syncthreads();
 }
 
-// float operands must be rounded to TF32 once loaded.
-template <typename T, class Fragment>
-__device__ __forceinline__ void load_fragment(Fragment& fragment, const T* at, int ld) {
-  wmma::load_matrix_sync(fragment, at, ld);
+// ---- The MMA loop: ldmatrix and mma.sync ----
+
+// A warp's 64 x 32 block of float sums as m16n8 mma tiles: acc[i][j] holds, of the block,
+// rows 16i + g and 16i + g + 8 and columns 8j + 2t and 8j + 2t + 1 (lane = 4g + t), in
+// the mma's order (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
+constexpr int kTilesM = kWarpM / 16, kTilesN = kWarpN / 8;
+using Accumulators = float[kTilesM][kTilesN][4];
+
+// One mma reduces 32 bytes: 16 half or bfloat16 (m16n8k16) or 8 float as TF32 (m16n8k8).
+// In either, lane 4g + t holds A elements (g, 2t..) (g + 8, 2t..) (g, 2t + 8..)
+// (g + 8, 2t + 8..) and B elements (2t.., g) (2t + 8.., g) for 16-bit types, and A
+// (g, t) (g + 8, t) (g, t + 4) (g + 8, t + 4), B (t, g) (t + 4, g) for TF32: in bytes the
+// same 16-byte rows of 8x8 blocks, which ldmatrix hands out alike.
+constexpr int kStepBytes = 32;
+constexpr int kStepsPerStage = kTileKBytes / kStepBytes;
+
+// d += a b for one m16n8 tile, `shape_and_types` the instruction's qualifiers.
+#define CLASSIC_OPS_MMA_SYNC(shape_and_types)                                                   \
+  asm volatile("mma.sync.aligned." shape_and_types                                             \
+               " {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"            \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
+
+template <typename T>
+__device__ __forceinline__ void mma_step(float (&d)[4], const uint32_t (&a)[4],
+                                         const uint32_t (&b)[2]) {
+  if constexpr (std::is_same_v<T, __half>) {
+    CLASSIC_OPS_MMA_SYNC("m16n8k16.row.col.f32.f16.f16.f32");
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    CLASSIC_OPS_MMA_SYNC("m16n8k16.row.col.f32.bf16.bf16.f32");
+  } else {
+    static_assert(std::is_same_v<T, float>);
+    CLASSIC_OPS_MMA_SYNC("m16n8k8.row.col.f32.tf32.tf32.f32");
+  }
+}
+#undef CLASSIC_OPS_MMA_SYNC
+
+// An operand register as the mma takes it: float rounded to TF32, 16-bit pairs as they are.
+template <typename T>
+__device__ __forceinline__ uint32_t operand(uint32_t bits) {
   if constexpr (std::is_same_v<T, float>) {
-#pragma unroll
-    for (int e = 0; e < fragment.num_elements; ++e)
-      fragment.x[e] = wmma::__float_to_tf32(fragment.x[e]);
+    uint32_t rounded;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(rounded) : "f"(__uint_as_float(bits)));
+    return rounded;
+  } else {
+    return bits;
   }
 }
 
-// One warp's share of a stage: kTileK deep, its 64 x 32 sub-tile. a_at(i, k) and
-// b_at(j, k) point at fragment row i / column j at reduction offset k in shared memory.
-template <typename T, typename LayoutA, typename LayoutB, class APointer, class BPointer>
-__device__ __forceinline__ void multiply_stage(Accumulators<T>& acc, APointer a_at, int lda,
-                                               BPointer b_at, int ldb) {
-  using Traits = MmaTraits<T>;
-  using FragA = wmma::fragment<wmma::matrix_a, 16, 16, Traits::kDepth,
-                               typename Traits::frag_type, LayoutA>;
-  using FragB = wmma::fragment<wmma::matrix_b, 16, 16, Traits::kDepth,
-                               typename Traits::frag_type, LayoutB>;
+// Four 8x8 blocks of 16-bit elements (8x4 of 32-bit ones): lanes 8q to 8q + 7 give the
+// shared-memory addresses of block q's 16-byte rows, and lane 4g + t receives row g,
+// elements 2t and 2t + 1, of each block (of its transpose, for 16-bit elements, with
+// kTransposed).
+template <bool kTransposed>
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], unsigned address) {
+  if constexpr (kTransposed) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+  } else {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+  }
+}
+
+// How operand rows lie in shared memory: along the reduction ([m][k] and [n][k], the
+// forward's tiles) or along the output ([k][m] and [k][n], grad_weight's).
+enum class RowsRun { kAlongReduction, kAlongOutput };
+
+// The byte offsets, from a stage's A and B tiles, of what this lane reads in the first
+// step of its warp's first A fragment and first B fragment (see multiply_stage), for
+// tiles of rows of kRowBytes. Computed once; a stage adds its tiles' offsets.
+struct LaneOffsets {
+  int a, b;
+};
+
+template <typename T, RowsRun kRows, int kRowBytes>
+__device__ __forceinline__ LaneOffsets lane_offsets(int warp_m, int warp_n) {
+  const int lane = threadIdx.x % 32;
+  if constexpr (kRows == RowsRun::kAlongReduction) {
+    // A block q of ldmatrix: rows 8 (q % 2) on, bytes 16 (q / 2) on, so that q is the A
+    // register of the mma; B: rows 8 (q / 2) on, bytes 16 (q % 2) on, two n8 tiles.
+    return {(warp_m * kWarpM + lane % 16) * kRowBytes + lane / 16 * 16,
+            (warp_n * kWarpN + lane % 8 + lane / 16 * 8) * kRowBytes + lane / 8 % 2 * 16};
+  } else if constexpr (sizeof(T) == 2) {
+    // The same blocks read transposed: A block q from reduction row 8 (q / 2) and column
+    // 8 (q % 2), B block q from reduction row 8 (q % 2) and column 8 (q / 2).
+    return {(lane % 8 + lane / 16 * 8) * kRowBytes + (warp_m * kWarpM + lane / 8 % 2 * 8) * 2,
+            (lane % 8 + lane / 8 % 2 * 8) * kRowBytes + (warp_n * kWarpN + lane / 16 * 8) * 2};
+  } else {
+    // 32-bit elements cannot be read transposed: each lane reads its own, A (g, t) and B
+    // (t, g) first.
+    return {lane % 4 * kRowBytes + (warp_m * kWarpM + lane / 4) * 4,
+            lane % 4 * kRowBytes + (warp_n * kWarpN + lane / 4) * 4};
+  }
+}
+
+// One warp's share of a stage: its 64 x 32 block over the stage's 64 bytes of reduction.
+// a_at and b_at: byte offsets from `shared` of the stage's A and B tiles plus the lane's
+// LaneOffsets.
+template <typename T, RowsRun kRows, int kRowBytes>
+__device__ __forceinline__ void multiply_stage(Accumulators& acc, const unsigned char* shared,
+                                               int a_at, int b_at) {
+  const unsigned base = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  auto word = [&](int offset) { return *reinterpret_cast<const uint32_t*>(shared + offset); };
 #pragma unroll
-  for (int k = 0; k < kTileK<T>; k += Traits::kDepth) {
-    FragA fa[kFragsM];
-    FragB fb[kFragsN];
+  for (int step = 0; step < kStepsPerStage; ++step) {
+    uint32_t a[kTilesM][4], b[kTilesN][2];
+    if constexpr (kRows == RowsRun::kAlongReduction || sizeof(T) == 2) {
+      constexpr bool kTransposed = kRows == RowsRun::kAlongOutput;
+      // Fragment i lies 16 rows (16 columns, transposed) past fragment 0; a step, 32 bytes
+      // (16 rows) on.
+      constexpr int kNextTile = kTransposed ? 16 * 2 : 16 * kRowBytes;
+      const int step_offset = kTransposed ? step * 16 * kRowBytes : step * kStepBytes;
 #pragma unroll
-    for (int i = 0; i < kFragsM; ++i) load_fragment<T>(fa[i], a_at(i, k), lda);
+      for (int i = 0; i < kTilesM; ++i)
+        ldmatrix_x4<kTransposed>(a[i], base + a_at + i * kNextTile + step_offset);
 #pragma unroll
-    for (int j = 0; j < kFragsN; ++j) load_fragment<T>(fb[j], b_at(j, k), ldb);
+      for (int j = 0; j < kTilesN; j += 2) {
+        uint32_t r[4];
+        ldmatrix_x4<kTransposed>(r, base + b_at + j / 2 * kNextTile + step_offset);
+        b[j][0] = r[0];
+        b[j][1] = r[1];
+        b[j + 1][0] = r[2];
+        b[j + 1][1] = r[3];
+      }
+    } else {
+      const int step_offset = step * 8 * kRowBytes;
 #pragma unroll
-    for (int i = 0; i < kFragsM; ++i)
+      for (int i = 0; i < kTilesM; ++i) {
+        const int p = a_at + i * 16 * 4 + step_offset;
+        a[i][0] = word(p);
+        a[i][1] = word(p + 8 * 4);
+        a[i][2] = word(p + 4 * kRowBytes);
+        a[i][3] = word(p + 4 * kRowBytes + 8 * 4);
+      }
 #pragma unroll
-      for (int j = 0; j < kFragsN; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+      for (int j = 0; j < kTilesN; ++j) {
+        const int p = b_at + j * 8 * 4 + step_offset;
+        b[j][0] = word(p);
+        b[j][1] = word(p + 4 * kRowBytes);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kTilesM; ++i)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) a[i][r] = operand<T>(a[i][r]);
+#pragma unroll
+    for (int j = 0; j < kTilesN; ++j)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) b[j][r] = operand<T>(b[j][r]);
+#pragma unroll
+    for (int i = 0; i < kTilesM; ++i)
+#pragma unroll
+      for (int j = 0; j < kTilesN; ++j) mma_step<T>(acc[i][j], a[i], b[j]);
   }
 }
 
@@ -187,18 +285,22 @@ __device__ __forceinline__ int warp_n() {
 // groups, and hands each group to store(row, col, values) (columns col to col + 3): a
 // quarter of the iterations of a value at a time, which on a short reduction (a 1x1
 // convolution of 64 channels is two pipeline steps) took longer than the multiplies.
-template <typename T, class Tile, class Store>
-__device__ __forceinline__ void for_each_staged(Accumulators<T>& acc, unsigned char* shared,
+template <class Tile, class Store>
+__device__ __forceinline__ void for_each_staged(const Accumulators& acc, unsigned char* shared,
                                                 Store&& store) {
   float* staging = reinterpret_cast<float*>(shared);
   constexpr int kStride = Tile::kStagingStride;
+  const int lane = threadIdx.x % 32;
+  const int row0 = warp_m<Tile>() * kWarpM + lane / 4, col0 = warp_n<Tile>() * kWarpN + lane % 4 * 2;
 #pragma unroll
-  for (int i = 0; i < kFragsM; ++i)
+  for (int i = 0; i < kTilesM; ++i) {
 #pragma unroll
-    for (int j = 0; j < kFragsN; ++j)
-      wmma::store_matrix_sync(
-          staging + (warp_m<Tile>() * kWarpM + i * 16) * kStride + warp_n<Tile>() * kWarpN + j * 16,
-          acc[i][j], kStride, wmma::mem_row_major);
+    for (int j = 0; j < kTilesN; ++j) {
+      float* at = staging + (row0 + 16 * i) * kStride + col0 + 8 * j;
+      *reinterpret_cast<float2*>(at) = make_float2(acc[i][j][0], acc[i][j][1]);
+      *reinterpret_cast<float2*>(at + 8 * kStride) = make_float2(acc[i][j][2], acc[i][j][3]);
+    }
+  }
   __syncthreads();
   constexpr int kGroupsPerRow = Tile::kN / 4;
   for (int e = threadIdx.x; e < Tile::kM * kGroupsPerRow; e += kBlockThreads) {
@@ -229,14 +331,6 @@ __device__ __forceinline__ void store_group(T* out, const float (&values)[4], in
     return;
   }
   for (int j = 0; j < count; ++j) out[j] = from_acc<T>(values[j]);
-}
-
-template <typename T>
-__device__ __forceinline__ void zero(Accumulators<T>& acc) {
-#pragma unroll
-  for (int i = 0; i < kFragsM; ++i)
-#pragma unroll
-    for (int j = 0; j < kFragsN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 }
 
 // A forward output's value: + bias[k] where there is a bias, then ReLU if asked.
@@ -291,19 +385,48 @@ __device__ __forceinline__ void advance_pixel(MixedRadixCursor& pixel, int pixel
   pixel.advance(pixels, static_cast<int>(g.out_w), static_cast<int>(g.out_h));
 }
 
-// The input element that tap `tap` of output pixel `pixel` reads, or null in the zero
-// padding; `pixel_valid` false (a pixel past the last) gives null too.
-template <typename T>
-__device__ __forceinline__ const char* input_at(const T* input, const MixedRadixCursor& pixel,
-                                                bool pixel_valid, const MixedRadixCursor& tap,
+// An output pixel's window: the input position of its top-left tap and that position's
+// element offset in the input (channel 0; outside the image where the window starts in
+// the padding). A pixel past the last gets a row no tap reaches.
+struct PixelWindow {
+  int64_t origin;
+  int ih0, iw0;
+};
+
+constexpr int kNoRow = -(1 << 30);
+
+__device__ __forceinline__ PixelWindow window_of(const MixedRadixCursor& pixel, bool valid,
+                                                 const ConvGeometry& g) {
+  const int ih0 = pixel.mid * static_cast<int>(g.stride_h) - static_cast<int>(g.pad_h);
+  const int iw0 = pixel.low * static_cast<int>(g.stride_w) - static_cast<int>(g.pad_w);
+  return {((pixel.high * g.in_h + ih0) * g.in_w + iw0) * g.in_channels, valid ? ih0 : kNoRow,
+          iw0};
+}
+
+// A reduction column's tap (r, s, c) as a displacement from a window's top-left tap: in
+// rows and columns, and in elements.
+struct TapOffset {
+  int dh, dw;
+  int64_t elements;
+};
+
+__device__ __forceinline__ TapOffset tap_offset(const MixedRadixCursor& tap,
                                                 const ConvGeometry& g) {
-  const int ih = pixel.mid * static_cast<int>(g.stride_h) - static_cast<int>(g.pad_h) +
-                 tap.high * static_cast<int>(g.dilation_h);
-  const int iw = pixel.low * static_cast<int>(g.stride_w) - static_cast<int>(g.pad_w) +
-                 tap.mid * static_cast<int>(g.dilation_w);
-  if (!pixel_valid || ih < 0 || ih >= g.in_h || iw < 0 || iw >= g.in_w) return nullptr;
-  return reinterpret_cast<const char*>(
-      input + ((pixel.high * g.in_h + ih) * g.in_w + iw) * g.in_channels + tap.low);
+  const int dh = tap.high * static_cast<int>(g.dilation_h);
+  const int dw = tap.mid * static_cast<int>(g.dilation_w);
+  return {dh, dw, (dh * g.in_w + dw) * g.in_channels + tap.low};
+}
+
+// The input element that tap `tap` of window `window` reads, or null in the zero padding
+// or for a pixel past the last. The bounds are 32-bit (implicit_gemm_fits keeps them
+// under 2^31, and taps under 2^30 rows), and the address is one addition to offsets made
+// once a pixel and once a step.
+template <typename T>
+__device__ __forceinline__ const char* input_at(const T* input, const PixelWindow& window,
+                                                const TapOffset& tap, int in_h, int in_w) {
+  const bool inside = static_cast<unsigned>(window.ih0 + tap.dh) < static_cast<unsigned>(in_h) &&
+                      static_cast<unsigned>(window.iw0 + tap.dw) < static_cast<unsigned>(in_w);
+  return inside ? reinterpret_cast<const char*>(input + (window.origin + tap.elements)) : nullptr;
 }
 
 // Forward. Shared memory per stage: the A tile as [kM pixels][64 bytes of (r, s, c)] and
@@ -336,13 +459,12 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   // tiles.
   const int chunk = threadIdx.x % kChunksPerRow;
   const int first_row = threadIdx.x / kChunksPerRow;
-  MixedRadixCursor pixel[kPassesA] = {};
-  bool pixel_valid[kPassesA];
+  const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
+  PixelWindow window[kPassesA];
 #pragma unroll
   for (int i = 0; i < kPassesA; ++i) {
     const int64_t m = m0 + first_row + i * kRowsPerPass;
-    pixel_valid[i] = m < m_total;
-    if (pixel_valid[i]) pixel[i] = pixel_cursor(m, g);
+    window[i] = window_of(pixel_cursor(m < m_total ? m : 0, g), m < m_total, g);
   }
 
   auto stage_a = [&](int stage) { return reinterpret_cast<T*>(shared + stage * kStageBytes); };
@@ -358,10 +480,11 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   auto load_tile = [&](int k_tile, int stage) {
     const int col = (first_step + k_tile) * kTileK<T> + chunk * kVec<T>;
     const bool col_valid = col < reduction;
+    const TapOffset offset = tap_offset(tap, g);
 #pragma unroll
     for (int i = 0; i < kPassesA; ++i) {
       const int row = first_row + i * kRowsPerPass;
-      const char* src = col_valid ? input_at(input, pixel[i], pixel_valid[i], tap, g) : nullptr;
+      const char* src = col_valid ? input_at(input, window[i], offset, in_h, in_w) : nullptr;
       cp_async_16(stage_a(stage) + row * kRowElems + chunk * kVec<T>,
                   src ? src : reinterpret_cast<const char*>(input), src != nullptr);
     }
@@ -375,19 +498,17 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
     advance_tap(tap, kTileK<T>, g);
   };
 
-  Accumulators<T> acc;
-  zero<T>(acc);
+  constexpr RowsRun kRows = RowsRun::kAlongReduction;
+  const LaneOffsets lane = lane_offsets<T, kRows, kRowBytes>(warp_m<Tile>(), warp_n<Tile>());
+  Accumulators acc = {};
   pipelined_mainloop(steps, load_tile, [&](int stage) {
-    const T* a = stage_a(stage) + warp_m<Tile>() * kWarpM * kRowElems;
-    const T* b = stage_b(stage) + warp_n<Tile>() * kWarpN * kRowElems;
-    multiply_stage<T, wmma::row_major, wmma::col_major>(
-        acc, [&](int i, int k) { return a + i * 16 * kRowElems + k; }, kRowElems,
-        [&](int j, int k) { return b + j * 16 * kRowElems + k; }, kRowElems);
+    multiply_stage<T, kRows, kRowBytes>(acc, shared, stage * kStageBytes + lane.a,
+                                        stage * kStageBytes + Tile::kM * kRowBytes + lane.b);
   });
 
   const bool aligned = partials != nullptr ? groups_aligned(partials, out_channels)
                                            : groups_aligned(output, out_channels);
-  for_each_staged<T, Tile>(acc, shared, [&](int row, int col, float(&values)[4]) {
+  for_each_staged<Tile>(acc, shared, [&](int row, int col, float(&values)[4]) {
     const int64_t m = m0 + row;
     const int k = n0 + col;
     if (m >= m_total || k >= out_channels) return;
@@ -435,7 +556,8 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   const bool k_valid = k_col < out_channels;
   const int rsc_col = n0 + chunk * kVec<T>;
   const bool rsc_valid = rsc_col < reduction;
-  const MixedRadixCursor tap = tap_cursor(rsc_valid ? rsc_col : 0, g);
+  const TapOffset offset = tap_offset(tap_cursor(rsc_valid ? rsc_col : 0, g), g);
+  const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
   // Row first_row + i * kRowsPerPass of every step's tiles: pixel m_begin + that row at step
   // 0, kTileK pixels further each step.
   MixedRadixCursor pixel[kPasses] = {};
@@ -456,29 +578,29 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
       const bool a_valid = m_valid && k_valid;
       cp_async_16(stage_a(stage) + row * kRowElems + chunk * kVec<T>,
                   a_valid ? grad_output + m * out_channels + k_col : grad_output, a_valid);
-      const char* src = rsc_valid ? input_at(input, pixel[i], m_valid, tap, g) : nullptr;
+      const char* src =
+          rsc_valid ? input_at(input, window_of(pixel[i], m_valid, g), offset, in_h, in_w)
+                    : nullptr;
       cp_async_16(stage_b(stage) + row * kRowElems + chunk * kVec<T>,
                   src ? src : reinterpret_cast<const char*>(input), src != nullptr);
       advance_pixel(pixel[i], kTileK<T>, g);
     }
   };
 
-  Accumulators<T> acc;
-  zero<T>(acc);
+  constexpr RowsRun kRows = RowsRun::kAlongOutput;
+  const LaneOffsets lane = lane_offsets<T, kRows, kRowBytes>(warp_m<Tile>(), warp_n<Tile>());
+  Accumulators acc = {};
   const int64_t pixels = m_end > m_begin ? m_end - m_begin : 0;
   pipelined_mainloop(static_cast<int>((pixels + kTileK<T> - 1) / kTileK<T>), load_tile,
                      [&](int stage) {
-                       const T* a = stage_a(stage) + warp_m<Tile>() * kWarpM;
-                       const T* b = stage_b(stage) + warp_n<Tile>() * kWarpN;
-                       multiply_stage<T, wmma::col_major, wmma::row_major>(
-                           acc, [&](int i, int k) { return a + k * kRowElems + i * 16; },
-                           kRowElems, [&](int j, int k) { return b + k * kRowElems + j * 16; },
-                           kRowElems);
+                       multiply_stage<T, kRows, kRowBytes>(
+                           acc, shared, stage * kStageBytes + lane.a,
+                           stage * kStageBytes + kTileK<T> * kRowBytes + lane.b);
                      });
 
   float* out = partials + int64_t{blockIdx.z} * out_channels * reduction;
   const bool aligned = groups_aligned(out, reduction);
-  for_each_staged<T, Tile>(acc, shared, [&](int row, int col, float(&values)[4]) {
+  for_each_staged<Tile>(acc, shared, [&](int row, int col, float(&values)[4]) {
     const int k = k0 + row, rsc = n0 + col;
     if (k < out_channels && rsc < reduction) {
       store_group(out + int64_t{k} * reduction + rsc, values, min(4, reduction - rsc), aligned);
