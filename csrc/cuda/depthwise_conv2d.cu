@@ -121,22 +121,29 @@ bool has_compiled_shape(const ConvGeometry& g) {
 // The thread counts below are kept under 2^30, so 32-bit index arithmetic is exact.
 constexpr int64_t kMaxThreads = int64_t{1} << 30;
 
+// A thread's flat index split into its row segment and the rest, the rest into its output
+// row and the rest again, by divisors made on the host: NCHW threads take (plane, row,
+// segment) and then plane into (image, channel); channels_last threads take (image, row,
+// segment) after splitting off their channel vector.
+struct ThreadSplit {
+  FastDivisor first, second, third;
+};
+
 template <typename T, int kWindow, int kStride>
 __global__ void nchw_rows_kernel(const T* __restrict__ input, const T* __restrict__ weight,
                                  const T* __restrict__ bias, T* __restrict__ output,
-                                 ConvGeometry g, int segments, int total) {
+                                 ConvGeometry g, ThreadSplit split, int total) {
   static_assert(kWindow > 0);
   using Acc = acc_t<T>;
   constexpr int kCount = kOuts<kWindow>;
   constexpr int kCols = (kCount - 1) * kStride + kWindow;
   const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
   const int out_h = static_cast<int>(g.out_h), out_w = static_cast<int>(g.out_w);
-  const int out_channels = static_cast<int>(g.out_channels);
   const int multiplier = static_cast<int>(g.out_channels_per_group());
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
-    const int segment = i % segments, row = i / segments;
-    const int oh = row % out_h, plane = row / out_h;
-    const int k = plane % out_channels, n = plane / out_channels;
+    const auto [row, segment] = split.first.divmod(i);
+    const auto [plane, oh] = split.second.divmod(row);
+    const auto [n, k] = split.third.divmod(plane);
     const T* in_plane = input + (int64_t{n} * g.in_channels + k / multiplier) * in_h * in_w;
     const T* filter = weight + k * kWindow * kWindow;
     const int ow0 = segment * kCount;
@@ -173,7 +180,7 @@ template <typename T, int kWindow, int kStride>
 __global__ void channels_last_kernel(const T* __restrict__ input,
                                      const T* __restrict__ weight_rsc,
                                      const T* __restrict__ bias, T* __restrict__ output,
-                                     ConvGeometry g, int segments, int total) {
+                                     ConvGeometry g, ThreadSplit split, int total) {
   using V = Vec16<T>;
   using Acc = acc_t<T>;
   constexpr bool kFixed = kWindow > 0;
@@ -186,13 +193,12 @@ __global__ void channels_last_kernel(const T* __restrict__ input,
   const int dilation_w = kFixed ? 1 : static_cast<int>(g.dilation_w);
   const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
   const int out_h = static_cast<int>(g.out_h), out_w = static_cast<int>(g.out_w);
-  const int channels = static_cast<int>(g.in_channels), vectors = channels / V::kSize;
+  const int channels = static_cast<int>(g.in_channels);
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
-    const int c = i % vectors * V::kSize;
-    int rest = i / vectors;
-    const int segment = rest % segments;
-    rest /= segments;
-    const int oh = rest % out_h, n = rest / out_h;
+    const auto [pixel_segment, vector] = split.first.divmod(i);
+    const auto [row, segment] = split.second.divmod(pixel_segment);
+    const auto [n, oh] = split.third.divmod(row);
+    const int c = vector * V::kSize;
     const int ow0 = segment * kCount;
     Acc acc[kCount][V::kSize];
     V b;
@@ -261,8 +267,10 @@ cudaError_t depthwise_conv2d_forward_nchw(const T* input, const T* weight, const
     if constexpr (kWindow > 0) {
       const int segments = segments_of(g, kOuts<kWindow>);
       const int64_t total = g.batch * g.out_channels * g.out_h * segments;
+      const ThreadSplit split{FastDivisor(segments), FastDivisor(static_cast<uint32_t>(g.out_h)),
+                              FastDivisor(static_cast<uint32_t>(g.out_channels))};
       nchw_rows_kernel<T, kWindow, kStride><<<blocks_for(total), kThreads, 0, stream>>>(
-          input, weight, bias, output, g, segments, static_cast<int>(total));
+          input, weight, bias, output, g, split, static_cast<int>(total));
     } else {
       const int tiles_w = static_cast<int>((g.out_w + kTileW - 1) / kTileW);
       const int tiles_h = static_cast<int>((g.out_h + kTileH - 1) / kTileH);
@@ -283,9 +291,12 @@ cudaError_t depthwise_conv2d_forward_channels_last(const T* input, const T* weig
   return with_compiled_shape(g, [&](auto window, auto stride) {
     constexpr int kWindow = decltype(window)::value, kStride = decltype(stride)::value;
     const int segments = segments_of(g, kOuts<kWindow>);
-    const int64_t total = g.batch * g.out_h * segments * (g.in_channels / Vec16<T>::kSize);
+    const int64_t vectors = g.in_channels / Vec16<T>::kSize;
+    const int64_t total = g.batch * g.out_h * segments * vectors;
+    const ThreadSplit split{FastDivisor(static_cast<uint32_t>(vectors)), FastDivisor(segments),
+                            FastDivisor(static_cast<uint32_t>(g.out_h))};
     channels_last_kernel<T, kWindow, kStride><<<blocks_for(total), kThreads, 0, stream>>>(
-        input, weight_rsc, bias, output, g, segments, static_cast<int>(total));
+        input, weight_rsc, bias, output, g, split, static_cast<int>(total));
     return cudaGetLastError();
   });
 }

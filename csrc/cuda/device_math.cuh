@@ -71,7 +71,7 @@ __device__ __forceinline__ CoordOf<Index> unravel(Index i, Index channels, Index
 // for dividends below 2^31.
 class FastDivisor {
  public:
-  explicit FastDivisor(uint32_t divisor) {
+  explicit FastDivisor(uint32_t divisor) : divisor_(divisor) {
     while ((uint64_t{1} << shift_) < divisor) ++shift_;  // 2^(shift - 1) < divisor <= 2^shift
     multiplier_ = static_cast<uint32_t>(
         (uint64_t{1} << 32) * ((uint64_t{1} << shift_) - divisor) / divisor + 1);
@@ -79,9 +79,16 @@ class FastDivisor {
   __device__ __forceinline__ uint32_t divide(uint32_t dividend) const {
     return (__umulhi(dividend, multiplier_) + dividend) >> shift_;
   }
+  struct QuotientRemainder {
+    int quotient, remainder;
+  };
+  __device__ __forceinline__ QuotientRemainder divmod(int dividend) const {
+    const int quotient = static_cast<int>(divide(static_cast<uint32_t>(dividend)));
+    return {quotient, dividend - quotient * static_cast<int>(divisor_)};
+  }
 
  private:
-  uint32_t multiplier_ = 0, shift_ = 0;
+  uint32_t divisor_, multiplier_ = 0, shift_ = 0;
 };
 
 // kCount consecutive elements, loaded and stored as one vector access (several of 16 bytes

@@ -89,8 +89,8 @@ __global__ void contiguous_nchw_kernel(const T* __restrict__ input, T* __restric
                                        PoolShape<int> g, FastDivisor by_out_w,
                                        FastDivisor by_out_h) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
-    const int row = static_cast<int>(by_out_w.divide(i)), ow = i - row * g.out_w;
-    const int plane = static_cast<int>(by_out_h.divide(row)), oh = row - plane * g.out_h;
+    const auto [row, ow] = by_out_w.divmod(i);
+    const auto [plane, oh] = by_out_h.divmod(row);
     const WindowMax<T, int> best =
         window_max<T, int>(input + plane * g.in_h * g.in_w, g.in_w, 1, oh, ow, g);
     output[i] = from_acc<T>(best.value);
@@ -185,10 +185,9 @@ __global__ void grad_input_kernel(const T* __restrict__ grad_output,
 template <typename T>
 __global__ void halving_nchw_kernel(const T* __restrict__ input, T* __restrict__ output,
                                     int64_t* __restrict__ indices, int total, int in_w,
-                                    int out_h, int segments, FastDivisor by_segments,
-                                    FastDivisor by_out_h) {
+                                    FastDivisor by_segments, FastDivisor by_out_h) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
-    const int row = static_cast<int>(by_segments.divide(i)), segment = i - row * segments;
+    const auto [row, segment] = by_segments.divmod(i);
     const T* upper_row = input + 2 * row * in_w + segment * 8;
     const Vector<T, 8> upper = *reinterpret_cast<const Vector<T, 8>*>(upper_row);
     const Vector<T, 8> lower = *reinterpret_cast<const Vector<T, 8>*>(upper_row + in_w);
@@ -211,7 +210,7 @@ __global__ void halving_nchw_kernel(const T* __restrict__ input, T* __restrict__
     }
     *reinterpret_cast<Vector<T, 4>*>(output + 4 * i) = out;
     if (indices) {
-      const int oh = row - static_cast<int>(by_out_h.divide(row)) * out_h;
+      const int oh = by_out_h.divmod(row).remainder;
       const int64_t first = int64_t{2 * oh} * in_w + segment * 8;
       Vector<int64_t, 4> at;
 #pragma unroll
@@ -254,11 +253,9 @@ cudaError_t max_pool2d_forward(const T* input, Strides4 in_strides, T* output, i
                                is_contiguous_nchw(in_strides, g.channels, g.in_h, g.in_w) &&
                                is_contiguous_nchw(out_strides, g.channels, g.out_h, g.out_w);
   if (contiguous_nchw && halves_with_vectors(input, output, indices, g)) {
-    const int segments = static_cast<int>(g.out_w / 4);
     halving_nchw_kernel<T><<<blocks_for(total / 4), kThreads, 0, stream>>>(
         input, output, indices, static_cast<int>(total / 4), static_cast<int>(g.in_w),
-        static_cast<int>(g.out_h), segments, FastDivisor(static_cast<uint32_t>(segments)),
-        FastDivisor(static_cast<uint32_t>(g.out_h)));
+        FastDivisor(static_cast<uint32_t>(g.out_w / 4)), FastDivisor(static_cast<uint32_t>(g.out_h)));
     return cudaGetLastError();
   }
   if (contiguous_nchw) {
