@@ -45,7 +45,8 @@ tail -2 "$out/tests.log"
 
 stamp "compute-sanitizer memcheck over a small subset"
 timeout 60 compute-sanitizer --tool memcheck --error-exitcode 1 "$python" -m pytest -q \
-  -p no:cacheprovider -k "unbatched or graph or (tensor_core and bfloat16 and cl) or (depthwise and bfloat16 and nchw)" \
+  -p no:cacheprovider -k "unbatched or graph or (tensor_core and bfloat16 and cl) or \
+  (depthwise and bfloat16 and nchw) or (split_reduction and float16) or (2x2_pool and float16)" \
   "$repo/tests/test_max_pool2d.py" "$repo/tests/test_cuda_kernels.py" > "$out/memcheck.log" 2>&1
 memcheck_rc=$?
 tail -3 "$out/memcheck.log"
