@@ -291,7 +291,8 @@ __device__ __forceinline__ void for_each_staged(const Accumulators& acc, unsigne
   float* staging = reinterpret_cast<float*>(shared);
   constexpr int kStride = Tile::kStagingStride;
   const int lane = threadIdx.x % 32;
-  const int row0 = warp_m<Tile>() * kWarpM + lane / 4, col0 = warp_n<Tile>() * kWarpN + lane % 4 * 2;
+  const int row0 = warp_m<Tile>() * kWarpM + lane / 4;
+  const int col0 = warp_n<Tile>() * kWarpN + lane % 4 * 2;
 #pragma unroll
   for (int i = 0; i < kTilesM; ++i) {
 #pragma unroll
@@ -562,7 +563,9 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   // 0, kTileK pixels further each step.
   MixedRadixCursor pixel[kPasses] = {};
 #pragma unroll
-  for (int i = 0; i < kPasses; ++i) pixel[i] = pixel_cursor(m_begin + first_row + i * kRowsPerPass, g);
+  for (int i = 0; i < kPasses; ++i) {
+    pixel[i] = pixel_cursor(m_begin + first_row + i * kRowsPerPass, g);
+  }
 
   auto stage_a = [&](int stage) { return reinterpret_cast<T*>(shared + stage * kStageBytes); };
   auto stage_b = [&](int stage) {

@@ -255,7 +255,8 @@ cudaError_t max_pool2d_forward(const T* input, Strides4 in_strides, T* output, i
   if (contiguous_nchw && halves_with_vectors(input, output, indices, g)) {
     halving_nchw_kernel<T><<<blocks_for(total / 4), kThreads, 0, stream>>>(
         input, output, indices, static_cast<int>(total / 4), static_cast<int>(g.in_w),
-        FastDivisor(static_cast<uint32_t>(g.out_w / 4)), FastDivisor(static_cast<uint32_t>(g.out_h)));
+        FastDivisor(static_cast<uint32_t>(g.out_w / 4)),
+        FastDivisor(static_cast<uint32_t>(g.out_h)));
     return cudaGetLastError();
   }
   if (contiguous_nchw) {
