@@ -26,6 +26,7 @@
 // to nearest as loaded), which the caller chooses only where
 // torch.backends.cudnn.allow_tf32 allows it.
 #include <algorithm>
+#include <cstdlib>
 #include <type_traits>
 
 #include "device_math.cuh"
@@ -419,8 +420,8 @@ __device__ __forceinline__ TapOffset tap_offset(const MixedRadixCursor& tap,
 }
 
 // The input element that tap `tap` of window `window` reads, or null in the zero padding
-// or for a pixel past the last. The bounds are 32-bit (implicit_gemm_fits keeps them
-// under 2^31, and taps under 2^30 rows), and the address is one addition to offsets made
+// or for a pixel past the last. The bounds are 32-bit (implicit_gemm_fits keeps positions,
+// padding and window extents under 2^29), and the address is one addition to offsets made
 // once a pixel and once a step.
 template <typename T>
 __device__ __forceinline__ const char* input_at(const T* input, const PixelWindow& window,
@@ -731,7 +732,14 @@ cudaError_t conv2d_grad_weight_implicit_gemm(const T* grad_output, const T* inpu
 bool implicit_gemm_fits(const ConvGeometry& g, int element_bytes) {
   const int64_t vec = kChunkBytes / element_bytes;
   const int64_t int_max = (int64_t{1} << 31) - 1;
-  return g.groups == 1 && g.in_channels % vec == 0 &&
+  // Input rows and columns, padding (negative in grad_input's stride phases) and a window's
+  // extent under 2^29, so that a window's positions and kNoRow plus any tap stay within
+  // 32 bits.
+  const int64_t extent_limit = int64_t{1} << 29;
+  const bool extents_fit = std::max({g.in_h, g.in_w, std::abs(g.pad_h), std::abs(g.pad_w),
+                                     (g.kernel_h - 1) * g.dilation_h,
+                                     (g.kernel_w - 1) * g.dilation_w}) < extent_limit;
+  return g.groups == 1 && g.in_channels % vec == 0 && extents_fit &&
          g.kernel_h * g.kernel_w * g.in_channels <= int_max && g.in_h * g.in_w <= int_max &&
          g.out_channels <= int_max && g.batch * g.out_h * g.out_w <= int_max &&
          ceil_div(g.out_channels, SquareTile::kN) <= 65535;
