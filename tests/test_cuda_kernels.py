@@ -1,9 +1,11 @@
 """The CUDA fast paths and contracts. Every case here is shaped so that the dispatch takes
 a fast kernel: the tensor-core implicit GEMMs (groups 1; half/bfloat16, or float with TF32
 allowed; forward, grad_input at any stride, grad_weight, in channels zero-padded to whole
-vectors; 128 x 128 tiles, and 256 x 64 for 64 output channels or fewer), the depthwise row segments (3x3, 7x7) and shared-memory tiles (NCHW) and channel
-vectors (channels_last), the channels_last max-pool vectors. The foundation grid covers
-the direct kernels. References are float64 on the CPU."""
+vectors; 128 x 128 tiles, and 256 x 64 for 64 output channels or fewer; the reduction
+split over blocks), the depthwise row segments (3x3, 7x7) and shared-memory tiles (NCHW)
+and channel vectors (channels_last), the channels_last max-pool vectors and the NCHW 2x2
+pool vectors. The foundation grid covers the direct kernels and the other NCHW pools.
+References are float64 on the CPU."""
 import pytest
 import torch
 import torch.nn.functional as F
