@@ -4,9 +4,12 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include <vector>
 
 #include "../grad_input_as_forward.h"
 #include "../kernels.h"
@@ -40,6 +43,20 @@ typename DeviceType<T>::type* out_ptr(const at::Tensor& t) {
 }
 
 cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+// The current device's multiprocessors, asked of the driver once per process rather than on
+// every call.
+int multiprocessors() {
+  static const std::vector<int> counts = [] {
+    std::vector<int> result(c10::cuda::device_count());
+    for (size_t device = 0; device < result.size(); ++device) {
+      C10_CUDA_CHECK(cudaDeviceGetAttribute(&result[device], cudaDevAttrMultiProcessorCount,
+                                            static_cast<int>(device)));
+    }
+    return result;
+  }();
+  return counts.at(c10::cuda::current_device());
+}
 
 cuda::Strides4 strides_of(const at::Tensor& t) {
   return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
@@ -110,9 +127,8 @@ void run_implicit_gemm(const at::Tensor& input, const at::Tensor& weight_krsc,
   TORCH_INTERNAL_ASSERT(input.is_contiguous(kChannelsLast) &&
                         output.is_contiguous(kChannelsLast) && weight_krsc.is_contiguous());
   const at::Tensor x = aligned16(input), w = aligned16(weight_krsc);
-  int splits = 0;
-  C10_CUDA_CHECK(
-      cuda::implicit_gemm_forward_splits(g, static_cast<int>(input.element_size()), &splits));
+  const int splits = cuda::implicit_gemm_forward_splits(
+      g, static_cast<int>(input.element_size()), multiprocessors());
   const at::Tensor partials =
       splits > 1 ? at::empty({splits, output.numel()}, output.options().dtype(at::kFloat))
                  : at::Tensor();
@@ -185,9 +201,8 @@ void implicit_gemm_grad_weight(const at::Tensor& grad_output, const at::Tensor& 
                         input.is_contiguous(kChannelsLast) &&
                         grad_weight.is_contiguous(kChannelsLast));
   const at::Tensor dy = aligned16(grad_output), x = aligned16(input);
-  int splits = 0;
-  C10_CUDA_CHECK(
-      cuda::implicit_gemm_grad_weight_splits(g, static_cast<int>(input.element_size()), &splits));
+  const int splits = cuda::implicit_gemm_grad_weight_splits(
+      g, static_cast<int>(input.element_size()), multiprocessors());
   const at::Tensor partials =
       at::empty({splits, g.out_channels, g.kernel_h * g.kernel_w * g.in_channels},
                 grad_output.options().dtype(at::kFloat));

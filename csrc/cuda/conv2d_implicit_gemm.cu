@@ -638,19 +638,12 @@ cudaError_t allow_shared_bytes(Kernel kernel, bool (&done)[64]) {
 }
 
 // How many ways to split `steps` pipeline steps, over `tiles` output tiles, so that the
-// blocks fill the device (two per multiprocessor: __launch_bounds__ holds the kernels to
-// the registers for two, and there is no room for a third), each split still at least 8
-// steps deep.
-cudaError_t splits_to_fill_device(int64_t tiles, int64_t steps, int* splits) {
-  int device = 0, multiprocessors = 0;
-  cudaError_t err = cudaGetDevice(&device);
-  if (err == cudaSuccess) {
-    err = cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device);
-  }
-  if (err != cudaSuccess) return err;
+// blocks fill a device of `multiprocessors` (two blocks each: __launch_bounds__ holds the
+// kernels to the registers for two, and there is no room for a third), each split still
+// at least 8 steps deep.
+int splits_to_fill(int64_t tiles, int64_t steps, int multiprocessors) {
   const int64_t wanted = 2 * int64_t{multiprocessors} / tiles;
-  *splits = static_cast<int>(std::max<int64_t>(1, std::min({wanted, steps / 8, int64_t{65535}})));
-  return cudaSuccess;
+  return static_cast<int>(std::max<int64_t>(1, std::min({wanted, steps / 8, int64_t{65535}})));
 }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -687,10 +680,11 @@ cudaError_t launch_forward(const T* input, const T* weight_krsc, const T* bias, 
 
 }  // namespace
 
-cudaError_t implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int* splits) {
-  return splits_to_fill_device(
+int implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int multiprocessors) {
+  return splits_to_fill(
       forward_tile_is_tall(g) ? forward_tiles<TallTile>(g) : forward_tiles<SquareTile>(g),
-      ceil_div(g.kernel_h * g.kernel_w * g.in_channels * element_bytes, kTileKBytes), splits);
+      ceil_div(g.kernel_h * g.kernel_w * g.in_channels * element_bytes, kTileKBytes),
+      multiprocessors);
 }
 
 template <typename T>
@@ -701,12 +695,12 @@ cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, c
       input, weight_krsc, bias, output, g, relu, partials, splits, stream);
 }
 
-cudaError_t implicit_gemm_grad_weight_splits(const ConvGeometry& g, int element_bytes,
-                                             int* splits) {
+int implicit_gemm_grad_weight_splits(const ConvGeometry& g, int element_bytes,
+                                     int multiprocessors) {
   const int64_t tiles = ceil_div(g.out_channels, SquareTile::kM) *
                         ceil_div(g.kernel_h * g.kernel_w * g.in_channels, SquareTile::kN);
-  return splits_to_fill_device(
-      tiles, ceil_div(g.batch * g.out_h * g.out_w * element_bytes, kTileKBytes), splits);
+  return splits_to_fill(tiles, ceil_div(g.batch * g.out_h * g.out_w * element_bytes, kTileKBytes),
+                        multiprocessors);
 }
 
 template <typename T>

@@ -38,7 +38,7 @@ template <typename T>
 cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
                                          T* output, const ConvGeometry& g, bool relu,
                                          float* partials, int splits, cudaStream_t stream);
-cudaError_t implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int* splits);
+int implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int multiprocessors);
 // Whether the implicit GEMM takes this geometry with elements of this size.
 bool implicit_gemm_fits(const ConvGeometry& g, int element_bytes);
 
@@ -50,9 +50,9 @@ cudaError_t conv2d_grad_weight_implicit_gemm(const T* grad_output, const T* inpu
                                              float* partials, int splits, T* grad_weight_krsc,
                                              const ConvGeometry& g, cudaStream_t stream);
 bool implicit_gemm_grad_weight_fits(const ConvGeometry& g, int element_bytes);
-// How many ways to split the pixels on the current device.
-cudaError_t implicit_gemm_grad_weight_splits(const ConvGeometry& g, int element_bytes,
-                                             int* splits);
+// How many ways to split the pixels on a device of `multiprocessors`.
+int implicit_gemm_grad_weight_splits(const ConvGeometry& g, int element_bytes,
+                                     int multiprocessors);
 
 // Depthwise forward, NCHW: any multiplier, kernel size, stride and dilation that
 // depthwise_nchw_fits (the input patch of a tile must fit in shared memory; acc_bytes is
