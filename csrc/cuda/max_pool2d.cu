@@ -38,6 +38,13 @@ struct PoolShape {
         pad_h(g.pad_h), pad_w(g.pad_w), dilation_h(g.dilation_h), dilation_w(g.dilation_w) {}
 };
 
+// Whether window element v takes the place of the best so far: a larger one, or NaN (NaN
+// wins, the last of them; of equal maxima the first stays), as in PyTorch.
+template <typename Acc>
+__device__ __forceinline__ bool replaces(Acc v, Acc best) {
+  return v > best || isnan(v);
+}
+
 // The largest element of output (oh, ow)'s window in a plane whose element (h, w) is at
 // in_plane[h * row_stride + w * col_stride] (NaN wins), and its index h * in_w + w.
 template <typename T, typename Index>
@@ -59,7 +66,7 @@ __device__ __forceinline__ WindowMax<T, Index> window_max(const T* in_plane, Ind
   for (Index ih = h0; ih < h_end; ih += g.dilation_h) {
     for (Index iw = w0; iw < w_end; iw += g.dilation_w) {
       const acc_t<T> v = to_acc(in_plane[ih * row_stride + iw * col_stride]);
-      if (v > best.value || isnan(v)) best = {v, ih * g.in_w + iw};
+      if (replaces(v, best.value)) best = {v, ih * g.in_w + iw};
     }
   }
   return best;
@@ -130,7 +137,7 @@ __global__ void vector_channels_last_kernel(const T* __restrict__ input, T* __re
 #pragma unroll
         for (int j = 0; j < V::kSize; ++j) {
           const acc_t<T> v = to_acc(x.v[j]);
-          if (v > best[j] || isnan(v)) {
+          if (replaces(v, best[j])) {
             best[j] = v;
             best_at[j] = ih * g.in_w + iw;
           }
@@ -180,8 +187,7 @@ __global__ void grad_input_kernel(const T* __restrict__ grad_output,
 // in_w = 2 out_w, out_w a multiple of 4, every index below 2^30, input aligned to 8
 // elements, output to 4 and indices to 4 int64: thread i takes outputs 4i to 4i + 3, of
 // output row `row` = (plane * out_h + oh), which read input rows 2 row and 2 row + 1.
-// The window's elements are taken in the strided kernel's order (NaN wins, the last NaN
-// or the first of equal maxima).
+// The window's elements are taken in the strided kernel's order (see replaces).
 template <typename T>
 __global__ void halving_nchw_kernel(const T* __restrict__ input, T* __restrict__ output,
                                     int64_t* __restrict__ indices, int total, int in_w,
@@ -201,7 +207,7 @@ __global__ void halving_nchw_kernel(const T* __restrict__ input, T* __restrict__
       tap[q] = 0;
 #pragma unroll
       for (int t = 0; t < 4; ++t) {
-        if (window[t] > best || isnan(window[t])) {
+        if (replaces(window[t], best)) {
           best = window[t];
           tap[q] = t;
         }
