@@ -2,6 +2,7 @@
 // element (grad_input, as a gather, so no atomics and a deterministic sum), and one block
 // per weight element (grad_weight, a block reduction). 64-bit indices throughout.
 #include "device_math.cuh"
+#include "hardware.cuh"
 #include "launchers.h"
 
 namespace classic_ops::cuda {
@@ -110,7 +111,8 @@ template <typename T>
 cudaError_t conv2d_forward(const T* input, const T* weight, const T* bias, T* output,
                            const ConvGeometry& g, cudaStream_t stream) {
   const int64_t total = g.batch * g.out_channels * g.out_h * g.out_w;
-  forward_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(input, weight, bias, output, g);
+  launch_kernel(forward_kernel<T>, blocks_for(total), kThreads, 0, stream, input, weight, bias,
+                output, g);
   return cudaGetLastError();
 }
 
@@ -118,8 +120,8 @@ template <typename T>
 cudaError_t conv2d_grad_input(const T* grad_output, const T* weight, T* grad_input,
                               const ConvGeometry& g, cudaStream_t stream) {
   const int64_t total = g.batch * g.in_channels * g.in_h * g.in_w;
-  grad_input_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(grad_output, weight,
-                                                                   grad_input, g);
+  launch_kernel(grad_input_kernel<T>, blocks_for(total), kThreads, 0, stream, grad_output, weight,
+                grad_input, g);
   return cudaGetLastError();
 }
 
@@ -129,7 +131,8 @@ cudaError_t conv2d_grad_weight(const T* grad_output, const T* input, T* grad_wei
   const int64_t weights =
       g.out_channels * g.in_channels_per_group() * g.kernel_h * g.kernel_w;
   const unsigned int blocks = static_cast<unsigned int>(weights < kMaxBlocks ? weights : kMaxBlocks);
-  grad_weight_kernel<T><<<blocks, kThreads, 0, stream>>>(grad_output, input, grad_weight, g);
+  launch_kernel(grad_weight_kernel<T>, blocks, kThreads, 0, stream, grad_output, input, grad_weight,
+                g);
   return cudaGetLastError();
 }
 

@@ -30,6 +30,7 @@
 #include <type_traits>
 
 #include "device_math.cuh"
+#include "hardware.cuh"
 #include "launchers.h"
 
 namespace classic_ops::cuda {
@@ -73,20 +74,6 @@ constexpr int kVec = kChunkBytes / sizeof(T);
 template <typename T>
 constexpr int kTileK = kTileKBytes / sizeof(T);
 
-// Copies 16 bytes global -> shared without passing through registers; with `valid` false
-// it writes 16 zero bytes instead (the zero padding of the convolution).
-__device__ __forceinline__ void cp_async_16(void* shared, const void* global, bool valid) {
-  const unsigned int dst = static_cast<unsigned int>(__cvta_generic_to_shared(shared));
-  const int src_bytes = valid ? kChunkBytes : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(global),
-               "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
-
 // kStages - 1 tiles in flight ahead of the one being multiplied. Every iteration commits a
 // group (empty near the end) so the wait_group counts stay uniform. load_tile(step, stage)
 // is called for steps 0, 1, 2, ... in that order (the loaders step cursors along). Ends
@@ -121,60 +108,18 @@ constexpr int kTilesM = kWarpM / 16, kTilesN = kWarpN / 8;
 using Accumulators = float[kTilesM][kTilesN][4];
 
 // One mma reduces 32 bytes: 16 half or bfloat16 (m16n8k16) or 8 float as TF32 (m16n8k8).
-// In either, lane 4g + t holds A elements (g, 2t..) (g + 8, 2t..) (g, 2t + 8..)
-// (g + 8, 2t + 8..) and B elements (2t.., g) (2t + 8.., g) for 16-bit types, and A
-// (g, t) (g + 8, t) (g, t + 4) (g + 8, t + 4), B (t, g) (t + 4, g) for TF32: in bytes the
-// same 16-byte rows of 8x8 blocks, which ldmatrix hands out alike.
+// Either way its operands (mma_m16n8) are, in bytes, the same 16-byte rows of 8x8 blocks,
+// which ldmatrix hands out alike.
 constexpr int kStepBytes = 32;
 constexpr int kStepsPerStage = kTileKBytes / kStepBytes;
-
-// d += a b for one m16n8 tile, `shape_and_types` the instruction's qualifiers.
-#define CLASSIC_OPS_MMA_SYNC(shape_and_types)                                                   \
-  asm volatile("mma.sync.aligned." shape_and_types                                             \
-               " {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"            \
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                \
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
-
-template <typename T>
-__device__ __forceinline__ void mma_step(float (&d)[4], const uint32_t (&a)[4],
-                                         const uint32_t (&b)[2]) {
-  if constexpr (std::is_same_v<T, __half>) {
-    CLASSIC_OPS_MMA_SYNC("m16n8k16.row.col.f32.f16.f16.f32");
-  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    CLASSIC_OPS_MMA_SYNC("m16n8k16.row.col.f32.bf16.bf16.f32");
-  } else {
-    static_assert(std::is_same_v<T, float>);
-    CLASSIC_OPS_MMA_SYNC("m16n8k8.row.col.f32.tf32.tf32.f32");
-  }
-}
-#undef CLASSIC_OPS_MMA_SYNC
 
 // An operand register as the mma takes it: float rounded to TF32, 16-bit pairs as they are.
 template <typename T>
 __device__ __forceinline__ uint32_t operand(uint32_t bits) {
   if constexpr (std::is_same_v<T, float>) {
-    uint32_t rounded;
-    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(rounded) : "f"(__uint_as_float(bits)));
-    return rounded;
+    return round_to_tf32(bits);
   } else {
     return bits;
-  }
-}
-
-// Four 8x8 blocks of 16-bit elements (8x4 of 32-bit ones): lanes 8q to 8q + 7 give the
-// shared-memory addresses of block q's 16-byte rows, and lane 4g + t receives row g,
-// elements 2t and 2t + 1, of each block (of its transpose, for 16-bit elements, with
-// kTransposed).
-template <bool kTransposed>
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], unsigned address) {
-  if constexpr (kTransposed) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-  } else {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
   }
 }
 
@@ -216,7 +161,7 @@ __device__ __forceinline__ LaneOffsets lane_offsets(int warp_m, int warp_n) {
 template <typename T, RowsRun kRows, int kRowBytes>
 __device__ __forceinline__ void multiply_stage(Accumulators& acc, const unsigned char* shared,
                                                int a_at, int b_at) {
-  const unsigned base = static_cast<unsigned>(__cvta_generic_to_shared(shared));
+  const unsigned base = shared_address(shared);
   auto word = [&](int offset) { return *reinterpret_cast<const uint32_t*>(shared + offset); };
 #pragma unroll
   for (int step = 0; step < kStepsPerStage; ++step) {
@@ -267,7 +212,7 @@ __device__ __forceinline__ void multiply_stage(Accumulators& acc, const unsigned
 #pragma unroll
     for (int i = 0; i < kTilesM; ++i)
 #pragma unroll
-      for (int j = 0; j < kTilesN; ++j) mma_step<T>(acc[i][j], a[i], b[j]);
+      for (int j = 0; j < kTilesN; ++j) mma_m16n8<T>(acc[i][j], a[i], b[j]);
   }
 }
 
@@ -450,7 +395,7 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   static_assert(Tile::kM % kRowsPerPass == 0 && Tile::kN % kRowsPerPass == 0);
   static_assert(kStages * kStageBytes <= kSharedBytes && Tile::kStagingBytes <= kSharedBytes);
 
-  extern __shared__ __align__(128) unsigned char shared[];
+  unsigned char* const shared = dynamic_shared_memory();
   const int64_t m_total = g.batch * g.out_h * g.out_w;
   const int out_channels = static_cast<int>(g.out_channels);
   const int reduction = static_cast<int>(g.kernel_h * g.kernel_w * g.in_channels);
@@ -543,7 +488,7 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   constexpr int kStageBytes = 2 * kTileK<T> * kRowBytes;
   static_assert(kStages * kStageBytes <= kSharedBytes && Tile::kM == Tile::kN);
 
-  extern __shared__ __align__(128) unsigned char shared[];
+  unsigned char* const shared = dynamic_shared_memory();
   const int64_t m_total = g.batch * g.out_h * g.out_w;
   const int out_channels = static_cast<int>(g.out_channels);
   const int reduction = static_cast<int>(g.kernel_h * g.kernel_w * g.in_channels);
@@ -667,13 +612,13 @@ cudaError_t launch_forward(const T* input, const T* weight_krsc, const T* bias, 
   const int64_t steps = ceil_div(g.kernel_h * g.kernel_w * g.in_channels, kTileK<T>);
   const dim3 grid(static_cast<unsigned int>(ceil_div(m_total, Tile::kM)),
                   static_cast<unsigned int>(ceil_div(g.out_channels, Tile::kN)), splits);
-  forward_kernel<T, Tile><<<grid, kBlockThreads, kSharedBytes, stream>>>(
-      input, weight_krsc, bias, output, g, relu, splits > 1 ? partials : nullptr,
-      static_cast<int>(ceil_div(steps, splits)));
+  launch_kernel(forward_kernel<T, Tile>, grid, kBlockThreads, kSharedBytes, stream, input,
+                weight_krsc, bias, output, g, relu, splits > 1 ? partials : nullptr,
+                static_cast<int>(ceil_div(steps, splits)));
   if (splits > 1) {
     const int64_t size = m_total * g.out_channels;
-    sum_partials_kernel<T><<<blocks_for(size), kThreads, 0, stream>>>(
-        partials, splits, size, bias, static_cast<int>(g.out_channels), relu, output);
+    launch_kernel(sum_partials_kernel<T>, blocks_for(size), kThreads, 0, stream, partials, splits,
+                  size, bias, static_cast<int>(g.out_channels), relu, output);
   }
   return cudaGetLastError();
 }
@@ -714,12 +659,11 @@ cudaError_t conv2d_grad_weight_implicit_gemm(const T* grad_output, const T* inpu
   const int64_t reduction = g.kernel_h * g.kernel_w * g.in_channels;
   const dim3 grid(static_cast<unsigned int>(ceil_div(reduction, SquareTile::kN)),
                   static_cast<unsigned int>(ceil_div(g.out_channels, SquareTile::kM)), splits);
-  grad_weight_kernel<T><<<grid, kBlockThreads, kSharedBytes, stream>>>(
-      grad_output, input, partials, g, ceil_div(pixels, splits));
+  launch_kernel(grad_weight_kernel<T>, grid, kBlockThreads, kSharedBytes, stream, grad_output,
+                input, partials, g, ceil_div(pixels, splits));
   const int64_t size = g.out_channels * reduction;
-  sum_partials_kernel<T><<<blocks_for(size), kThreads, 0, stream>>>(
-      partials, splits, size, static_cast<const T*>(nullptr), 1, /*relu=*/false,
-      grad_weight_krsc);
+  launch_kernel(sum_partials_kernel<T>, blocks_for(size), kThreads, 0, stream, partials, splits,
+                size, static_cast<const T*>(nullptr), 1, /*relu=*/false, grad_weight_krsc);
   return cudaGetLastError();
 }
 

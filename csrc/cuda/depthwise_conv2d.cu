@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "device_math.cuh"
+#include "hardware.cuh"
 #include "launchers.h"
 
 namespace classic_ops::cuda {
@@ -47,7 +48,7 @@ __global__ void __launch_bounds__(kThreadsX* kThreadsY)
                       const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g,
                       int tiles_w) {
   using Acc = acc_t<T>;
-  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  unsigned char* const shared_bytes = dynamic_shared_memory();
   Acc* patch = reinterpret_cast<Acc*>(shared_bytes);
   const PatchShape shape = patch_shape(g);
   const int patch_h = static_cast<int>(shape.h), patch_w = static_cast<int>(shape.w);
@@ -269,16 +270,16 @@ cudaError_t depthwise_conv2d_forward_nchw(const T* input, const T* weight, const
       const int64_t total = g.batch * g.out_channels * g.out_h * segments;
       const ThreadSplit split{FastDivisor(segments), FastDivisor(static_cast<uint32_t>(g.out_h)),
                               FastDivisor(static_cast<uint32_t>(g.out_channels))};
-      nchw_rows_kernel<T, kWindow, kStride><<<blocks_for(total), kThreads, 0, stream>>>(
-          input, weight, bias, output, g, split, static_cast<int>(total));
+      launch_kernel(nchw_rows_kernel<T, kWindow, kStride>, blocks_for(total), kThreads, 0, stream,
+                    input, weight, bias, output, g, split, static_cast<int>(total));
     } else {
       const int tiles_w = static_cast<int>((g.out_w + kTileW - 1) / kTileW);
       const int tiles_h = static_cast<int>((g.out_h + kTileH - 1) / kTileH);
       const dim3 grid(static_cast<unsigned int>(g.batch * g.out_channels),
                       static_cast<unsigned int>(tiles_w * tiles_h));
       const size_t shared_bytes = tiled_shared_bytes(g, sizeof(acc_t<T>));
-      tiled_nchw_kernel<T><<<grid, dim3(kThreadsX, kThreadsY), shared_bytes, stream>>>(
-          input, weight, bias, output, g, tiles_w);
+      launch_kernel(tiled_nchw_kernel<T>, grid, dim3(kThreadsX, kThreadsY), shared_bytes, stream,
+                    input, weight, bias, output, g, tiles_w);
     }
     return cudaGetLastError();
   });
@@ -295,8 +296,8 @@ cudaError_t depthwise_conv2d_forward_channels_last(const T* input, const T* weig
     const int64_t total = g.batch * g.out_h * segments * vectors;
     const ThreadSplit split{FastDivisor(static_cast<uint32_t>(vectors)), FastDivisor(segments),
                             FastDivisor(static_cast<uint32_t>(g.out_h))};
-    channels_last_kernel<T, kWindow, kStride><<<blocks_for(total), kThreads, 0, stream>>>(
-        input, weight_rsc, bias, output, g, split, static_cast<int>(total));
+    launch_kernel(channels_last_kernel<T, kWindow, kStride>, blocks_for(total), kThreads, 0, stream,
+                  input, weight_rsc, bias, output, g, split, static_cast<int>(total));
     return cudaGetLastError();
   });
 }

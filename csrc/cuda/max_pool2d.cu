@@ -10,6 +10,7 @@
 // needs no atomics and its sum is deterministic. NaN wins, as in PyTorch. The strided
 // kernels index in 32 bits wherever the tensors allow.
 #include "device_math.cuh"
+#include "hardware.cuh"
 #include "launchers.h"
 
 namespace classic_ops::cuda {
@@ -259,23 +260,24 @@ cudaError_t max_pool2d_forward(const T* input, Strides4 in_strides, T* output, i
                                is_contiguous_nchw(in_strides, g.channels, g.in_h, g.in_w) &&
                                is_contiguous_nchw(out_strides, g.channels, g.out_h, g.out_w);
   if (contiguous_nchw && halves_with_vectors(input, output, indices, g)) {
-    halving_nchw_kernel<T><<<blocks_for(total / 4), kThreads, 0, stream>>>(
-        input, output, indices, static_cast<int>(total / 4), static_cast<int>(g.in_w),
-        FastDivisor(static_cast<uint32_t>(g.out_w / 4)),
-        FastDivisor(static_cast<uint32_t>(g.out_h)));
+    launch_kernel(halving_nchw_kernel<T>, blocks_for(total / 4), kThreads, 0, stream, input, output,
+                  indices, static_cast<int>(total / 4), static_cast<int>(g.in_w),
+                  FastDivisor(static_cast<uint32_t>(g.out_w / 4)),
+                  FastDivisor(static_cast<uint32_t>(g.out_h)));
     return cudaGetLastError();
   }
   if (contiguous_nchw) {
-    contiguous_nchw_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
-        input, output, indices, static_cast<int>(total), PoolShape<int>(g),
-        FastDivisor(static_cast<uint32_t>(g.out_w)), FastDivisor(static_cast<uint32_t>(g.out_h)));
+    launch_kernel(contiguous_nchw_kernel<T>, blocks_for(total), kThreads, 0, stream, input, output,
+                  indices, static_cast<int>(total), PoolShape<int>(g),
+                  FastDivisor(static_cast<uint32_t>(g.out_w)),
+                  FastDivisor(static_cast<uint32_t>(g.out_h)));
     return cudaGetLastError();
   }
   auto launch = [&](auto index) {
     using Index = decltype(index);
-    forward_kernel<T, Index><<<blocks_for(total), kThreads, 0, stream>>>(
-        input, StridesOf<Index>(in_strides), output, indices, StridesOf<Index>(out_strides),
-        channels_last, static_cast<Index>(total), PoolShape<Index>(g));
+    launch_kernel(forward_kernel<T, Index>, blocks_for(total), kThreads, 0, stream, input,
+                  StridesOf<Index>(in_strides), output, indices, StridesOf<Index>(out_strides),
+                  channels_last, static_cast<Index>(total), PoolShape<Index>(g));
   };
   if (narrow) {
     launch(int32_t{});
@@ -289,8 +291,8 @@ template <typename T>
 cudaError_t max_pool2d_forward_channels_last(const T* input, T* output, int64_t* indices,
                                              const PoolGeometry& g, cudaStream_t stream) {
   const int64_t total = g.batch * g.out_h * g.out_w * (g.channels / Vec16<T>::kSize);
-  vector_channels_last_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(input, output,
-                                                                             indices, g);
+  launch_kernel(vector_channels_last_kernel<T>, blocks_for(total), kThreads, 0, stream, input,
+                output, indices, g);
   return cudaGetLastError();
 }
 
@@ -301,10 +303,9 @@ cudaError_t max_pool2d_grad_input(const T* grad_output, const int64_t* indices,
   const int64_t total = g.batch * g.channels * g.in_h * g.in_w;
   auto launch = [&](auto index) {
     using Index = decltype(index);
-    grad_input_kernel<T, Index><<<blocks_for(total), kThreads, 0, stream>>>(
-        grad_output, indices, StridesOf<Index>(out_strides), grad_input,
-        StridesOf<Index>(in_strides), channels_last, static_cast<Index>(total),
-        PoolShape<Index>(g));
+    launch_kernel(grad_input_kernel<T, Index>, blocks_for(total), kThreads, 0, stream, grad_output,
+                  indices, StridesOf<Index>(out_strides), grad_input, StridesOf<Index>(in_strides),
+                  channels_last, static_cast<Index>(total), PoolShape<Index>(g));
   };
   if (fits_int32(total) && fits_int32(g.batch * g.channels * g.out_h * g.out_w)) {
     launch(int32_t{});
