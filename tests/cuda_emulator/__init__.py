@@ -1,0 +1,116 @@
+"""The CUDA kernels of csrc/cuda, run on the CPU: builds them as they are, with the
+emulator (emulator.h) standing in for the GPU and for csrc/cuda/hardware.cuh, and calls
+their launchers with CPU tensors.
+
+    emulator = build(directory)
+    emulator.call("conv2d_forward_implicit_gemm", dtype, x, w, None, y, geometry, ...)
+
+Tensors go as their data pointers (registered as the buffers cp.async may read), lists as
+int64 arrays, dtypes as codes. Tensors made by emulator.guarded() carry guard bytes on
+either side, checked after every call they are passed to."""
+import ctypes
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+HERE = pathlib.Path(__file__).resolve().parent
+CSRC = HERE.parents[1] / "csrc"
+
+# The fibers switch with x86-64 System V assembly.
+SUPPORTED = platform.system() == "Linux" and platform.machine() == "x86_64"
+
+DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+
+GUARD_BYTES = 256
+GUARD_FILL = 0x5A
+
+
+def build(directory):
+    """Compiles the kernels and the emulator into directory/emulated_cuda.so."""
+    directory = pathlib.Path(directory)
+    sources = directory / "csrc"
+    kernels = sources / "cuda"
+    kernels.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CSRC / "geometry.h", sources)
+    for path in (CSRC / "cuda").iterdir():
+        if path.suffix in (".cu", ".cuh", ".h") and path.name != "hardware.cuh":
+            shutil.copy(path, kernels)
+    shutil.copy(HERE / "hardware.cuh", kernels)
+
+    compiler = os.environ.get("CXX", "c++")
+    flags = ["-std=c++20", "-O2", "-fPIC", "-fno-strict-aliasing", f"-I{HERE / 'include'}",
+             f"-I{HERE}", f"-I{kernels}"]
+    jobs = [(["-x", "c++", "-include", str(HERE / "prelude.h")], source)
+            for source in sorted(kernels.glob("*.cu"))]
+    jobs += [([], HERE / "emulator.cpp"), ([], HERE / "entry_points.cpp")]
+
+    def compile_one(job):
+        extra, source = job
+        obj = directory / (source.stem + ".o")
+        subprocess.run([compiler, *flags, *extra, "-c", str(source), "-o", str(obj)], check=True,
+                       capture_output=True, text=True)
+        return obj
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        objects = list(pool.map(compile_one, jobs))
+    library = directory / "emulated_cuda.so"
+    subprocess.run([compiler, "-shared", "-o", str(library), *map(str, objects)], check=True)
+    return Emulator(library)
+
+
+class Emulator:
+    def __init__(self, library):
+        self._lib = ctypes.CDLL(str(library))
+        self._lib.emulated_last_error.restype = ctypes.c_char_p
+
+    def guarded(self, tensor):
+        """A copy of `tensor` (contiguous, or channels_last) in memory with guard bytes on
+        either side."""
+        assert tensor.is_contiguous() or tensor.is_contiguous(memory_format=torch.channels_last)
+        storage_bytes = _extent(tensor) * tensor.element_size()
+        raw = torch.full((storage_bytes + 2 * GUARD_BYTES,), GUARD_FILL, dtype=torch.uint8)
+        view = raw[GUARD_BYTES:GUARD_BYTES + storage_bytes].view(tensor.dtype)
+        view = view.as_strided(tensor.shape, tensor.stride())
+        view.copy_(tensor)
+        view.guard_bytes = raw
+        return view
+
+    def call(self, launcher, *args, copies_land_at_issue=False, seed=0):
+        """Runs csrc/cuda's `launcher` (or a helper of launchers.h) and returns its result;
+        raises AssertionError where an emulator check failed."""
+        self._lib.emulated_configure(int(copies_land_at_issue), seed)
+        self._lib.emulated_clear_buffers()
+        converted = []
+        for arg in args:
+            if isinstance(arg, torch.Tensor):
+                bytes_used = _extent(arg) * arg.element_size()
+                self._lib.emulated_register_buffer(ctypes.c_void_p(arg.data_ptr()),
+                                                   ctypes.c_size_t(bytes_used))
+                converted.append(ctypes.c_void_p(arg.data_ptr()))
+            elif isinstance(arg, torch.dtype):
+                converted.append(DTYPE_CODES[arg])
+            elif isinstance(arg, (list, tuple)):
+                converted.append((ctypes.c_int64 * len(arg))(*arg))
+            elif arg is None:
+                converted.append(None)
+            else:
+                converted.append(int(arg))
+        result = getattr(self._lib, "emulated_" + launcher)(*converted)
+        error = self._lib.emulated_last_error().decode()
+        assert not error, f"{launcher}: {error}"
+        for arg in args:
+            raw = getattr(arg, "guard_bytes", None)
+            if raw is not None:
+                guards = torch.cat([raw[:GUARD_BYTES], raw[-GUARD_BYTES:]])
+                assert bool((guards == GUARD_FILL).all()), f"{launcher} wrote outside a tensor"
+        return result
+
+
+def _extent(tensor):
+    """Elements from the first to one past the last that `tensor` addresses."""
+    return 1 + sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
