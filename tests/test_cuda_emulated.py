@@ -1,19 +1,30 @@
 """The CUDA kernels of csrc/cuda, as written, run on the CPU emulator (tests/cuda_emulator)
-against float64 references, so that machines without a GPU (CI's) execute them too: the
-tensor-core implicit GEMMs (forward with both tiles, the split reduction, bias and ReLU,
-negative padding as the strided grad_input's phases use it; grad_weight), the direct
-kernels, the depthwise kernels and the max-pool kernels, forward and backward, in every
-element type they are built for. Each GEMM case runs twice: cp.async copies landing when
-issued, and only at the wait that covers them.
+against float64 references, so that machines without a GPU (CI's) execute them too.
+
+Each launcher: the tensor-core implicit GEMMs (forward with both tiles, the split
+reduction, bias and ReLU, negative padding as the strided grad_input's phases use it;
+grad_weight), the direct kernels, the depthwise kernels and the max-pool kernels, forward
+and backward, in every element type they are built for. Each GEMM case runs twice:
+cp.async copies landing when issued, and only at the wait that covers them.
+
+Then the ops themselves on CPU tensors served by the CUDA backend (cuda_emulator's op
+library and op_cases.py): the op layer and csrc/cuda/backend.cpp's host code choose the
+kernels, layouts, padded channels, stride phases and scratch as on a GPU.
 
 What the emulator cannot show (timing, the tensor cores' own rounding, the memory system
-beyond barriers and warp collectives, the host code of csrc/cuda/backend.cpp) needs the
-GPU tests of test_cuda_kernels.py on a GPU."""
+beyond barriers and warp collectives) needs the GPU tests of test_cuda_kernels.py."""
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import cuda_emulator
+from cuda_emulator import op_cases
+from cuda_emulator.references import (UNIT, assert_close, assert_conv_gradients,
+                                      assert_max_pool_grad_input)
 
 pytestmark = pytest.mark.skipif(not cuda_emulator.SUPPORTED,
                                 reason="the emulator's fibers switch in x86-64 Linux assembly")
@@ -21,16 +32,37 @@ pytestmark = pytest.mark.skipif(not cuda_emulator.SUPPORTED,
 H200_MULTIPROCESSORS = 132
 GEMM_DTYPES = [torch.float16, torch.bfloat16, torch.float32]
 ALL_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
-# The unit a result may be off by, relative to the sum of the magnitudes of its terms:
-# output rounding for half and bfloat16; float accumulation for float (TF32's rounding of
-# the operands the references apply too) and double accumulation for double.
-UNIT = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7, torch.float32: 2.0**-20,
-        torch.float64: 2.0**-50}
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    return cuda_emulator.build(tmp_path_factory.mktemp("emulated_cuda"))
+def built(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("emulated_cuda")
+    try:
+        return (directory, *cuda_emulator.build(directory))
+    except subprocess.CalledProcessError as error:
+        pytest.fail(f"building the emulator failed:\n{error.stderr}")
+
+
+@pytest.fixture(scope="module")
+def emulator(built):
+    return built[1]
+
+
+@pytest.fixture(scope="module")
+def op_results(built):
+    """op_cases.py's results, from a process of its own."""
+    directory, _, op_library = built
+    results = directory / "op_results.json"
+    run = subprocess.run([sys.executable, "-m", "cuda_emulator.op_cases", str(op_library),
+                          str(results)], cwd=cuda_emulator.HERE.parent, capture_output=True,
+                         text=True, timeout=900)
+    assert run.returncode == 0, f"op_cases.py failed:\n{run.stderr[-3000:]}"
+    return json.loads(results.read_text())
+
+
+@pytest.mark.parametrize("case", op_cases.CASES)
+def test_op_through_the_cuda_backend(op_results, case):
+    assert op_results[case] == "ok", op_results[case]
 
 
 def conv_geometry(batch, in_channels, height, width, out_channels, kernel, stride=(1, 1),
@@ -53,13 +85,6 @@ def conv_reference(x, w, bias, g):
     out = F.conv2d(padded, w.double(), None if bias is None else bias.double(), (sh, sw), 0,
                    (dh, dw), groups)
     return out[:, :, :out_h, :out_w]
-
-
-def assert_close(got, want, magnitude, unit, what):
-    """|got - want| within 4 units of the sum of the terms' magnitudes, and no NaN."""
-    assert not torch.isnan(got).any(), f"{what}: NaN (an element left unwritten?)"
-    error = ((got.double() - want).abs() / (magnitude * unit + 1e-300)).max().item()
-    assert error < 4, f"{what}: off by {error:.3g} units"
 
 
 def to_tf32(t):
@@ -218,19 +243,10 @@ def test_direct_convolution(emulator, case, dtype):
     assert emulator.call("conv2d_grad_input", dtype, dy, w, dx, g) == 0
     assert emulator.call("conv2d_grad_weight", dtype, dy, x, dw, g) == 0
 
-    xd, wd, dyd = x.double(), w.double(), dy.double()
-    unit = UNIT[dtype]
+    xd, wd = x.double(), w.double()
     assert_close(y, conv_reference(xd, wd, bias, g),
-                 conv_reference(xd.abs(), wd.abs(), bias.abs(), g), unit, "forward")
-
-    def grad_input(w, dy):
-        return torch.nn.grad.conv2d_input(x.shape, w, dy, stride, padding, dilation, groups)
-
-    def grad_weight(x, dy):
-        return torch.nn.grad.conv2d_weight(x, w.shape, dy, stride, padding, dilation, groups)
-
-    assert_close(dx, grad_input(wd, dyd), grad_input(wd.abs(), dyd.abs()), unit, "grad_input")
-    assert_close(dw, grad_weight(xd, dyd), grad_weight(xd.abs(), dyd.abs()), unit, "grad_weight")
+                 conv_reference(xd.abs(), wd.abs(), bias.abs(), g), UNIT[dtype], "forward")
+    assert_conv_gradients(dx, dw, x, w, dy, stride, padding, dilation, groups, UNIT[dtype])
 
 
 # (batch, channels per vector or 3 for NCHW, multiplier, height, width, kernel, stride,
@@ -355,7 +371,4 @@ def test_max_pool(emulator, case, dtype, with_indices):
     dx = emulator.guarded(nan_tensor(x.shape, dtype, memory_format))
     assert emulator.call("max_pool2d_grad_input", dtype, dy, indices, list(dy.stride()), dx,
                          list(dx.stride()), channels_last, g) == 0
-    want_dx = torch.zeros(batch, channels, height * width, dtype=torch.float64).scatter_add_(
-        2, indices.reshape(batch, channels, -1), dy.double().reshape(batch, channels, -1))
-    assert_close(dx, want_dx.view(x.shape), dy.double().abs().max().expand(x.shape) * 4,
-                 UNIT[dtype], "max-pool grad_input")
+    assert_max_pool_grad_input(dx, dy, indices, UNIT[dtype])

@@ -1,8 +1,8 @@
 """The CUDA kernels of csrc/cuda, run on the CPU: builds them as they are, with the
 emulator (emulator.h) standing in for the GPU and for csrc/cuda/hardware.cuh, and calls
-their launchers with CPU tensors.
+their launchers with CPU tensors (the ops, through the CUDA backend: op_cases.py).
 
-    emulator = build(directory)
+    emulator, op_library = build(directory)
     emulator.call("conv2d_forward_implicit_gemm", dtype, x, w, None, y, geometry, ...)
 
 Tensors go as their data pointers (registered as the buffers cp.async may read), lists as
@@ -17,6 +17,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from torch.utils import cpp_extension
 
 HERE = pathlib.Path(__file__).resolve().parent
 CSRC = HERE.parents[1] / "csrc"
@@ -31,36 +32,54 @@ GUARD_FILL = 0x5A
 
 
 def build(directory):
-    """Compiles the kernels and the emulator into directory/emulated_cuda.so."""
+    """Compiles the kernels with the emulator, then links them into
+    directory/emulated_cuda.so (the launchers, called through ctypes: an Emulator) and into
+    directory/emulated_ops.so (the same, and the ops of csrc/ops.cpp on CPU tensors served
+    by the CUDA backend of csrc/cuda/backend.cpp: to load with torch.ops.load_library in
+    a process without classic_ops, whose ops it registers). Returns the Emulator and the
+    op library's path."""
     directory = pathlib.Path(directory)
     sources = directory / "csrc"
+    shutil.copytree(CSRC, sources, ignore=shutil.ignore_patterns("cpu", "*.so", "*.o"))
     kernels = sources / "cuda"
-    kernels.mkdir(parents=True, exist_ok=True)
-    shutil.copy(CSRC / "geometry.h", sources)
-    for path in (CSRC / "cuda").iterdir():
-        if path.suffix in (".cu", ".cuh", ".h") and path.name != "hardware.cuh":
-            shutil.copy(path, kernels)
-    shutil.copy(HERE / "hardware.cuh", kernels)
+    shutil.copy(HERE / "hardware.cuh", kernels)  # over the real one
 
     compiler = os.environ.get("CXX", "c++")
-    flags = ["-std=c++20", "-O2", "-fPIC", "-fno-strict-aliasing", f"-I{HERE / 'include'}",
-             f"-I{HERE}", f"-I{kernels}"]
-    jobs = [(["-x", "c++", "-include", str(HERE / "prelude.h")], source)
-            for source in sorted(kernels.glob("*.cu"))]
-    jobs += [([], HERE / "emulator.cpp"), ([], HERE / "entry_points.cpp")]
+    includes = [f"-I{HERE / 'include'}", f"-I{HERE}", f"-I{kernels}", f"-I{sources}"]
+    flags = ["-std=c++20", "-O2", "-fPIC", "-fno-strict-aliasing", *includes]
+    torch_flags = ["-std=c++20", "-O1", "-fPIC", "-DCLASSIC_OPS_WITH_CUDA",
+                   f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+                   *includes, *(f"-I{path}" for path in cpp_extension.include_paths())]
+    kernel_jobs = [([*flags, "-x", "c++", "-include", str(HERE / "prelude.h")], source)
+                   for source in sorted(kernels.glob("*.cu"))]
+    kernel_jobs.append((flags, HERE / "emulator.cpp"))
+    op_layer = [sources / name for name in ("ops.cpp", "conv2d.cpp", "max_pool2d.cpp",
+                                            "checks.cpp", "grad_input_as_forward.cpp")]
+    op_jobs = [(torch_flags, source)
+               for source in (*op_layer, kernels / "backend.cpp", HERE / "cuda_backend_on_cpu.cpp")]
+    jobs = kernel_jobs + [(flags, HERE / "entry_points.cpp")] + op_jobs
 
     def compile_one(job):
-        extra, source = job
-        obj = directory / (source.stem + ".o")
-        subprocess.run([compiler, *flags, *extra, "-c", str(source), "-o", str(obj)], check=True,
+        job_flags, source = job
+        obj = directory / f"{source.parent.name}_{source.stem}.o"
+        subprocess.run([compiler, *job_flags, "-c", str(source), "-o", str(obj)], check=True,
                        capture_output=True, text=True)
         return obj
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         objects = list(pool.map(compile_one, jobs))
-    library = directory / "emulated_cuda.so"
-    subprocess.run([compiler, "-shared", "-o", str(library), *map(str, objects)], check=True)
-    return Emulator(library)
+    kernel_objects = objects[:len(kernel_jobs) + 1]  # with the entry points
+    op_objects = objects[len(kernel_jobs) + 1:]
+
+    launchers = directory / "emulated_cuda.so"
+    subprocess.run([compiler, "-shared", "-o", str(launchers), *map(str, kernel_objects)],
+                   check=True)
+    ops = directory / "emulated_ops.so"
+    torch_libraries = cpp_extension.library_paths()[0]
+    subprocess.run([compiler, "-shared", "-o", str(ops), *map(str, kernel_objects + op_objects),
+                    f"-L{torch_libraries}", f"-Wl,-rpath,{torch_libraries}", "-lc10",
+                    "-ltorch_cpu", "-ltorch"], check=True)
+    return Emulator(launchers), ops
 
 
 class Emulator:

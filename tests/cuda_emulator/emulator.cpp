@@ -43,6 +43,11 @@ cudaError_t cudaGetDevice(int* device) {
   *device = 0;
   return cudaSuccess;
 }
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int device) {
+  if (attribute != cudaDevAttrMultiProcessorCount || device != 0) return cudaErrorInvalidValue;
+  *value = 132;
+  return cudaSuccess;
+}
 
 namespace emulated {
 namespace {
@@ -94,6 +99,7 @@ struct Emulation {
   std::vector<LaneExchange> exchange;
   std::map<const void*, int> max_dynamic_shared;  // per kernel
   std::map<uintptr_t, size_t> buffers;            // start -> bytes
+  bool buffers_known = false;
   CopiesLand copies_land = CopiesLand::kAtWait;
   std::mt19937 random{1};
   // The first failed check since configure (sticky, as a CUDA kernel fault is).
@@ -274,7 +280,7 @@ void cp_async_16(void* shared, const void* global, bool valid) {
   check_shared(shared_address(shared), 16, "cp.async");
   if (valid) {
     if (reinterpret_cast<uintptr_t>(global) % 16 != 0) fail("cp.async source not 16-byte aligned");
-    check_inside_a_buffer(global, 16);
+    if (state.buffers_known) check_inside_a_buffer(global, 16);
   }
   const Copy copy{static_cast<unsigned char*>(shared), static_cast<const unsigned char*>(global),
                   valid};
@@ -422,7 +428,10 @@ const char* last_error() { return state.error.c_str(); }
 void register_buffer(const void* data, size_t bytes) {
   state.buffers[reinterpret_cast<uintptr_t>(data)] = bytes;
 }
-void clear_buffers() { state.buffers.clear(); }
+void clear_buffers() {
+  state.buffers.clear();
+  state.buffers_known = true;
+}
 
 void configure(CopiesLand copies, unsigned seed) {
   state.copies_land = copies;

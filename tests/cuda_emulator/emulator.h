@@ -7,7 +7,8 @@
 //  - __syncthreads waits for every thread still running; ldmatrix and mma.sync wait for
 //    all 32 lanes of the warp, and fail if some lane has exited or waits elsewhere;
 //  - cp.async needs 16-byte aligned addresses, a source inside a buffer the caller
-//    registered and a destination inside the block's dynamic shared memory; its copies
+//    registered (where it registers them) and a destination inside the block's dynamic
+//    shared memory; its copies
 //    land either when issued or only at the cp.async.wait_group that covers them (the two
 //    extremes a GPU may show: reading a stage too early, or overwriting one still being
 //    read, shows up in one of them); a thread that exits with copies not waited for fails;
@@ -48,8 +49,10 @@ uint32_t round_to_tf32(uint32_t bits);
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const void* kernel,
               const std::function<void()>& thread_body);
 
-// For entry_points.cpp: the buffers cp.async may read; when its copies land and the seed
-// of the shuffled orders, for the launches that follow (clears any error).
+// For entry_points.cpp: the buffers cp.async may read (once clear_buffers has been called:
+// before, as in the op library, whose tensors nobody registers, sources go unchecked);
+// when its copies land and the seed of the shuffled orders, for the launches that follow
+// (clears any error).
 void register_buffer(const void* data, size_t bytes);
 void clear_buffers();
 enum class CopiesLand { kAtIssue, kAtWait };

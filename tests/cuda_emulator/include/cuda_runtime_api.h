@@ -14,6 +14,7 @@ constexpr cudaError_t cudaErrorLaunchFailure = 719;
 constexpr cudaError_t cudaErrorNotSupported = 801;
 typedef struct CUstream_st* cudaStream_t;
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
 
 struct dim3 {
   unsigned x, y, z;
@@ -37,6 +38,8 @@ using std::isnan;
 
 cudaError_t cudaGetLastError();
 cudaError_t cudaGetDevice(int* device);
+// The emulated device has an H200's 132 multiprocessors (the split reductions depend on it).
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int device);
 cudaError_t emulated_set_max_dynamic_shared(const void* kernel, int bytes);
 template <class Kernel>
 cudaError_t cudaFuncSetAttribute(Kernel kernel, cudaFuncAttribute, int bytes) {
