@@ -69,6 +69,10 @@ def make_extensions():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
     archs = ",".join(os.environ.get("TORCH_CUDA_ARCH_LIST", "visible").replace(";", " ").split())
     cxx_flags += ["-DCLASSIC_OPS_WITH_CUDA", f"-DCLASSIC_OPS_CUDA_ARCHS={archs}"]
+    if "9.0a" in archs.split(","):
+        # Hopper's warpgroup MMA exists in sm_90a images only (csrc/cuda/hardware.cuh); the
+        # backend may choose those kernels in such a build.
+        cxx_flags.append("-DCLASSIC_OPS_WITH_SM90A")
     files += sources("csrc/cuda/*.cpp") + sources("csrc/cuda/*.cu")
     ext = cpp_extension.CUDAExtension("classic_ops._C", files, extra_link_args=link_flags,
                                       extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]})

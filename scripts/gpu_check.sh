@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU machine's one run (H100/H200, CUDA 13.0, its python3 with torch, no network):
-# build for sm_90, run the CUDA tests (a compute-sanitizer memcheck over a small subset
+# build for sm_90a, run the CUDA tests (a compute-sanitizer memcheck over a small subset
 # included), run the CUDA benchmark suites, write logs and JSON under $OUT, and print a
 # short summary table last. Sized to finish inside 8 minutes (about 6 here).
 #   OUT=/tmp/out [DEADLINE_S=400] [PACK_OUT=1] scripts/gpu_check.sh
@@ -24,8 +24,10 @@ if compgen -G "$repo/.whl/*.whl" > /dev/null; then
   "$python" -m pip install -q --no-index --no-deps "$repo"/.whl/*.whl > "$out/wheels.log" 2>&1
 fi
 
-stamp "building for sm_90"
-export TORCH_CUDA_ARCH_LIST=9.0 CLASSIC_OPS_CUDA=1 MAX_JOBS=16
+stamp "building for sm_90a"
+# sm_90a: sm_90 with Hopper's warpgroup MMA, which the forward GEMM takes where
+# CLASSIC_OPS_WGMMA=1 (its tests set it; the *_wgmma benchmarks below too).
+export TORCH_CUDA_ARCH_LIST=9.0a CLASSIC_OPS_CUDA=1 MAX_JOBS=16
 (cd "$repo" && "$python" -m pip install --no-build-isolation --no-deps -v .) > "$out/build.log" 2>&1
 build_rc=$?
 stamp "build exit $build_rc"
@@ -46,7 +48,8 @@ tail -2 "$out/tests.log"
 stamp "compute-sanitizer memcheck over a small subset"
 timeout 60 compute-sanitizer --tool memcheck --error-exitcode 1 "$python" -m pytest -q \
   -p no:cacheprovider -k "unbatched or graph or (tensor_core and bfloat16 and cl) or \
-  (depthwise and bfloat16 and nchw) or (split_reduction and float16) or (2x2_pool and float16)" \
+  (depthwise and bfloat16 and nchw) or (split_reduction and float16) or (2x2_pool and float16) or \
+  (warpgroup and float16)" \
   "$repo/tests/test_max_pool2d.py" "$repo/tests/test_cuda_kernels.py" > "$out/memcheck.log" 2>&1
 memcheck_rc=$?
 tail -3 "$out/memcheck.log"
@@ -60,6 +63,10 @@ bench() {  # name, then bench flags
     --json "$out/bench_$name.json" "$@" > "$out/bench_$name.log" 2>&1 || echo "bench $name failed or timed out"
 }
 bench fp16_conv --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last
+export CLASSIC_OPS_WGMMA=1
+bench fp16_conv_wgmma --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last
+bench bf16_conv_wgmma --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --dtype bfloat16 --channels-last
+unset CLASSIC_OPS_WGMMA
 bench bf16_depthwise --suite mobilenet_v1 mobilenet_v2 --operator depthwise --batch 32 --dtype bfloat16
 bench fp16_backward --suite resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last --pass backward
 bench fp32_pool --suite vgg16 resnet50 googlenet --operator max_pool2d --batch 32 --pass forward forward_indices

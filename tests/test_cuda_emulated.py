@@ -137,14 +137,20 @@ GEMM_FORWARD_CASES = [
 
 
 @pytest.mark.parametrize("copies_land_at_issue", [False, True], ids=["at_wait", "at_issue"])
-@pytest.mark.parametrize("dtype", GEMM_DTYPES, ids=str)
-@pytest.mark.parametrize("case", GEMM_FORWARD_CASES)
-def test_implicit_gemm_forward(emulator, case, dtype, copies_land_at_issue):
+@pytest.mark.parametrize("case,dtype,mma", [
+    (case, dtype, mma) for case in GEMM_FORWARD_CASES for dtype in GEMM_DTYPES
+    for mma in ("warp", "warpgroup")
+    # the warpgroup MMA kernel: 16-bit types, more than 64 output channels
+    if mma == "warp" or (dtype != torch.float32 and case[4] > 64)])
+def test_implicit_gemm_forward(emulator, case, dtype, mma, copies_land_at_issue):
     (batch, in_channels, height, width, out_channels, kernel, stride, padding, dilation,
      out_size, with_bias, relu, splits) = case
     g = conv_geometry(batch, in_channels, height, width, out_channels, kernel, stride, padding,
                       dilation, out_size=out_size)
     splits = gemm_splits(emulator, "forward", g, dtype, splits)
+    warpgroup = mma == "warpgroup"
+    assert emulator.call("implicit_gemm_warpgroup_fits", g, torch.finfo(dtype).bits // 8) or \
+        not warpgroup
     torch.manual_seed(len(GEMM_FORWARD_CASES) * GEMM_DTYPES.index(dtype) +
                       GEMM_FORWARD_CASES.index(case))
     x = random_channels_last(emulator, (batch, in_channels, height, width), dtype)
@@ -155,7 +161,8 @@ def test_implicit_gemm_forward(emulator, case, dtype, copies_land_at_issue):
     partials = emulator.guarded(torch.full((splits * y.numel(),), float("nan"))) \
         if splits > 1 else None
     assert emulator.call("conv2d_forward_implicit_gemm", dtype, x, w_krsc, bias, y, g, relu,
-                         partials, splits, copies_land_at_issue=copies_land_at_issue) == 0
+                         partials, splits, warpgroup,
+                         copies_land_at_issue=copies_land_at_issue) == 0
 
     xd, wd = as_multiplied(x, dtype), as_multiplied(w, dtype)
     want = conv_reference(xd, wd, bias, g)
@@ -214,7 +221,7 @@ def test_emulator_catches_a_copy_past_a_buffer(emulator):
     short_x = x[:, :, :4]  # the kernel reads all 8 rows
     with pytest.raises(AssertionError, match="cp.async reads past the end of a buffer"):
         emulator.call("conv2d_forward_implicit_gemm", torch.float16, short_x, w_krsc, None, y, g,
-                      False, None, 1)
+                      False, None, 1, False)
 
 
 # (batch, in_channels, out_channels, height, width, kernel, stride, padding, dilation, groups)

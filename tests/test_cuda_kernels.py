@@ -2,7 +2,8 @@
 a fast kernel: the tensor-core implicit GEMMs (groups 1; half/bfloat16, or float with TF32
 allowed; forward, grad_input at any stride, grad_weight, in channels zero-padded to whole
 vectors; 128 x 128 tiles, and 256 x 64 for 64 output channels or fewer; the reduction
-split over blocks), the depthwise row segments (3x3, 7x7) and shared-memory tiles (NCHW)
+split over blocks; the forward on Hopper's warpgroup MMA where the build has sm_90a), the
+depthwise row segments (3x3, 7x7) and shared-memory tiles (NCHW)
 and channel vectors (channels_last), the channels_last max-pool vectors and the NCHW 2x2
 pool vectors. The foundation grid covers the direct kernels and the other NCHW pools.
 References are float64 on the CPU."""
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from classic_ops import functional as cf
+from classic_ops import _C
 from conftest import HAS_CUDA, forward_and_grads, memory_format_of
 
 pytestmark = pytest.mark.skipif(not HAS_CUDA, reason="needs a GPU and a CUDA build")
@@ -89,6 +91,36 @@ def test_cuda_split_reduction_adds_bias_and_relu_once(dtype):
     got = cf.conv2d(x, weight, bias, padding=1, relu=True)
     assert got.is_contiguous(memory_format=torch.channels_last)
     assert relative_error(got, want) < RELATIVE_ERROR[dtype]
+
+
+def runs_warpgroup_mma():
+    """Whether this build and GPU can run the forward GEMM on Hopper's warpgroup MMA."""
+    return ("9.0a" in _C.cuda_archs.split(",") and
+            torch.cuda.get_device_capability() == (9, 0))
+
+
+@pytest.mark.skipif(not HAS_CUDA or not runs_warpgroup_mma(),
+                    reason="needs a build for sm_90a (TORCH_CUDA_ARCH_LIST=9.0a) and a Hopper GPU")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=dtype_name)
+@pytest.mark.parametrize("case", [  # 16-bit types, more than 64 output channels: warpgroup MMA
+    (1, 8, 200, 7, 7, 3, 2, 1, 1, False),
+    (3, 64, 130, 13, 10, 1, 1, 0, 1, True),
+    (2, 256, 256, 14, 14, 3, 1, 1, 1, True),
+    (2, 512, 96, 7, 7, 3, 1, 1, 1, True),  # split reduction
+    (2, 3, 80, 12, 12, 7, 2, 3, 1, True),  # 3 colours, zero-padded
+], ids=str)
+def test_cuda_warpgroup_mma_forward_matches_float64(case, dtype, monkeypatch):
+    monkeypatch.setenv("CLASSIC_OPS_WGMMA", "1")
+    n, c, k, h, w, r, stride, padding, dilation, has_bias = case
+    x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(k, c, r, r, device="cuda", dtype=dtype) / (c * r * r) ** 0.5
+    bias = torch.randn(k, device="cuda", dtype=dtype) if has_bias else None
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation)
+    want = F.conv2d(x.double().cpu(), weight.double().cpu(),
+                    bias.double().cpu() if has_bias else None, **kwargs)
+    got = cf.conv2d(x, weight, bias, relu=True, **kwargs)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert relative_error(got, want.relu()) < RELATIVE_ERROR[dtype]
 
 
 def test_cuda_float32_uses_tf32_only_when_allowed():

@@ -9,6 +9,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include "../grad_input_as_forward.h"
@@ -44,18 +46,46 @@ typename DeviceType<T>::type* out_ptr(const at::Tensor& t) {
 
 cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
-// The current device's multiprocessors, asked of the driver once per process rather than on
-// every call.
-int multiprocessors() {
-  static const std::vector<int> counts = [] {
-    std::vector<int> result(c10::cuda::device_count());
+// What the kernel choices need to know of a device, asked of the driver once per process
+// rather than on every call.
+struct DeviceFacts {
+  int multiprocessors, major, minor;
+};
+
+const DeviceFacts& current_device_facts() {
+  static const std::vector<DeviceFacts> facts = [] {
+    std::vector<DeviceFacts> result(c10::cuda::device_count());
     for (size_t device = 0; device < result.size(); ++device) {
-      C10_CUDA_CHECK(cudaDeviceGetAttribute(&result[device], cudaDevAttrMultiProcessorCount,
-                                            static_cast<int>(device)));
+      const int d = static_cast<int>(device);
+      C10_CUDA_CHECK(cudaDeviceGetAttribute(&result[device].multiprocessors,
+                                            cudaDevAttrMultiProcessorCount, d));
+      C10_CUDA_CHECK(
+          cudaDeviceGetAttribute(&result[device].major, cudaDevAttrComputeCapabilityMajor, d));
+      C10_CUDA_CHECK(
+          cudaDeviceGetAttribute(&result[device].minor, cudaDevAttrComputeCapabilityMinor, d));
     }
     return result;
   }();
-  return counts.at(c10::cuda::current_device());
+  return facts.at(c10::cuda::current_device());
+}
+
+int multiprocessors() { return current_device_facts().multiprocessors; }
+
+// Whether a forward GEMM runs on Hopper's warpgroup MMA: a build with an sm_90a image
+// (CLASSIC_OPS_WITH_SM90A), a compute capability 9.0 device, a geometry those kernels take,
+// and, until they have passed the tests on a GPU, CLASSIC_OPS_WGMMA=1 in the environment
+// (read at each call, so that a process may compare both).
+bool runs_on_warpgroup_mma(const ConvGeometry& g, int element_bytes) {
+#ifdef CLASSIC_OPS_WITH_SM90A
+  const char* opted_in = std::getenv("CLASSIC_OPS_WGMMA");
+  const DeviceFacts& device = current_device_facts();
+  return opted_in != nullptr && std::string_view(opted_in) == "1" && device.major == 9 &&
+         device.minor == 0 && cuda::implicit_gemm_warpgroup_fits(g, element_bytes);
+#else
+  (void)g;
+  (void)element_bytes;
+  return false;
+#endif
 }
 
 cuda::Strides4 strides_of(const at::Tensor& t) {
@@ -127,8 +157,8 @@ void run_implicit_gemm(const at::Tensor& input, const at::Tensor& weight_krsc,
   TORCH_INTERNAL_ASSERT(input.is_contiguous(kChannelsLast) &&
                         output.is_contiguous(kChannelsLast) && weight_krsc.is_contiguous());
   const at::Tensor x = aligned16(input), w = aligned16(weight_krsc);
-  const int splits = cuda::implicit_gemm_forward_splits(
-      g, static_cast<int>(input.element_size()), multiprocessors());
+  const int element_bytes = static_cast<int>(input.element_size());
+  const int splits = cuda::implicit_gemm_forward_splits(g, element_bytes, multiprocessors());
   const at::Tensor partials =
       splits > 1 ? at::empty({splits, output.numel()}, output.options().dtype(at::kFloat))
                  : at::Tensor();
@@ -137,7 +167,7 @@ void run_implicit_gemm(const at::Tensor& input, const at::Tensor& weight_krsc,
         in_ptr<scalar_t>(x), in_ptr<scalar_t>(w), in_ptr<scalar_t>(bias),
         out_ptr<scalar_t>(output), g, relu,
         partials.defined() ? partials.mutable_data_ptr<float>() : nullptr, splits,
-        current_stream()));
+        runs_on_warpgroup_mma(g, element_bytes), current_stream()));
   });
 }
 

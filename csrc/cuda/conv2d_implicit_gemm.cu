@@ -226,15 +226,14 @@ __device__ __forceinline__ int warp_n() {
   return threadIdx.x / 32 / Tile::kWarpsM;
 }
 
-// The epilogue: every warp parks its accumulators in shared memory, then the block walks
-// the tile row by row in groups of four columns, consecutive threads on consecutive
-// groups, and hands each group to store(row, col, values) (columns col to col + 3): a
-// quarter of the iterations of a value at a time, which on a short reduction (a 1x1
-// convolution of 64 channels is two pipeline steps) took longer than the multiplies.
-template <class Tile, class Store>
-__device__ __forceinline__ void for_each_staged(const Accumulators& acc, unsigned char* shared,
-                                                Store&& store) {
-  float* staging = reinterpret_cast<float*>(shared);
+// The epilogue: the MMA loop parks its accumulators in shared memory (stage_accumulators),
+// then the block walks the tile row by row in groups of four columns, consecutive threads
+// on consecutive groups, and hands each group to store(row, col, values) (columns col to
+// col + 3): a quarter of the iterations of a value at a time, which on a short reduction
+// (a 1x1 convolution of 64 channels is two pipeline steps) took longer than the
+// multiplies.
+template <class Tile>
+__device__ __forceinline__ void stage_accumulators(const Accumulators& acc, float* staging) {
   constexpr int kStride = Tile::kStagingStride;
   const int lane = threadIdx.x % 32;
   const int row0 = warp_m<Tile>() * kWarpM + lane / 4;
@@ -248,6 +247,11 @@ __device__ __forceinline__ void for_each_staged(const Accumulators& acc, unsigne
       *reinterpret_cast<float2*>(at + 8 * kStride) = make_float2(acc[i][j][2], acc[i][j][3]);
     }
   }
+}
+
+template <class Tile, class Store>
+__device__ __forceinline__ void for_each_staged(const float* staging, Store&& store) {
+  constexpr int kStride = Tile::kStagingStride;
   __syncthreads();
   constexpr int kGroupsPerRow = Tile::kN / 4;
   for (int e = threadIdx.x; e < Tile::kM * kGroupsPerRow; e += kBlockThreads) {
@@ -376,55 +380,76 @@ __device__ __forceinline__ const char* input_at(const T* input, const PixelWindo
   return inside ? reinterpret_cast<const char*>(input + (window.origin + tap.elements)) : nullptr;
 }
 
-// Forward. Shared memory per stage: the A tile as [kM pixels][64 bytes of (r, s, c)] and
-// the B tile as [kN output channels][64 bytes of (r, s, c)], each row padded by one chunk
-// so the 8 rows of a fragment load fall in different banks. Block z takes reduction steps
-// from z * steps_per_split on; with partials, it writes its float sums to slice z of them
-// instead of the output.
-template <typename T, class Tile>
-__global__ void __launch_bounds__(kBlockThreads, 2)
-    forward_kernel(const T* __restrict__ input, const T* __restrict__ weight,
-                   const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g, bool relu,
-                   float* __restrict__ partials, int steps_per_split) {
-  constexpr int kRowBytes = kForwardRowBytes;
-  constexpr int kRowElems = kRowBytes / sizeof(T);
-  constexpr int kChunksPerRow = kTileKBytes / kChunkBytes;
-  constexpr int kRowsPerPass = kBlockThreads / kChunksPerRow;
-  constexpr int kPassesA = Tile::kM / kRowsPerPass, kPassesB = Tile::kN / kRowsPerPass;
-  constexpr int kStageBytes = kForwardStageBytes<Tile>;
+// How a stage's rows of 64 bytes of reduction lie in shared memory: offset(row, chunk) of
+// the row's 16-byte chunk. The warp MMA's rows are padded by one chunk, so the 8 rows of an
+// ldmatrix fall in different banks; the warpgroup MMA reads its rows unpadded, chunks
+// permuted by the 64-byte swizzle (swizzled_64b_descriptor), equally conflict-free.
+struct PaddedRows {
+  static constexpr int kRowBytes = kForwardRowBytes;
+  __device__ __forceinline__ static int offset(int row, int chunk) {
+    return row * kRowBytes + chunk * kChunkBytes;
+  }
+};
+struct SwizzledRows {
+  static constexpr int kRowBytes = kTileKBytes;
+  __device__ __forceinline__ static int offset(int row, int chunk) {
+    return row * kRowBytes + (chunk ^ (row >> 1 & 3)) * kChunkBytes;
+  }
+};
+
+// A tile's shared-memory matrix descriptor for the warpgroup MMA (the PTX ISA's format):
+// its start address, rows of 64 bytes along the reduction (K-major) in SwizzledRows order
+// with the tile 512-byte aligned, 8-row groups 512 bytes apart, the 64-byte swizzle.
+// Adding 2 moves it 32 bytes along the rows, to the next 16 elements of 16 bits.
+__device__ __forceinline__ uint64_t swizzled_64b_descriptor(const void* tile) {
+  constexpr uint64_t kUnusedLeadingOffset = 1, kGroupStride = 512 >> 4, kSwizzle64B = 2;
+  return uint64_t{(shared_address(tile) >> 4) & 0x3FFF} | kUnusedLeadingOffset << 16 |
+         kGroupStride << 32 | kSwizzle64B << 62;
+}
+
+// The forward's tile loader: the A tile ([kM pixels][64 bytes of (r, s, c)]) and the B tile
+// ([kN output channels][64 bytes of (r, s, c)]) of reduction step first_step + k_tile, for
+// steps 0, 1, 2, ... in turn. Each thread copies chunk column `chunk` of rows
+// first_row + i * kRowsPerPass of both tiles.
+template <typename T, class Tile, class Rows>
+struct ForwardLoader {
+  static constexpr int kChunksPerRow = kTileKBytes / kChunkBytes;
+  static constexpr int kRowsPerPass = kBlockThreads / kChunksPerRow;
+  static constexpr int kPassesA = Tile::kM / kRowsPerPass, kPassesB = Tile::kN / kRowsPerPass;
   static_assert(Tile::kM % kRowsPerPass == 0 && Tile::kN % kRowsPerPass == 0);
-  static_assert(kStages * kStageBytes <= kSharedBytes && Tile::kStagingBytes <= kSharedBytes);
 
-  unsigned char* const shared = dynamic_shared_memory();
-  const int64_t m_total = g.batch * g.out_h * g.out_w;
-  const int out_channels = static_cast<int>(g.out_channels);
-  const int reduction = static_cast<int>(g.kernel_h * g.kernel_w * g.in_channels);
-  const int64_t m0 = int64_t{blockIdx.x} * Tile::kM;
-  const int n0 = blockIdx.y * Tile::kN;
-
-  // Each thread copies chunk column `chunk` of rows first_row + i * kRowsPerPass of both
-  // tiles.
-  const int chunk = threadIdx.x % kChunksPerRow;
-  const int first_row = threadIdx.x / kChunksPerRow;
-  const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
+  const T* input;
+  const T* weight;
+  const ConvGeometry& g;
+  int chunk, first_row, in_h, in_w, out_channels, reduction, n0, first_step;
   PixelWindow window[kPassesA];
+  MixedRadixCursor tap;
+
+  __device__ __forceinline__ ForwardLoader(const T* input_, const T* weight_,
+                                           const ConvGeometry& g_, int64_t m0, int n0_,
+                                           int first_step_)
+      : input(input_),
+        weight(weight_),
+        g(g_),
+        chunk(threadIdx.x % kChunksPerRow),
+        first_row(threadIdx.x / kChunksPerRow),
+        in_h(static_cast<int>(g_.in_h)),
+        in_w(static_cast<int>(g_.in_w)),
+        out_channels(static_cast<int>(g_.out_channels)),
+        reduction(static_cast<int>(g_.kernel_h * g_.kernel_w * g_.in_channels)),
+        n0(n0_),
+        first_step(first_step_) {
+    const int64_t m_total = g.batch * g.out_h * g.out_w;
 #pragma unroll
-  for (int i = 0; i < kPassesA; ++i) {
-    const int64_t m = m0 + first_row + i * kRowsPerPass;
-    window[i] = window_of(pixel_cursor(m < m_total ? m : 0, g), m < m_total, g);
+    for (int i = 0; i < kPassesA; ++i) {
+      const int64_t m = m0 + first_row + i * kRowsPerPass;
+      window[i] = window_of(pixel_cursor(m < m_total ? m : 0, g), m < m_total, g);
+    }
+    // in_channels is a multiple of kVec, so a chunk never straddles two taps.
+    tap = tap_cursor(first_step * kTileK<T> + chunk * kVec<T>, g);
   }
 
-  auto stage_a = [&](int stage) { return reinterpret_cast<T*>(shared + stage * kStageBytes); };
-  auto stage_b = [&](int stage) {
-    return reinterpret_cast<T*>(shared + stage * kStageBytes + Tile::kM * kRowBytes);
-  };
-
-  const int first_step = blockIdx.z * steps_per_split;
-  const int steps = min(steps_per_split, (reduction + kTileK<T> - 1) / kTileK<T> - first_step);
-  // in_channels is a multiple of kVec, so a chunk never straddles two taps.
-  MixedRadixCursor tap = tap_cursor(first_step * kTileK<T> + chunk * kVec<T>, g);
-
-  auto load_tile = [&](int k_tile, int stage) {
+  __device__ __forceinline__ void load(int k_tile, unsigned char* a, unsigned char* b) {
     const int col = (first_step + k_tile) * kTileK<T> + chunk * kVec<T>;
     const bool col_valid = col < reduction;
     const TapOffset offset = tap_offset(tap, g);
@@ -432,42 +457,174 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
     for (int i = 0; i < kPassesA; ++i) {
       const int row = first_row + i * kRowsPerPass;
       const char* src = col_valid ? input_at(input, window[i], offset, in_h, in_w) : nullptr;
-      cp_async_16(stage_a(stage) + row * kRowElems + chunk * kVec<T>,
-                  src ? src : reinterpret_cast<const char*>(input), src != nullptr);
+      cp_async_16(a + Rows::offset(row, chunk), src ? src : reinterpret_cast<const char*>(input),
+                  src != nullptr);
     }
 #pragma unroll
     for (int i = 0; i < kPassesB; ++i) {
       const int row = first_row + i * kRowsPerPass;
       const bool valid = col_valid && n0 + row < out_channels;
-      cp_async_16(stage_b(stage) + row * kRowElems + chunk * kVec<T>,
+      cp_async_16(b + Rows::offset(row, chunk),
                   valid ? weight + int64_t{n0 + row} * reduction + col : weight, valid);
     }
     advance_tap(tap, kTileK<T>, g);
-  };
+  }
+};
 
-  constexpr RowsRun kRows = RowsRun::kAlongReduction;
-  const LaneOffsets lane = lane_offsets<T, kRows, kRowBytes>(warp_m<Tile>(), warp_n<Tile>());
-  Accumulators acc = {};
-  pipelined_mainloop(steps, load_tile, [&](int stage) {
-    multiply_stage<T, kRows, kRowBytes>(acc, shared, stage * kStageBytes + lane.a,
-                                        stage * kStageBytes + Tile::kM * kRowBytes + lane.b);
-  });
+// The forward's epilogue for a group of four sums at (row, col) of block (m0, n0): its
+// float sums to slice blockIdx.z of partials where the reduction is split, else + bias and
+// ReLU as asked, to the output.
+template <typename T>
+struct ForwardStore {
+  T* output;
+  const T* bias;
+  float* partials;
+  bool relu, aligned;
+  int64_t m_total, m0;
+  int out_channels, n0;
 
-  const bool aligned = partials != nullptr ? groups_aligned(partials, out_channels)
-                                           : groups_aligned(output, out_channels);
-  for_each_staged<Tile>(acc, shared, [&](int row, int col, float(&values)[4]) {
+  __device__ __forceinline__ ForwardStore(T* output_, const T* bias_, float* partials_, bool relu_,
+                                          const ConvGeometry& g, int64_t m0_, int n0_)
+      : output(output_),
+        bias(bias_),
+        partials(partials_),
+        relu(relu_),
+        m_total(g.batch * g.out_h * g.out_w),
+        m0(m0_),
+        out_channels(static_cast<int>(g.out_channels)),
+        n0(n0_) {
+    aligned = partials != nullptr ? groups_aligned(partials, out_channels)
+                                  : groups_aligned(output, out_channels);
+  }
+
+  __device__ __forceinline__ void operator()(int row, int col, float (&values)[4]) const {
     const int64_t m = m0 + row;
     const int k = n0 + col;
     if (m >= m_total || k >= out_channels) return;
     const int count = min(4, out_channels - k);
     if (partials != nullptr) {
-      store_group(partials + (blockIdx.z * m_total + m) * out_channels + k, values, count,
-                  aligned);
+      store_group(partials + (blockIdx.z * m_total + m) * out_channels + k, values, count, aligned);
       return;
     }
     for (int j = 0; j < count; ++j) values[j] = with_bias_and_relu(values[j], bias, k + j, relu);
     store_group(output + m * out_channels + k, values, count, aligned);
+  }
+};
+
+// The reduction steps of block z: from z * steps_per_split on, steps_per_split of them or
+// what remains.
+template <typename T>
+__device__ __forceinline__ int steps_of_split(const ConvGeometry& g, int steps_per_split) {
+  const int reduction = static_cast<int>(g.kernel_h * g.kernel_w * g.in_channels);
+  const int first_step = blockIdx.z * steps_per_split;
+  return min(steps_per_split, (reduction + kTileK<T> - 1) / kTileK<T> - first_step);
+}
+
+// Forward on the warp MMA (mma.sync), any tile. Shared memory per stage: the A tile, then
+// the B tile, in padded rows. Block z takes reduction steps from z * steps_per_split on;
+// with partials, it writes its float sums to slice z of them instead of the output.
+template <typename T, class Tile>
+__global__ void __launch_bounds__(kBlockThreads, 2)
+    forward_kernel(const T* __restrict__ input, const T* __restrict__ weight,
+                   const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g, bool relu,
+                   float* __restrict__ partials, int steps_per_split) {
+  constexpr int kRowBytes = PaddedRows::kRowBytes;
+  constexpr int kStageBytes = kForwardStageBytes<Tile>;
+  static_assert(kStages * kStageBytes <= kSharedBytes && Tile::kStagingBytes <= kSharedBytes);
+
+  unsigned char* const shared = dynamic_shared_memory();
+  const int64_t m0 = int64_t{blockIdx.x} * Tile::kM;
+  const int n0 = blockIdx.y * Tile::kN;
+  ForwardLoader<T, Tile, PaddedRows> loader(input, weight, g, m0, n0, blockIdx.z * steps_per_split);
+  auto load_tile = [&](int k_tile, int stage) {
+    unsigned char* a = shared + stage * kStageBytes;
+    loader.load(k_tile, a, a + Tile::kM * kRowBytes);
+  };
+
+  constexpr RowsRun kRows = RowsRun::kAlongReduction;
+  const LaneOffsets lane = lane_offsets<T, kRows, kRowBytes>(warp_m<Tile>(), warp_n<Tile>());
+  Accumulators acc = {};
+  pipelined_mainloop(steps_of_split<T>(g, steps_per_split), load_tile, [&](int stage) {
+    multiply_stage<T, kRows, kRowBytes>(acc, shared, stage * kStageBytes + lane.a,
+                                        stage * kStageBytes + Tile::kM * kRowBytes + lane.b);
   });
+
+  float* staging = reinterpret_cast<float*>(shared);
+  stage_accumulators<Tile>(acc, staging);
+  for_each_staged<Tile>(staging, ForwardStore<T>(output, bias, partials, relu, g, m0, n0));
+}
+
+// Forward on Hopper's warpgroup MMA (wgmma, sm_90a), for 16-bit types and 128 x 128 tiles:
+// the same loaders and epilogue as forward_kernel, the two warpgroups each a 64 x 128 half
+// of the tile. Its stages' tiles are read by the tensor cores' own loads (the async proxy),
+// so each thread fences its copies before the barrier, and a stage is loaded again only
+// once the warpgroup MMAs reading it have completed: kAhead = kWarpgroupStages - 2 steps are
+// in flight, while one group of MMAs may still run.
+constexpr int kWarpgroupStages = 4;
+constexpr int kSwizzledStageBytes = (SquareTile::kM + SquareTile::kN) * SwizzledRows::kRowBytes;
+static_assert(kWarpgroupStages * kSwizzledStageBytes <= kSharedBytes &&
+              kSwizzledStageBytes % 512 == 0);
+
+template <typename T>
+__global__ void __launch_bounds__(kBlockThreads, 2)
+    warpgroup_forward_kernel(const T* __restrict__ input, const T* __restrict__ weight,
+                             const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g,
+                             bool relu, float* __restrict__ partials, int steps_per_split) {
+  using Tile = SquareTile;
+  constexpr int kAhead = kWarpgroupStages - 2;
+  constexpr int kBOffset = Tile::kM * SwizzledRows::kRowBytes;
+  constexpr int kWarpgroupRows = 64;
+
+  unsigned char* const shared = dynamic_shared_memory();
+  const int64_t m0 = int64_t{blockIdx.x} * Tile::kM;
+  const int n0 = blockIdx.y * Tile::kN;
+  ForwardLoader<T, Tile, SwizzledRows> loader(input, weight, g, m0, n0,
+                                              blockIdx.z * steps_per_split);
+  auto stage = [&](int step) { return shared + step % kWarpgroupStages * kSwizzledStageBytes; };
+  const int steps = steps_of_split<T>(g, steps_per_split);
+  const int warpgroup = threadIdx.x / 128;
+
+  float acc[64] = {};
+#pragma unroll
+  for (int t = 0; t < kAhead; ++t) {
+    if (t < steps) loader.load(t, stage(t), stage(t) + kBOffset);
+    cp_async_commit();
+  }
+  for (int t = 0; t < steps; ++t) {
+    cp_async_wait<kAhead - 1>();
+    fence_proxy_async();
+    __syncthreads();  // step t is in shared memory, and step t - 2's MMAs have completed
+    if (t + kAhead < steps)
+      loader.load(t + kAhead, stage(t + kAhead), stage(t + kAhead) + kBOffset);
+    cp_async_commit();
+    const uint64_t a =
+        swizzled_64b_descriptor(stage(t) + warpgroup * kWarpgroupRows * SwizzledRows::kRowBytes);
+    const uint64_t b = swizzled_64b_descriptor(stage(t) + kBOffset);
+    wgmma_fence();
+#pragma unroll
+    for (int k16 = 0; k16 < kStepsPerStage; ++k16) {
+      wgmma_m64n128k16<T>(acc, a + 2 * k16, b + 2 * k16);
+    }
+    wgmma_commit();
+    wgmma_wait<1>(acc);
+  }
+  wgmma_wait<0>(acc);
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // Thread 32w + 4g + t of the warpgroup holds rows 16w + g (+ 8), columns 8j + 2t (+ 1).
+  float* staging = reinterpret_cast<float*>(shared);
+  constexpr int kStride = Tile::kStagingStride;
+  const int lane = threadIdx.x % 32;
+  const int row0 = warpgroup * kWarpgroupRows + threadIdx.x / 32 % 4 * 16 + lane / 4;
+  const int col0 = lane % 4 * 2;
+#pragma unroll
+  for (int j = 0; j < Tile::kN / 8; ++j) {
+    float* at = staging + row0 * kStride + col0 + 8 * j;
+    *reinterpret_cast<float2*>(at) = make_float2(acc[4 * j], acc[4 * j + 1]);
+    *reinterpret_cast<float2*>(at + 8 * kStride) = make_float2(acc[4 * j + 2], acc[4 * j + 3]);
+  }
+  for_each_staged<Tile>(staging, ForwardStore<T>(output, bias, partials, relu, g, m0, n0));
 }
 
 // grad_weight, split over the pixels: block (x, y, z) computes the 128 x 128 tile (y, x)
@@ -549,7 +706,9 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
 
   float* out = partials + int64_t{blockIdx.z} * out_channels * reduction;
   const bool aligned = groups_aligned(out, reduction);
-  for_each_staged<Tile>(acc, shared, [&](int row, int col, float(&values)[4]) {
+  float* staging = reinterpret_cast<float*>(shared);
+  stage_accumulators<Tile>(acc, staging);
+  for_each_staged<Tile>(staging, [&](int row, int col, float(&values)[4]) {
     const int k = k0 + row, rsc = n0 + col;
     if (k < out_channels && rsc < reduction) {
       store_group(out + int64_t{k} * reduction + rsc, values, min(4, reduction - rsc), aligned);
@@ -601,19 +760,20 @@ int64_t forward_tiles(const ConvGeometry& g) {
   return ceil_div(g.batch * g.out_h * g.out_w, Tile::kM) * ceil_div(g.out_channels, Tile::kN);
 }
 
-template <typename T, class Tile>
+// kKernel: forward_kernel<T, Tile> or, for SquareTile, warpgroup_forward_kernel<T>.
+template <typename T, class Tile, auto kKernel>
 cudaError_t launch_forward(const T* input, const T* weight_krsc, const T* bias, T* output,
                            const ConvGeometry& g, bool relu, float* partials, int splits,
                            cudaStream_t stream) {
   static bool attribute_set[64] = {};
-  const cudaError_t err = allow_shared_bytes(forward_kernel<T, Tile>, attribute_set);
+  const cudaError_t err = allow_shared_bytes(kKernel, attribute_set);
   if (err != cudaSuccess) return err;
   const int64_t m_total = g.batch * g.out_h * g.out_w;
   const int64_t steps = ceil_div(g.kernel_h * g.kernel_w * g.in_channels, kTileK<T>);
   const dim3 grid(static_cast<unsigned int>(ceil_div(m_total, Tile::kM)),
                   static_cast<unsigned int>(ceil_div(g.out_channels, Tile::kN)), splits);
-  launch_kernel(forward_kernel<T, Tile>, grid, kBlockThreads, kSharedBytes, stream, input,
-                weight_krsc, bias, output, g, relu, splits > 1 ? partials : nullptr,
+  launch_kernel(kKernel, grid, kBlockThreads, kSharedBytes, stream, input, weight_krsc, bias,
+                output, g, relu, splits > 1 ? partials : nullptr,
                 static_cast<int>(ceil_div(steps, splits)));
   if (splits > 1) {
     const int64_t size = m_total * g.out_channels;
@@ -632,11 +792,23 @@ int implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int m
       multiprocessors);
 }
 
+bool implicit_gemm_warpgroup_fits(const ConvGeometry& g, int element_bytes) {
+  return element_bytes == 2 && !forward_tile_is_tall(g);
+}
+
 template <typename T>
 cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
                                          T* output, const ConvGeometry& g, bool relu,
-                                         float* partials, int splits, cudaStream_t stream) {
-  return (forward_tile_is_tall(g) ? launch_forward<T, TallTile> : launch_forward<T, SquareTile>)(
+                                         float* partials, int splits, bool warpgroup_mma,
+                                         cudaStream_t stream) {
+  if constexpr (sizeof(T) == 2) {
+    if (warpgroup_mma) {
+      return launch_forward<T, SquareTile, warpgroup_forward_kernel<T>>(
+          input, weight_krsc, bias, output, g, relu, partials, splits, stream);
+    }
+  }
+  return (forward_tile_is_tall(g) ? launch_forward<T, TallTile, forward_kernel<T, TallTile>>
+                                  : launch_forward<T, SquareTile, forward_kernel<T, SquareTile>>)(
       input, weight_krsc, bias, output, g, relu, partials, splits, stream);
 }
 
@@ -690,8 +862,9 @@ bool implicit_gemm_grad_weight_fits(const ConvGeometry& g, int element_bytes) {
 }
 
 #define INSTANTIATE(T)                                                                         \
-  template cudaError_t conv2d_forward_implicit_gemm<T>(                                        \
-      const T*, const T*, const T*, T*, const ConvGeometry&, bool, float*, int, cudaStream_t);   \
+  template cudaError_t conv2d_forward_implicit_gemm<T>(const T*, const T*, const T*, T*,      \
+                                                       const ConvGeometry&, bool, float*, int,  \
+                                                       bool, cudaStream_t);                     \
   template cudaError_t conv2d_grad_weight_implicit_gemm<T>(const T*, const T*, float*, int, T*, \
                                                            const ConvGeometry&, cudaStream_t);
 INSTANTIATE(float)

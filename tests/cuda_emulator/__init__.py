@@ -47,7 +47,7 @@ def build(directory):
     compiler = os.environ.get("CXX", "c++")
     includes = [f"-I{HERE / 'include'}", f"-I{HERE}", f"-I{kernels}", f"-I{sources}"]
     flags = ["-std=c++20", "-O2", "-fPIC", "-fno-strict-aliasing", *includes]
-    torch_flags = ["-std=c++20", "-O1", "-fPIC", "-DCLASSIC_OPS_WITH_CUDA",
+    torch_flags = ["-std=c++20", "-O1", "-fPIC", "-DCLASSIC_OPS_WITH_CUDA", "-DCLASSIC_OPS_WITH_SM90A",
                    f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
                    *includes, *(f"-I{path}" for path in cpp_extension.include_paths())]
     kernel_jobs = [([*flags, "-x", "c++", "-include", str(HERE / "prelude.h")], source)

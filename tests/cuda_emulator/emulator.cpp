@@ -44,9 +44,19 @@ cudaError_t cudaGetDevice(int* device) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int device) {
-  if (attribute != cudaDevAttrMultiProcessorCount || device != 0) return cudaErrorInvalidValue;
-  *value = 132;
-  return cudaSuccess;
+  if (device != 0) return cudaErrorInvalidValue;
+  switch (attribute) {
+    case cudaDevAttrMultiProcessorCount:
+      *value = 132;
+      return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor:
+      *value = 9;
+      return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor:
+      *value = 0;
+      return cudaSuccess;
+  }
+  return cudaErrorInvalidValue;
 }
 
 namespace emulated {
@@ -67,6 +77,45 @@ struct Copy {
   bool valid;
 };
 
+// A warpgroup MMA issued by one thread, not yet carried out.
+struct WarpgroupMma {
+  float* d;
+  uint64_t a, b;
+  Operands operands;
+};
+
+// Asynchronous work of one thread, as cp.async and wgmma group it: what it issued since its
+// last commit, and the groups it committed, oldest first.
+template <class Work>
+struct AsyncGroups {
+  std::vector<Work> uncommitted;
+  std::vector<std::vector<Work>> committed;
+
+  void commit() {
+    committed.push_back(std::move(uncommitted));
+    uncommitted.clear();
+  }
+  // Carries out the oldest groups until at most `pending` remain.
+  template <class CarryOut>
+  void wait(int pending, CarryOut&& carry_out) {
+    while (static_cast<int>(committed.size()) > pending) {
+      for (const Work& work : committed.front()) carry_out(work);
+      committed.erase(committed.begin());
+    }
+  }
+  bool has_work() const {
+    if (!uncommitted.empty()) return true;
+    for (const auto& group : committed) {
+      if (!group.empty()) return true;
+    }
+    return false;
+  }
+  void clear() {
+    uncommitted.clear();
+    committed.clear();
+  }
+};
+
 struct Thread {
   void* stack_pointer = nullptr;
   unsigned char* stack = nullptr;
@@ -74,8 +123,9 @@ struct Thread {
   int linear = 0;
   bool exited = false;
   Waiting waiting = Waiting::kNo;
-  std::vector<std::vector<Copy>> committed_groups;  // oldest first
-  std::vector<Copy> uncommitted;
+  AsyncGroups<Copy> copies;
+  AsyncGroups<WarpgroupMma> mmas;
+  std::vector<size_t> unfenced_chunks;  // shared chunks its copies wrote since its last fence
 };
 
 // What a lane hands the rest of its warp in a collective.
@@ -96,6 +146,9 @@ struct Emulation {
   void* scheduler_stack_pointer = nullptr;
   const std::function<void()>* thread_body = nullptr;
   std::vector<unsigned char> shared;
+  // Per 16-byte chunk of shared memory: the thread whose cp.async wrote it last and has not
+  // fenced since, or -1.
+  std::vector<int> unfenced_writer;
   std::vector<LaneExchange> exchange;
   std::map<const void*, int> max_dynamic_shared;  // per kernel
   std::map<uintptr_t, size_t> buffers;            // start -> bytes
@@ -129,10 +182,8 @@ void fail(const std::string& what) {
 void thread_entry() {
   (*state.thread_body)();
   Thread& t = *state.running;
-  if (!t.uncommitted.empty()) fail("exited with cp.async copies never committed");
-  for (const auto& group : t.committed_groups) {
-    if (!group.empty()) fail("exited with cp.async copies never waited for");
-  }
+  if (t.copies.has_work()) fail("exited with cp.async copies never waited for");
+  if (t.mmas.has_work()) fail("exited with warpgroup MMAs never waited for");
   t.exited = true;
   yield_to_scheduler();
   fail("an exited thread was resumed");
@@ -143,12 +194,16 @@ void wait_for_warp() {
   yield_to_scheduler();
 }
 
+// By the running thread, which issued it.
 void land(const Copy& copy) {
   if (copy.valid) {
     std::memcpy(copy.shared, copy.global, 16);
   } else {
     std::memset(copy.shared, 0, 16);
   }
+  const size_t chunk = static_cast<size_t>(copy.shared - state.shared.data()) / 16;
+  state.unfenced_writer[chunk] = state.running->linear;
+  state.running->unfenced_chunks.push_back(chunk);
 }
 
 void check_inside_a_buffer(const void* data, size_t bytes) {
@@ -179,8 +234,9 @@ void start_threads(int count) {
     t.linear = i;
     t.exited = false;
     t.waiting = Waiting::kNo;
-    t.committed_groups.clear();
-    t.uncommitted.clear();
+    t.copies.clear();
+    t.mmas.clear();
+    t.unfenced_chunks.clear();
     // The first switch to the thread pops six zeroed registers and returns into
     // thread_entry with the stack aligned as after a call.
     const auto top = reinterpret_cast<uintptr_t>(t.stack + kStackBytes) & ~uintptr_t{15};
@@ -242,6 +298,44 @@ void run_block(int count) {
   }
 }
 
+// Element k (of 16) of row `row` of the K-major operand at descriptor `descriptor`, as the
+// PTX ISA lays it out: bits 0-13 the start address / 16, 32-45 the stride between 8-row
+// groups / 16, 62-63 the swizzle (2: 64 bytes, whose rows are 64 bytes and whose 16-byte
+// chunks the address bits 7-8 permute).
+double warpgroup_operand(uint64_t descriptor, int row, int k, Operands operands) {
+  if (descriptor >> 62 != 2) fail("a warpgroup MMA descriptor with a swizzle other than 64B");
+  if ((descriptor >> 49 & 7) != 0) fail("a warpgroup MMA descriptor with a base offset");
+  const size_t start = (descriptor & 0x3FFF) << 4;
+  const size_t group_stride = (descriptor >> 32 & 0x3FFF) << 4;
+  size_t address = start + row / 8 * group_stride + row % 8 * 64 + k * 2;
+  address ^= (address >> 7 & 3) << 4;
+  if (address + 2 > state.shared.size()) fail("a warpgroup MMA reads outside shared memory");
+  if (state.unfenced_writer[address / 16] >= 0) {
+    fail("a warpgroup MMA reads shared memory a cp.async wrote without fence.proxy.async");
+  }
+  uint16_t bits;
+  std::memcpy(&bits, state.shared.data() + address, 2);
+  return operands == Operands::kHalf ? float_of_half(bits) : float_of_bfloat16(bits);
+}
+
+// This thread's share of one m64n128k16: rows 16w + g (+ 8), columns 8j + 2t (+ 1), for
+// thread 32w + 4g + t of its warpgroup.
+void carry_out(const WarpgroupMma& mma) {
+  const int index = state.running->linear % 128;
+  const int warp = index / 32, g = index % 32 / 4, t = index % 4;
+  for (int j = 0; j < 16; ++j) {
+    for (int e = 0; e < 4; ++e) {
+      const int row = 16 * warp + g + (e >= 2 ? 8 : 0), column = 8 * j + 2 * t + (e & 1);
+      double sum = mma.d[4 * j + e];
+      for (int k = 0; k < 16; ++k) {
+        sum += warpgroup_operand(mma.a, row, k, mma.operands) *
+               warpgroup_operand(mma.b, column, k, mma.operands);
+      }
+      mma.d[4 * j + e] = static_cast<float>(sum);
+    }
+  }
+}
+
 double operand_value(uint32_t word, int half, Operands operands) {
   switch (operands) {
     case Operands::kTf32:  // the tensor cores read 19 bits of each float
@@ -287,23 +381,13 @@ void cp_async_16(void* shared, const void* global, bool valid) {
   if (state.copies_land == CopiesLand::kAtIssue) {
     land(copy);
   } else {
-    state.running->uncommitted.push_back(copy);
+    state.running->copies.uncommitted.push_back(copy);
   }
 }
 
-void cp_async_commit() {
-  Thread& t = *state.running;
-  t.committed_groups.push_back(std::move(t.uncommitted));
-  t.uncommitted.clear();
-}
+void cp_async_commit() { state.running->copies.commit(); }
 
-void cp_async_wait(int pending) {
-  auto& groups = state.running->committed_groups;
-  while (static_cast<int>(groups.size()) > pending) {
-    for (const Copy& copy : groups.front()) land(copy);
-    groups.erase(groups.begin());
-  }
-}
+void cp_async_wait(int pending) { state.running->copies.wait(pending, land); }
 
 void ldmatrix_x4(uint32_t (&r)[4], unsigned address, bool transposed) {
   check_shared(address, 16, "ldmatrix");
@@ -369,6 +453,29 @@ void mma_m16n8(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], Op
   wait_for_warp();
 }
 
+void fence_proxy_async() {
+  Thread& t = *state.running;
+  for (size_t chunk : t.unfenced_chunks) {
+    if (state.unfenced_writer[chunk] == t.linear) state.unfenced_writer[chunk] = -1;
+  }
+  t.unfenced_chunks.clear();
+}
+
+void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b, Operands operands) {
+  // At the other extreme from the copies: late MMAs see a stage the copies refill too early,
+  // early MMAs a stage whose copies have not landed.
+  const WarpgroupMma mma{d, a, b, operands};
+  if (state.copies_land == CopiesLand::kAtWait) {
+    carry_out(mma);
+  } else {
+    state.running->mmas.uncommitted.push_back(mma);
+  }
+}
+
+void wgmma_commit() { state.running->mmas.commit(); }
+
+void wgmma_wait(int pending) { state.running->mmas.wait(pending, carry_out); }
+
 uint32_t round_to_tf32(uint32_t bits) {
   if ((bits & 0x7f800000u) == 0x7f800000u) return bits;  // infinity and NaN stay
   return (bits + 0x1000u) & 0xffffe000u;                 // ties away from zero
@@ -405,6 +512,7 @@ void run_blocks(dim3 grid, dim3 block, size_t shared_bytes, const void* kernel,
   for (const dim3& b : blocks) {
     state.block_index = b;
     state.shared.assign(shared_bytes, 0xff);
+    state.unfenced_writer.assign((shared_bytes + 15) / 16, -1);
     run_block(count);
   }
 }

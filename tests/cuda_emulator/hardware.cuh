@@ -47,6 +47,21 @@ void mma_m16n8(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
 
 inline uint32_t round_to_tf32(uint32_t bits) { return emulated::round_to_tf32(bits); }
 
+inline void fence_proxy_async() { emulated::fence_proxy_async(); }
+
+template <typename T>
+void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b) {
+  static_assert(std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>);
+  emulated::wgmma_m64n128k16(
+      d, a, b, std::is_same_v<T, __half> ? emulated::Operands::kHalf : emulated::Operands::kBfloat16);
+}
+inline void wgmma_fence() {}
+inline void wgmma_commit() { emulated::wgmma_commit(); }
+template <int kPending>
+void wgmma_wait(float (&)[64]) {
+  emulated::wgmma_wait(kPending);
+}
+
 template <typename... Params, typename... Args>
 void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
                    cudaStream_t, Args&&... args) {

@@ -8,6 +8,7 @@ with classic_ops imported has already), from the tests directory:
 writes {case name: "ok" or what went wrong}. CASES names them for the tests."""
 import ctypes
 import json
+import os
 import sys
 import traceback
 
@@ -41,6 +42,7 @@ CONV_CASES = [
      True, False),
     ("gemm_unaligned_input", "conv2d", "float16", "unaligned", 2, 16, 6, 6, 16, 3, 1, 1, 1, 1,
      True, False),
+    ("gemm_wide", "conv2d", "float16", "cl", 2, 16, 9, 9, 96, 3, 1, 1, 1, 1, True, True),
     ("direct_float32", "conv2d", "float32", "cl", 2, 8, 6, 6, 8, 3, 1, 1, 1, 1, True, False),
     ("direct_grouped_float64", "conv2d", "float64", "nchw", 2, 6, 7, 7, 9, 3, 2, 1, 1, 3, True,
      False),
@@ -62,7 +64,12 @@ POOL_CASES = [
     ("pool_strided_channels_last", "float64", "cl", 2, 3, 7, 7, 3, 2, 1, False),
 ]
 
-CASES = [case[0] for case in CONV_CASES + POOL_CASES]
+# Cases run again with the forward GEMM on Hopper's warpgroup MMA (CLASSIC_OPS_WGMMA=1; the
+# op library is built as for sm_90a and its device is an H200), as "<name>_on_warpgroup_mma".
+ON_WARPGROUP_MMA = ["gemm_wide", "gemm_pointwise", "gemm_split_square_tile"]
+
+CASES = ([case[0] for case in CONV_CASES + POOL_CASES] +
+         [f"{name}_on_warpgroup_mma" for name in ON_WARPGROUP_MMA])
 
 TORCH_DTYPE = {"float16": torch.float16, "bfloat16": torch.bfloat16, "tf32": torch.float32,
                "float32": torch.float32, "float64": torch.float64}
@@ -136,10 +143,14 @@ def main(library, results_path):
     torch.ops.load_library(library)
     emulator = ctypes.CDLL(library)  # the same library, for its entry points
     results = {}
-    runs = [(run_conv, case) for case in CONV_CASES] + [(run_pool, case) for case in POOL_CASES]
-    for run, (name, *spec) in runs:
+    runs = [(run_conv, case, False) for case in CONV_CASES]
+    runs += [(run_pool, case, False) for case in POOL_CASES]
+    runs += [(run_conv, (f"{name}_on_warpgroup_mma", *spec), True)
+             for name, *spec in CONV_CASES if name in ON_WARPGROUP_MMA]
+    for run, (name, *spec), warpgroup_mma in runs:
         torch.manual_seed(CASES.index(name))
         emulator.emulated_configure(0, CASES.index(name))  # clears a failed case's error
+        os.environ["CLASSIC_OPS_WGMMA"] = "1" if warpgroup_mma else "0"
         try:
             run(*spec)
             results[name] = "ok"

@@ -14,7 +14,11 @@ constexpr cudaError_t cudaErrorLaunchFailure = 719;
 constexpr cudaError_t cudaErrorNotSupported = 801;
 typedef struct CUstream_st* cudaStream_t;
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+enum cudaDeviceAttr {
+  cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrComputeCapabilityMajor = 75,
+  cudaDevAttrComputeCapabilityMinor = 76
+};
 
 struct dim3 {
   unsigned x, y, z;
@@ -38,7 +42,8 @@ using std::isnan;
 
 cudaError_t cudaGetLastError();
 cudaError_t cudaGetDevice(int* device);
-// The emulated device has an H200's 132 multiprocessors (the split reductions depend on it).
+// The emulated device is an H200: compute capability 9.0, 132 multiprocessors (the split
+// reductions depend on them).
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int device);
 cudaError_t emulated_set_max_dynamic_shared(const void* kernel, int bytes);
 template <class Kernel>
