@@ -110,17 +110,27 @@ def runs_warpgroup_mma():
     (2, 3, 80, 12, 12, 7, 2, 3, 1, True),  # 3 colours, zero-padded
 ], ids=str)
 def test_cuda_warpgroup_mma_forward_matches_float64(case, dtype, monkeypatch):
+    # grad_input, a forward GEMM too, takes the warpgroup MMA where in_channels > 64.
     monkeypatch.setenv("CLASSIC_OPS_WGMMA", "1")
     n, c, k, h, w, r, stride, padding, dilation, has_bias = case
     x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(k, c, r, r, device="cuda", dtype=dtype) / (c * r * r) ** 0.5
     bias = torch.randn(k, device="cuda", dtype=dtype) if has_bias else None
     kwargs = dict(stride=stride, padding=padding, dilation=dilation)
-    want = F.conv2d(x.double().cpu(), weight.double().cpu(),
-                    bias.double().cpu() if has_bias else None, **kwargs)
-    got = cf.conv2d(x, weight, bias, relu=True, **kwargs)
+    reference_inputs = [t.double().cpu() if t is not None else None for t in (x, weight, bias)]
+    out_shape = F.conv2d(x[:1].float().cpu(), weight.float().cpu(), **kwargs).shape[1:]
+    grad_out = torch.randn(n, *out_shape, device="cuda", dtype=dtype)
+    want, want_grads = forward_and_grads(lambda *t: F.conv2d(*t, **kwargs), reference_inputs,
+                                         grad_out.double().cpu())
+    got, got_grads = forward_and_grads(lambda *t: cf.conv2d(*t, **kwargs), (x, weight, bias),
+                                       grad_out)
     assert got.is_contiguous(memory_format=torch.channels_last)
-    assert relative_error(got, want.relu()) < RELATIVE_ERROR[dtype]
+    assert relative_error(got, want) < RELATIVE_ERROR[dtype]
+    for name, g, g_want in zip(["input", "weight", "bias"], got_grads, want_grads):
+        assert relative_error(g, g_want) < RELATIVE_ERROR[dtype], f"grad of {name}"
+    # and with the ReLU fused into the epilogue
+    assert relative_error(cf.conv2d(x, weight, bias, relu=True, **kwargs), want.relu()) < \
+        RELATIVE_ERROR[dtype]
 
 
 def test_cuda_float32_uses_tf32_only_when_allowed():
