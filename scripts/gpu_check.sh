@@ -66,6 +66,7 @@ bench fp16_conv --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --
 export CLASSIC_OPS_WGMMA=1
 bench fp16_conv_wgmma --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last
 bench bf16_conv_wgmma --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --dtype bfloat16 --channels-last
+bench tf32_conv_wgmma --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --channels-last
 unset CLASSIC_OPS_WGMMA
 bench bf16_depthwise --suite mobilenet_v1 mobilenet_v2 --operator depthwise --batch 32 --dtype bfloat16
 bench fp16_backward --suite resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last --pass backward

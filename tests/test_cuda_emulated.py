@@ -87,16 +87,17 @@ def conv_reference(x, w, bias, g):
     return out[:, :, :out_h, :out_w]
 
 
-def to_tf32(t):
-    """float rounded to TF32 as the kernels' cvt.rna does: to nearest, ties away."""
+def to_tf32(t, truncate):
+    """float as TF32: rounded as the warp MMA's cvt.rna does (to nearest, ties away), or
+    truncated as the warpgroup MMA reads floats from shared memory (their upper 19 bits)."""
     bits = t.float().contiguous().view(torch.int32)
-    rounded = ((bits + 0x1000) & ~0x1FFF).view(torch.float32)
+    rounded = ((bits if truncate else bits + 0x1000) & ~0x1FFF).view(torch.float32)
     return torch.where(torch.isfinite(t), rounded, t.float())
 
 
-def as_multiplied(t, dtype):
+def as_multiplied(t, dtype, warpgroup=False):
     """The operand values the tensor cores multiply."""
-    return to_tf32(t).double() if dtype == torch.float32 else t.double()
+    return to_tf32(t, warpgroup).double() if dtype == torch.float32 else t.double()
 
 
 def gemm_splits(emulator, kernel, g, dtype, splits):
@@ -140,8 +141,8 @@ GEMM_FORWARD_CASES = [
 @pytest.mark.parametrize("case,dtype,mma", [
     (case, dtype, mma) for case in GEMM_FORWARD_CASES for dtype in GEMM_DTYPES
     for mma in ("warp", "warpgroup")
-    # the warpgroup MMA kernel: 16-bit types, more than 64 output channels
-    if mma == "warp" or (dtype != torch.float32 and case[4] > 64)])
+    # the warpgroup MMA kernel: 128 x 128 tiles, for more than 64 output channels
+    if mma == "warp" or case[4] > 64])
 def test_implicit_gemm_forward(emulator, case, dtype, mma, copies_land_at_issue):
     (batch, in_channels, height, width, out_channels, kernel, stride, padding, dilation,
      out_size, with_bias, relu, splits) = case
@@ -149,8 +150,7 @@ def test_implicit_gemm_forward(emulator, case, dtype, mma, copies_land_at_issue)
                       dilation, out_size=out_size)
     splits = gemm_splits(emulator, "forward", g, dtype, splits)
     warpgroup = mma == "warpgroup"
-    assert emulator.call("implicit_gemm_warpgroup_fits", g, torch.finfo(dtype).bits // 8) or \
-        not warpgroup
+    assert emulator.call("implicit_gemm_warpgroup_fits", g) or not warpgroup
     torch.manual_seed(len(GEMM_FORWARD_CASES) * GEMM_DTYPES.index(dtype) +
                       GEMM_FORWARD_CASES.index(case))
     x = random_channels_last(emulator, (batch, in_channels, height, width), dtype)
@@ -164,7 +164,7 @@ def test_implicit_gemm_forward(emulator, case, dtype, mma, copies_land_at_issue)
                          partials, splits, warpgroup,
                          copies_land_at_issue=copies_land_at_issue) == 0
 
-    xd, wd = as_multiplied(x, dtype), as_multiplied(w, dtype)
+    xd, wd = as_multiplied(x, dtype, warpgroup), as_multiplied(w, dtype, warpgroup)
     want = conv_reference(xd, wd, bias, g)
     if relu:
         want = want.relu()

@@ -101,8 +101,8 @@ def runs_warpgroup_mma():
 
 @pytest.mark.skipif(not HAS_CUDA or not runs_warpgroup_mma(),
                     reason="needs a build for sm_90a (TORCH_CUDA_ARCH_LIST=9.0a) and a Hopper GPU")
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=dtype_name)
-@pytest.mark.parametrize("case", [  # 16-bit types, more than 64 output channels: warpgroup MMA
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=dtype_name)
+@pytest.mark.parametrize("case", [  # more than 64 output channels: the warpgroup MMA
     (1, 8, 200, 7, 7, 3, 2, 1, 1, False),
     (3, 64, 130, 13, 10, 1, 1, 0, 1, True),
     (2, 256, 256, 14, 14, 3, 1, 1, 1, True),
@@ -112,6 +112,7 @@ def runs_warpgroup_mma():
 def test_cuda_warpgroup_mma_forward_matches_float64(case, dtype, monkeypatch):
     # grad_input, a forward GEMM too, takes the warpgroup MMA where in_channels > 64.
     monkeypatch.setenv("CLASSIC_OPS_WGMMA", "1")
+    torch.backends.cudnn.allow_tf32 = True  # float32 runs as TF32 (the fixture restores it)
     n, c, k, h, w, r, stride, padding, dilation, has_bias = case
     x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(k, c, r, r, device="cuda", dtype=dtype) / (c * r * r) ** 0.5

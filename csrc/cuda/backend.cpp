@@ -75,15 +75,14 @@ int multiprocessors() { return current_device_facts().multiprocessors; }
 // (CLASSIC_OPS_WITH_SM90A), a compute capability 9.0 device, a geometry those kernels take,
 // and, until they have passed the tests on a GPU, CLASSIC_OPS_WGMMA=1 in the environment
 // (read at each call, so that a process may compare both).
-bool runs_on_warpgroup_mma(const ConvGeometry& g, int element_bytes) {
+bool runs_on_warpgroup_mma(const ConvGeometry& g) {
 #ifdef CLASSIC_OPS_WITH_SM90A
   const char* opted_in = std::getenv("CLASSIC_OPS_WGMMA");
   const DeviceFacts& device = current_device_facts();
   return opted_in != nullptr && std::string_view(opted_in) == "1" && device.major == 9 &&
-         device.minor == 0 && cuda::implicit_gemm_warpgroup_fits(g, element_bytes);
+         device.minor == 0 && cuda::implicit_gemm_warpgroup_fits(g);
 #else
   (void)g;
-  (void)element_bytes;
   return false;
 #endif
 }
@@ -157,8 +156,8 @@ void run_implicit_gemm(const at::Tensor& input, const at::Tensor& weight_krsc,
   TORCH_INTERNAL_ASSERT(input.is_contiguous(kChannelsLast) &&
                         output.is_contiguous(kChannelsLast) && weight_krsc.is_contiguous());
   const at::Tensor x = aligned16(input), w = aligned16(weight_krsc);
-  const int element_bytes = static_cast<int>(input.element_size());
-  const int splits = cuda::implicit_gemm_forward_splits(g, element_bytes, multiprocessors());
+  const int splits = cuda::implicit_gemm_forward_splits(
+      g, static_cast<int>(input.element_size()), multiprocessors());
   const at::Tensor partials =
       splits > 1 ? at::empty({splits, output.numel()}, output.options().dtype(at::kFloat))
                  : at::Tensor();
@@ -167,7 +166,7 @@ void run_implicit_gemm(const at::Tensor& input, const at::Tensor& weight_krsc,
         in_ptr<scalar_t>(x), in_ptr<scalar_t>(w), in_ptr<scalar_t>(bias),
         out_ptr<scalar_t>(output), g, relu,
         partials.defined() ? partials.mutable_data_ptr<float>() : nullptr, splits,
-        runs_on_warpgroup_mma(g, element_bytes), current_stream()));
+        runs_on_warpgroup_mma(g), current_stream()));
   });
 }
 

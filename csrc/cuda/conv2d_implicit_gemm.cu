@@ -554,7 +554,7 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   for_each_staged<Tile>(staging, ForwardStore<T>(output, bias, partials, relu, g, m0, n0));
 }
 
-// Forward on Hopper's warpgroup MMA (wgmma, sm_90a), for 16-bit types and 128 x 128 tiles:
+// Forward on Hopper's warpgroup MMA (wgmma, sm_90a; float as TF32), for 128 x 128 tiles:
 // the same loaders and epilogue as forward_kernel, the two warpgroups each a 64 x 128 half
 // of the tile. Its stages' tiles are read by the tensor cores' own loads (the async proxy),
 // so each thread fences its copies before the barrier, and a stage is loaded again only
@@ -602,8 +602,8 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
     const uint64_t b = swizzled_64b_descriptor(stage(t) + kBOffset);
     wgmma_fence();
 #pragma unroll
-    for (int k16 = 0; k16 < kStepsPerStage; ++k16) {
-      wgmma_m64n128k16<T>(acc, a + 2 * k16, b + 2 * k16);
+    for (int step = 0; step < kStepsPerStage; ++step) {
+      wgmma_m64n128<T>(acc, a + 2 * step, b + 2 * step);
     }
     wgmma_commit();
     wgmma_wait<1>(acc);
@@ -792,8 +792,8 @@ int implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int m
       multiprocessors);
 }
 
-bool implicit_gemm_warpgroup_fits(const ConvGeometry& g, int element_bytes) {
-  return element_bytes == 2 && !forward_tile_is_tall(g);
+bool implicit_gemm_warpgroup_fits(const ConvGeometry& g) {
+  return !forward_tile_is_tall(g);
 }
 
 template <typename T>
@@ -801,11 +801,9 @@ cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, c
                                          T* output, const ConvGeometry& g, bool relu,
                                          float* partials, int splits, bool warpgroup_mma,
                                          cudaStream_t stream) {
-  if constexpr (sizeof(T) == 2) {
-    if (warpgroup_mma) {
-      return launch_forward<T, SquareTile, warpgroup_forward_kernel<T>>(
-          input, weight_krsc, bias, output, g, relu, partials, splits, stream);
-    }
+  if (warpgroup_mma) {
+    return launch_forward<T, SquareTile, warpgroup_forward_kernel<T>>(
+        input, weight_krsc, bias, output, g, relu, partials, splits, stream);
   }
   return (forward_tile_is_tall(g) ? launch_forward<T, TallTile, forward_kernel<T, TallTile>>
                                   : launch_forward<T, SquareTile, forward_kernel<T, SquareTile>>)(

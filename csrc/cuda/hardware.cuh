@@ -105,7 +105,9 @@ __device__ __forceinline__ void fence_proxy_async() {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // The 64 accumulators of an m64n128 warpgroup MMA: registers %0 to %63 of the asm, then
-// a, b and the scale of d (1: accumulate) as %64 to %66.
+// a, b and the scale of d (1: accumulate) as %64 to %66; `shape_and_types` the
+// instruction's qualifiers, `scales` its immediate operands (A's and B's scales, then for
+// 16-bit types whether each is transposed: neither, both being K-major).
 #define CLASSIC_OPS_WGMMA_ACCUMULATORS \
   "%0, %1, %2, %3, %4, %5, %6, %7, " \
   "%8, %9, %10, %11, %12, %13, %14, %15, " \
@@ -132,27 +134,30 @@ __device__ __forceinline__ void fence_proxy_async() {
       "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
       "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), \
       "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-#define CLASSIC_OPS_WGMMA(types)                                                       \
+#define CLASSIC_OPS_WGMMA(shape_and_types, immediates)                                 \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                            \
-               "wgmma.mma_async.sync.aligned.m64n128k16.f32." types " {"                \
-               CLASSIC_OPS_WGMMA_ACCUMULATORS "}, %64, %65, p, 1, 1, 0, 0;\n}\n"        \
+               "wgmma.mma_async.sync.aligned." shape_and_types " {"                     \
+               CLASSIC_OPS_WGMMA_ACCUMULATORS "}, %64, %65, p, " immediates ";\n}\n"    \
                : CLASSIC_OPS_WGMMA_OPERANDS                                             \
                : "l"(a), "l"(b), "r"(1))
 #endif
 
-// d += A B on a warpgroup's tensor cores, asynchronously (see wgmma_commit and
-// wgmma_wait): A is 64 rows x 16 elements at descriptor a, B 128 columns x 16 elements at
-// b (both K-major), d a 64 x 128 float tile of which thread 32w + 4g + t of the warpgroup
-// holds, as d[4j] to d[4j + 3], rows 16w + g and 16w + g + 8, columns 8j + 2t and
-// 8j + 2t + 1, in the order (g, 2t) (g, 2t + 1) (g + 8, 2t) (g + 8, 2t + 1).
+// d += A B on a warpgroup's tensor cores over 32 bytes of reduction (16 elements of half
+// or bfloat16: m64n128k16; 8 of float as TF32, which reads each float's upper 19 bits:
+// m64n128k8), asynchronously (see wgmma_commit and wgmma_wait): A is 64 rows at descriptor
+// a, B 128 columns at b (both K-major), d a 64 x 128 float tile of which thread 32w + 4g + t
+// of the warpgroup holds, as d[4j] to d[4j + 3], rows 16w + g and 16w + g + 8, columns
+// 8j + 2t and 8j + 2t + 1, in the order (g, 2t) (g, 2t + 1) (g + 8, 2t) (g + 8, 2t + 1).
 template <typename T>
-__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b) {
+__device__ __forceinline__ void wgmma_m64n128(float (&d)[64], uint64_t a, uint64_t b) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   if constexpr (std::is_same_v<T, __half>) {
-    CLASSIC_OPS_WGMMA("f16.f16");
+    CLASSIC_OPS_WGMMA("m64n128k16.f32.f16.f16", "1, 1, 0, 0");
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    CLASSIC_OPS_WGMMA("m64n128k16.f32.bf16.bf16", "1, 1, 0, 0");
   } else {
-    static_assert(std::is_same_v<T, __nv_bfloat16>);
-    CLASSIC_OPS_WGMMA("bf16.bf16");
+    static_assert(std::is_same_v<T, float>);
+    CLASSIC_OPS_WGMMA("m64n128k8.f32.tf32.tf32", "1, 1");
   }
 #else
   __trap();

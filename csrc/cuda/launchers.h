@@ -40,7 +40,7 @@ cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, c
                                          T* output, const ConvGeometry& g, bool relu,
                                          float* partials, int splits, bool warpgroup_mma,
                                          cudaStream_t stream);
-bool implicit_gemm_warpgroup_fits(const ConvGeometry& g, int element_bytes);
+bool implicit_gemm_warpgroup_fits(const ConvGeometry& g);
 int implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int multiprocessors);
 // Whether the implicit GEMM takes this geometry with elements of this size.
 bool implicit_gemm_fits(const ConvGeometry& g, int element_bytes);

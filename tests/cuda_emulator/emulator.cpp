@@ -298,44 +298,6 @@ void run_block(int count) {
   }
 }
 
-// Element k (of 16) of row `row` of the K-major operand at descriptor `descriptor`, as the
-// PTX ISA lays it out: bits 0-13 the start address / 16, 32-45 the stride between 8-row
-// groups / 16, 62-63 the swizzle (2: 64 bytes, whose rows are 64 bytes and whose 16-byte
-// chunks the address bits 7-8 permute).
-double warpgroup_operand(uint64_t descriptor, int row, int k, Operands operands) {
-  if (descriptor >> 62 != 2) fail("a warpgroup MMA descriptor with a swizzle other than 64B");
-  if ((descriptor >> 49 & 7) != 0) fail("a warpgroup MMA descriptor with a base offset");
-  const size_t start = (descriptor & 0x3FFF) << 4;
-  const size_t group_stride = (descriptor >> 32 & 0x3FFF) << 4;
-  size_t address = start + row / 8 * group_stride + row % 8 * 64 + k * 2;
-  address ^= (address >> 7 & 3) << 4;
-  if (address + 2 > state.shared.size()) fail("a warpgroup MMA reads outside shared memory");
-  if (state.unfenced_writer[address / 16] >= 0) {
-    fail("a warpgroup MMA reads shared memory a cp.async wrote without fence.proxy.async");
-  }
-  uint16_t bits;
-  std::memcpy(&bits, state.shared.data() + address, 2);
-  return operands == Operands::kHalf ? float_of_half(bits) : float_of_bfloat16(bits);
-}
-
-// This thread's share of one m64n128k16: rows 16w + g (+ 8), columns 8j + 2t (+ 1), for
-// thread 32w + 4g + t of its warpgroup.
-void carry_out(const WarpgroupMma& mma) {
-  const int index = state.running->linear % 128;
-  const int warp = index / 32, g = index % 32 / 4, t = index % 4;
-  for (int j = 0; j < 16; ++j) {
-    for (int e = 0; e < 4; ++e) {
-      const int row = 16 * warp + g + (e >= 2 ? 8 : 0), column = 8 * j + 2 * t + (e & 1);
-      double sum = mma.d[4 * j + e];
-      for (int k = 0; k < 16; ++k) {
-        sum += warpgroup_operand(mma.a, row, k, mma.operands) *
-               warpgroup_operand(mma.b, column, k, mma.operands);
-      }
-      mma.d[4 * j + e] = static_cast<float>(sum);
-    }
-  }
-}
-
 double operand_value(uint32_t word, int half, Operands operands) {
   switch (operands) {
     case Operands::kTf32:  // the tensor cores read 19 bits of each float
@@ -346,6 +308,48 @@ double operand_value(uint32_t word, int half, Operands operands) {
       return float_of_bfloat16(static_cast<uint16_t>(word >> (16 * half)));
   }
   fail("unknown operand type");
+}
+
+// Element k (of 32 bytes' worth) of row `row` of the K-major operand at descriptor
+// `descriptor`, as the PTX ISA lays it out: bits 0-13 the start address / 16, 32-45 the
+// stride between 8-row groups / 16, 62-63 the swizzle (2: 64 bytes, whose rows are 64
+// bytes and whose 16-byte chunks the address bits 7-8 permute).
+double warpgroup_operand(uint64_t descriptor, int row, int k, Operands operands) {
+  if (descriptor >> 62 != 2) fail("a warpgroup MMA descriptor with a swizzle other than 64B");
+  if ((descriptor >> 49 & 7) != 0) fail("a warpgroup MMA descriptor with a base offset");
+  const size_t start = (descriptor & 0x3FFF) << 4;
+  const size_t group_stride = (descriptor >> 32 & 0x3FFF) << 4;
+  const size_t element_bytes = operands == Operands::kTf32 ? 4 : 2;
+  size_t address = start + row / 8 * group_stride + row % 8 * 64 + k * element_bytes;
+  address ^= (address >> 7 & 3) << 4;
+  if (address + element_bytes > state.shared.size()) {
+    fail("a warpgroup MMA reads outside shared memory");
+  }
+  if (state.unfenced_writer[address / 16] >= 0) {
+    fail("a warpgroup MMA reads shared memory a cp.async wrote without fence.proxy.async");
+  }
+  uint32_t bits = 0;
+  std::memcpy(&bits, state.shared.data() + address, element_bytes);
+  return operand_value(bits, 0, operands);
+}
+
+// This thread's share of one m64n128: rows 16w + g (+ 8), columns 8j + 2t (+ 1), for
+// thread 32w + 4g + t of its warpgroup.
+void carry_out(const WarpgroupMma& mma) {
+  const int index = state.running->linear % 128;
+  const int warp = index / 32, g = index % 32 / 4, t = index % 4;
+  const int depth = mma.operands == Operands::kTf32 ? 8 : 16;
+  for (int j = 0; j < 16; ++j) {
+    for (int e = 0; e < 4; ++e) {
+      const int row = 16 * warp + g + (e >= 2 ? 8 : 0), column = 8 * j + 2 * t + (e & 1);
+      double sum = mma.d[4 * j + e];
+      for (int k = 0; k < depth; ++k) {
+        sum += warpgroup_operand(mma.a, row, k, mma.operands) *
+               warpgroup_operand(mma.b, column, k, mma.operands);
+      }
+      mma.d[4 * j + e] = static_cast<float>(sum);
+    }
+  }
 }
 
 }  // namespace
@@ -461,7 +465,7 @@ void fence_proxy_async() {
   t.unfenced_chunks.clear();
 }
 
-void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b, Operands operands) {
+void wgmma_m64n128(float (&d)[64], uint64_t a, uint64_t b, Operands operands) {
   // At the other extreme from the copies: late MMAs see a stage the copies refill too early,
   // early MMAs a stage whose copies have not landed.
   const WarpgroupMma mma{d, a, b, operands};

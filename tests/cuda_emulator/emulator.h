@@ -46,8 +46,9 @@ enum class Operands { kHalf, kBfloat16, kTf32 };
 void mma_m16n8(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], Operands operands);
 uint32_t round_to_tf32(uint32_t bits);
 
-// The warpgroup MMA, asynchronous as cp.async is: each thread's share of an m64n128k16
-// (its 64 accumulators in the PTX ISA's layout) is computed from shared memory as it is
+// The warpgroup MMA, asynchronous as cp.async is: each thread's share of an m64n128 over
+// 32 bytes of reduction (m64n128k16 for 16-bit operands, m64n128k8 for TF32; its 64
+// accumulators in the PTX ISA's layout) is computed from shared memory as it is
 // either at the wgmma_wait that covers it, where copies land at issue, or when issued,
 // where they land at their wait (so a stage refilled before its MMAs are done, or read
 // before its copies are, fails in one of the two);
@@ -55,7 +56,7 @@ uint32_t round_to_tf32(uint32_t bits);
 // shared memory written by cp.async and read by the MMA must have been fenced
 // (fence_proxy_async) by the thread that wrote it.
 void fence_proxy_async();
-void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b, Operands operands);
+void wgmma_m64n128(float (&d)[64], uint64_t a, uint64_t b, Operands operands);
 void wgmma_commit();
 void wgmma_wait(int pending);
 

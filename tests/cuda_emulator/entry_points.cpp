@@ -95,8 +95,8 @@ int emulated_conv2d_forward_implicit_gemm(int dtype, const void* input, const vo
         partials, splits, warpgroup_mma != 0, nullptr);
   });
 }
-int emulated_implicit_gemm_warpgroup_fits(const int64_t* g, int element_bytes) {
-  return implicit_gemm_warpgroup_fits(conv_geometry(g), element_bytes);
+int emulated_implicit_gemm_warpgroup_fits(const int64_t* g) {
+  return implicit_gemm_warpgroup_fits(conv_geometry(g));
 }
 int emulated_conv2d_grad_weight_implicit_gemm(int dtype, const void* grad_output, const void* input,
                                               float* partials, int splits, void* grad_weight_krsc,

@@ -50,10 +50,15 @@ inline uint32_t round_to_tf32(uint32_t bits) { return emulated::round_to_tf32(bi
 inline void fence_proxy_async() { emulated::fence_proxy_async(); }
 
 template <typename T>
-void wgmma_m64n128k16(float (&d)[64], uint64_t a, uint64_t b) {
-  static_assert(std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>);
-  emulated::wgmma_m64n128k16(
-      d, a, b, std::is_same_v<T, __half> ? emulated::Operands::kHalf : emulated::Operands::kBfloat16);
+void wgmma_m64n128(float (&d)[64], uint64_t a, uint64_t b) {
+  if constexpr (std::is_same_v<T, __half>) {
+    emulated::wgmma_m64n128(d, a, b, emulated::Operands::kHalf);
+  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    emulated::wgmma_m64n128(d, a, b, emulated::Operands::kBfloat16);
+  } else {
+    static_assert(std::is_same_v<T, float>);
+    emulated::wgmma_m64n128(d, a, b, emulated::Operands::kTf32);
+  }
 }
 inline void wgmma_fence() {}
 inline void wgmma_commit() { emulated::wgmma_commit(); }

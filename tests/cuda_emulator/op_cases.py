@@ -36,6 +36,7 @@ CONV_CASES = [
     ("gemm_pointwise_strided", "pointwise_conv2d", "bfloat16", "cl", 2, 32, 8, 8, 40, 1, 2, 0, 1,
      1, False, False),
     ("gemm_tf32", "conv2d", "tf32", "cl", 2, 8, 8, 8, 16, 3, 1, 1, 1, 1, True, False),
+    ("gemm_tf32_wide", "conv2d", "tf32", "cl", 2, 8, 7, 7, 72, 3, 2, 1, 1, 1, True, False),
     ("gemm_split_tall_tile", "conv2d", "float16", "cl", 1, 64, 4, 4, 64, 3, 1, 1, 1, 1, True,
      True),
     ("gemm_split_square_tile", "conv2d", "bfloat16", "cl", 1, 128, 3, 3, 136, 3, 1, 1, 1, 1,
@@ -66,7 +67,7 @@ POOL_CASES = [
 
 # Cases run again with the forward GEMM on Hopper's warpgroup MMA (CLASSIC_OPS_WGMMA=1; the
 # op library is built as for sm_90a and its device is an H200), as "<name>_on_warpgroup_mma".
-ON_WARPGROUP_MMA = ["gemm_wide", "gemm_pointwise", "gemm_split_square_tile"]
+ON_WARPGROUP_MMA = ["gemm_wide", "gemm_pointwise", "gemm_split_square_tile", "gemm_tf32_wide"]
 
 CASES = ([case[0] for case in CONV_CASES + POOL_CASES] +
          [f"{name}_on_warpgroup_mma" for name in ON_WARPGROUP_MMA])
