@@ -33,16 +33,22 @@ void ldmatrix_x4(uint32_t (&r)[4], unsigned address) {
   emulated::ldmatrix_x4(r, address, kTransposed);
 }
 
+// The tensor cores' operand type for elements of type T (float: TF32).
 template <typename T>
-void mma_m16n8(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+constexpr emulated::Operands operands_of() {
   if constexpr (std::is_same_v<T, __half>) {
-    emulated::mma_m16n8(d, a, b, emulated::Operands::kHalf);
+    return emulated::Operands::kHalf;
   } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    emulated::mma_m16n8(d, a, b, emulated::Operands::kBfloat16);
+    return emulated::Operands::kBfloat16;
   } else {
     static_assert(std::is_same_v<T, float>);
-    emulated::mma_m16n8(d, a, b, emulated::Operands::kTf32);
+    return emulated::Operands::kTf32;
   }
+}
+
+template <typename T>
+void mma_m16n8(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  emulated::mma_m16n8(d, a, b, operands_of<T>());
 }
 
 inline uint32_t round_to_tf32(uint32_t bits) { return emulated::round_to_tf32(bits); }
@@ -51,15 +57,9 @@ inline void fence_proxy_async() { emulated::fence_proxy_async(); }
 
 template <typename T>
 void wgmma_m64n128(float (&d)[64], uint64_t a, uint64_t b) {
-  if constexpr (std::is_same_v<T, __half>) {
-    emulated::wgmma_m64n128(d, a, b, emulated::Operands::kHalf);
-  } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    emulated::wgmma_m64n128(d, a, b, emulated::Operands::kBfloat16);
-  } else {
-    static_assert(std::is_same_v<T, float>);
-    emulated::wgmma_m64n128(d, a, b, emulated::Operands::kTf32);
-  }
+  emulated::wgmma_m64n128(d, a, b, operands_of<T>());
 }
+// Nothing to order: the emulated MMAs read and write the accumulators when they run.
 inline void wgmma_fence() {}
 inline void wgmma_commit() { emulated::wgmma_commit(); }
 template <int kPending>
