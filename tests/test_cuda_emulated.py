@@ -1,11 +1,12 @@
 """The CUDA kernels of csrc/cuda, as written, run on the CPU emulator (tests/cuda_emulator)
 against float64 references, so that machines without a GPU (CI's) execute them too.
 
-Each launcher: the tensor-core implicit GEMMs (forward with both tiles, the split
-reduction, bias and ReLU, negative padding as the strided grad_input's phases use it;
-grad_weight), the direct kernels, the depthwise kernels and the max-pool kernels, forward
-and backward, in every element type they are built for. Each GEMM case runs twice:
-cp.async copies landing when issued, and only at the wait that covers them.
+Each launcher: the tensor-core implicit GEMMs (forward with both tiles, on the warp MMA
+and, for 128 x 128 tiles, on Hopper's warpgroup MMA, the split reduction, bias and ReLU,
+negative padding as the strided grad_input's phases use it; grad_weight), the direct
+kernels, the depthwise kernels and the max-pool kernels, forward and backward, in every
+element type they are built for. Each GEMM case runs twice: cp.async copies landing when
+issued, and only at the wait that covers them (the warpgroup MMAs at the other extreme).
 
 Then the ops themselves on CPU tensors served by the CUDA backend (cuda_emulator's op
 library and op_cases.py): the op layer and csrc/cuda/backend.cpp's host code choose the
