@@ -53,13 +53,12 @@ GEMM_CASES = [
 ]
 
 
-@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "cl"])
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=dtype_name)
-@pytest.mark.parametrize("case", GEMM_CASES, ids=str)
-def test_cuda_tensor_core_convolution_matches_float64(case, dtype, channels_last):
+def check_convolution_and_grads(case, dtype, fmt):
+    """cf.conv2d for case (a GEMM_CASES row) in dtype and memory format fmt, forward and
+    gradients, against float64 on the CPU (float32 as TF32). Returns the inputs, conv2d's
+    keyword arguments and the float64 output, for further checks."""
     n, c, k, h, w, r, stride, padding, dilation, has_bias = case
     torch.backends.cudnn.allow_tf32 = True  # the float32 case runs as TF32 (fixture restores)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
     weight = torch.randn(k, c, r, r, device="cuda", dtype=dtype) / (c * r * r) ** 0.5
     bias = torch.randn(k, device="cuda", dtype=dtype) if has_bias else None
@@ -75,6 +74,15 @@ def test_cuda_tensor_core_convolution_matches_float64(case, dtype, channels_last
     assert relative_error(got, want) < RELATIVE_ERROR[dtype]
     for name, g, g_want in zip(["input", "weight", "bias"], got_grads, want_grads):
         assert relative_error(g, g_want) < RELATIVE_ERROR[dtype], f"grad of {name}"
+    return (x, weight, bias), kwargs, want
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "cl"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=dtype_name)
+@pytest.mark.parametrize("case", GEMM_CASES, ids=str)
+def test_cuda_tensor_core_convolution_matches_float64(case, dtype, channels_last):
+    check_convolution_and_grads(
+        case, dtype, torch.channels_last if channels_last else torch.contiguous_format)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=dtype_name)
@@ -112,25 +120,9 @@ def runs_warpgroup_mma():
 def test_cuda_warpgroup_mma_forward_matches_float64(case, dtype, monkeypatch):
     # grad_input, a forward GEMM too, takes the warpgroup MMA where in_channels > 64.
     monkeypatch.setenv("CLASSIC_OPS_WGMMA", "1")
-    torch.backends.cudnn.allow_tf32 = True  # float32 runs as TF32 (the fixture restores it)
-    n, c, k, h, w, r, stride, padding, dilation, has_bias = case
-    x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
-    weight = torch.randn(k, c, r, r, device="cuda", dtype=dtype) / (c * r * r) ** 0.5
-    bias = torch.randn(k, device="cuda", dtype=dtype) if has_bias else None
-    kwargs = dict(stride=stride, padding=padding, dilation=dilation)
-    reference_inputs = [t.double().cpu() if t is not None else None for t in (x, weight, bias)]
-    out_shape = F.conv2d(x[:1].float().cpu(), weight.float().cpu(), **kwargs).shape[1:]
-    grad_out = torch.randn(n, *out_shape, device="cuda", dtype=dtype)
-    want, want_grads = forward_and_grads(lambda *t: F.conv2d(*t, **kwargs), reference_inputs,
-                                         grad_out.double().cpu())
-    got, got_grads = forward_and_grads(lambda *t: cf.conv2d(*t, **kwargs), (x, weight, bias),
-                                       grad_out)
-    assert got.is_contiguous(memory_format=torch.channels_last)
-    assert relative_error(got, want) < RELATIVE_ERROR[dtype]
-    for name, g, g_want in zip(["input", "weight", "bias"], got_grads, want_grads):
-        assert relative_error(g, g_want) < RELATIVE_ERROR[dtype], f"grad of {name}"
+    inputs, kwargs, want = check_convolution_and_grads(case, dtype, torch.channels_last)
     # and with the ReLU fused into the epilogue
-    assert relative_error(cf.conv2d(x, weight, bias, relu=True, **kwargs), want.relu()) < \
+    assert relative_error(cf.conv2d(*inputs, relu=True, **kwargs), want.relu()) < \
         RELATIVE_ERROR[dtype]
 
 
