@@ -91,6 +91,15 @@ struct AsyncGroups {
   std::vector<Work> uncommitted;
   std::vector<std::vector<Work>> committed;
 
+  // Carries out `work` at once, or queues it for the wait that covers its group.
+  template <class CarryOut>
+  void issue(const Work& work, bool at_once, CarryOut&& carry_out) {
+    if (at_once) {
+      carry_out(work);
+    } else {
+      uncommitted.push_back(work);
+    }
+  }
   void commit() {
     committed.push_back(std::move(uncommitted));
     uncommitted.clear();
@@ -382,11 +391,7 @@ void cp_async_16(void* shared, const void* global, bool valid) {
   }
   const Copy copy{static_cast<unsigned char*>(shared), static_cast<const unsigned char*>(global),
                   valid};
-  if (state.copies_land == CopiesLand::kAtIssue) {
-    land(copy);
-  } else {
-    state.running->copies.uncommitted.push_back(copy);
-  }
+  state.running->copies.issue(copy, state.copies_land == CopiesLand::kAtIssue, land);
 }
 
 void cp_async_commit() { state.running->copies.commit(); }
@@ -468,12 +473,8 @@ void fence_proxy_async() {
 void wgmma_m64n128(float (&d)[64], uint64_t a, uint64_t b, Operands operands) {
   // At the other extreme from the copies: late MMAs see a stage the copies refill too early,
   // early MMAs a stage whose copies have not landed.
-  const WarpgroupMma mma{d, a, b, operands};
-  if (state.copies_land == CopiesLand::kAtWait) {
-    carry_out(mma);
-  } else {
-    state.running->mmas.uncommitted.push_back(mma);
-  }
+  state.running->mmas.issue(WarpgroupMma{d, a, b, operands},
+                            state.copies_land == CopiesLand::kAtWait, carry_out);
 }
 
 void wgmma_commit() { state.running->mmas.commit(); }
