@@ -69,6 +69,12 @@ constexpr int kSharedBytes =
     std::max({SquareTile::kStagingBytes, TallTile::kStagingBytes,
               kStages * kForwardStageBytes<SquareTile>, kStages * kForwardStageBytes<TallTile>});
 
+// In the wider of the two types: 32 bits where both are (the kernels' reduction steps).
+template <typename A, typename B>
+__host__ __device__ __forceinline__ std::common_type_t<A, B> ceil_div(A a, B b) {
+  return (a + b - 1) / b;
+}
+
 template <typename T>
 constexpr int kVec = kChunkBytes / sizeof(T);
 template <typename T>
@@ -226,12 +232,12 @@ __device__ __forceinline__ int warp_n() {
   return threadIdx.x / 32 / Tile::kWarpsM;
 }
 
-// The epilogue: the MMA loop parks its accumulators in shared memory (stage_accumulators),
-// then the block walks the tile row by row in groups of four columns, consecutive threads
-// on consecutive groups, and hands each group to store(row, col, values) (columns col to
-// col + 3): a quarter of the iterations of a value at a time, which on a short reduction
-// (a 1x1 convolution of 64 channels is two pipeline steps) took longer than the
-// multiplies.
+// The epilogue: the MMA loop parks its accumulators in shared memory (stage_accumulators,
+// or stage_warpgroup_accumulators), then the block walks the tile row by row in groups of
+// four columns, consecutive threads on consecutive groups, and hands each group to
+// store(row, col, values) (columns col to col + 3): a quarter of the iterations of a value
+// at a time, which on a short reduction (a 1x1 convolution of 64 channels is two pipeline
+// steps) took longer than the multiplies.
 template <class Tile>
 __device__ __forceinline__ void stage_accumulators(const Accumulators& acc, float* staging) {
   constexpr int kStride = Tile::kStagingStride;
@@ -246,6 +252,23 @@ __device__ __forceinline__ void stage_accumulators(const Accumulators& acc, floa
       *reinterpret_cast<float2*>(at) = make_float2(acc[i][j][0], acc[i][j][1]);
       *reinterpret_cast<float2*>(at + 8 * kStride) = make_float2(acc[i][j][2], acc[i][j][3]);
     }
+  }
+}
+
+// The same for the warpgroup MMA's 64 x 128 accumulator tiles (wgmma_m64n128's layout), of
+// which warpgroup w holds rows 64w to 64w + 63.
+template <class Tile>
+__device__ __forceinline__ void stage_warpgroup_accumulators(const float (&acc)[64],
+                                                             float* staging) {
+  constexpr int kStride = Tile::kStagingStride;
+  const int lane = threadIdx.x % 32;
+  const int row0 = threadIdx.x / 128 * 64 + threadIdx.x / 32 % 4 * 16 + lane / 4;
+  const int col0 = lane % 4 * 2;
+#pragma unroll
+  for (int j = 0; j < Tile::kN / 8; ++j) {
+    float* at = staging + row0 * kStride + col0 + 8 * j;
+    *reinterpret_cast<float2*>(at) = make_float2(acc[4 * j], acc[4 * j + 1]);
+    *reinterpret_cast<float2*>(at + 8 * kStride) = make_float2(acc[4 * j + 2], acc[4 * j + 3]);
   }
 }
 
@@ -517,7 +540,7 @@ template <typename T>
 __device__ __forceinline__ int steps_of_split(const ConvGeometry& g, int steps_per_split) {
   const int reduction = static_cast<int>(g.kernel_h * g.kernel_w * g.in_channels);
   const int first_step = blockIdx.z * steps_per_split;
-  return min(steps_per_split, (reduction + kTileK<T> - 1) / kTileK<T> - first_step);
+  return min(steps_per_split, ceil_div(reduction, kTileK<T>) - first_step);
 }
 
 // Forward on the warp MMA (mma.sync), any tile. Shared memory per stage: the A tile, then
@@ -612,18 +635,8 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   cp_async_wait<0>();
   __syncthreads();
 
-  // Thread 32w + 4g + t of the warpgroup holds rows 16w + g (+ 8), columns 8j + 2t (+ 1).
   float* staging = reinterpret_cast<float*>(shared);
-  constexpr int kStride = Tile::kStagingStride;
-  const int lane = threadIdx.x % 32;
-  const int row0 = warpgroup * kWarpgroupRows + threadIdx.x / 32 % 4 * 16 + lane / 4;
-  const int col0 = lane % 4 * 2;
-#pragma unroll
-  for (int j = 0; j < Tile::kN / 8; ++j) {
-    float* at = staging + row0 * kStride + col0 + 8 * j;
-    *reinterpret_cast<float2*>(at) = make_float2(acc[4 * j], acc[4 * j + 1]);
-    *reinterpret_cast<float2*>(at + 8 * kStride) = make_float2(acc[4 * j + 2], acc[4 * j + 3]);
-  }
+  stage_warpgroup_accumulators<Tile>(acc, staging);
   for_each_staged<Tile>(staging, ForwardStore<T>(output, bias, partials, relu, g, m0, n0));
 }
 
@@ -697,7 +710,7 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   const LaneOffsets lane = lane_offsets<T, kRows, kRowBytes>(warp_m<Tile>(), warp_n<Tile>());
   Accumulators acc = {};
   const int64_t pixels = m_end > m_begin ? m_end - m_begin : 0;
-  pipelined_mainloop(static_cast<int>((pixels + kTileK<T> - 1) / kTileK<T>), load_tile,
+  pipelined_mainloop(static_cast<int>(ceil_div(pixels, kTileK<T>)), load_tile,
                      [&](int stage) {
                        multiply_stage<T, kRows, kRowBytes>(
                            acc, shared, stage * kStageBytes + lane.a,
@@ -749,8 +762,6 @@ int splits_to_fill(int64_t tiles, int64_t steps, int multiprocessors) {
   const int64_t wanted = 2 * int64_t{multiprocessors} / tiles;
   return static_cast<int>(std::max<int64_t>(1, std::min({wanted, steps / 8, int64_t{65535}})));
 }
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The forward's tile for a geometry; both sides of the launch agree on it through this.
 bool forward_tile_is_tall(const ConvGeometry& g) { return g.out_channels <= TallTile::kN; }
