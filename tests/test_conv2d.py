@@ -378,6 +378,42 @@ def test_depthwise_full_channel_blocks_match_native(kernel, channels, stride, ch
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+# (channels, out_channels, groups, kernel, stride, padding, dilation): the CPU's
+# channels_last backward passes over channels_last tensors. Depthwise grad_weight in blocks
+# of eight channels (whole and partial) with up to 3 kernel rows x 4 taps a pass (5x5 and
+# 7x7 take several); depthwise grad_input by the forward row sweeps at stride 1 and, where
+# strided or where the padding exceeds the window (no forward form), by gathering (stride 4
+# over a 3-wide window leaves positions no output reads); dense and 1x1 grad_input by the
+# channels_last forward kernel phase by phase (fewer than 8 channels, dilation, strided
+# 1x1 with phases no tap reaches), or the NCHW reference kernel where no forward form
+# exists; 1x1 grad_weight over a plane of 1024 pixels or more.
+CHANNELS_LAST_BACKWARD = [
+    (24, 24, 24, (3, 3), 1, 1, 1), (13, 13, 13, (3, 3), 2, 1, 1), (16, 16, 16, (7, 7), 2, 3, 1),
+    (9, 9, 9, (5, 5), 1, 2, 1), (16, 16, 16, (3, 3), 1, 0, 2), (8, 8, 8, (3, 3), 1, 3, 1),
+    (16, 16, 16, (1, 7), (1, 2), (0, 3), 1), (24, 24, 24, (3, 3), 4, 1, 1),
+    (12, 20, 1, (3, 3), 2, 1, 1), (16, 8, 1, (3, 3), 1, 1, 2), (3, 16, 1, (3, 3), 2, 1, 1),
+    (9, 9, 1, (5, 5), 1, 2, 1), (8, 12, 1, (3, 3), 1, 5, 2), (16, 24, 1, (1, 1), 1, 0, 1),
+    (17, 9, 1, (1, 1), 3, 0, 1),
+]
+
+
+@pytest.mark.parametrize("size", [(11, 10), (33, 40)], ids=["small", "1320_pixels"])
+@pytest.mark.parametrize("case", CHANNELS_LAST_BACKWARD, ids=str)
+def test_channels_last_backward_matches_native_and_stays_channels_last(case, size, cpu_path):
+    channels, out_channels, groups, kernel, stride, padding, dilation = case
+    torch.manual_seed(channels * out_channels + size[0])
+    cl = torch.channels_last
+    x = torch.randn(2, channels, *size).contiguous(memory_format=cl)
+    w = torch.randn(out_channels, channels // groups, *kernel)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    grad_out = torch.randn(F.conv2d(x, w, **kwargs).shape).contiguous(memory_format=cl)
+    _, want = forward_and_grads(lambda x, w: F.conv2d(x, w, **kwargs), (x, w), grad_out)
+    _, got = forward_and_grads(lambda x, w: cf.conv2d(x, w, **kwargs), (x, w), grad_out)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-4, atol=1e-4, msg=lambda m: f"grad_input: {m}")
+    torch.testing.assert_close(got[1], want[1], rtol=1e-4, atol=1e-3, msg=lambda m: f"grad_weight: {m}")
+    assert memory_format_of(got[0]) == cl
+
+
 @pytest.mark.parametrize("channels", [20, 256])
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), ((2, 1), (2, 1)), ((1, 2), 1)])
 @pytest.mark.parametrize("padding", [0, 1, 4])

@@ -1,3 +1,5 @@
+#include <ATen/ATen.h>
+
 #include "huge_pages.h"
 #include "isa.h"
 #include "kernels.h"
@@ -8,12 +10,22 @@ namespace {
 
 constexpr at::MemoryFormat kNCHW = at::MemoryFormat::Contiguous;
 
-// The AVX2 grad_input where it applies, else the route's reference kernel.
+constexpr at::MemoryFormat kChannelsLast = at::MemoryFormat::ChannelsLast;
+
+// The AVX2 grad_input where it applies, else the route's reference kernel, which indexes
+// NCHW: a channels_last kernel set's tensors go through NCHW copies for it.
 template <decltype(cpu::dense_conv2d_grad_input_avx2)* avx2,
           decltype(cpu::grouped_conv2d_grad_input)* reference>
 void grad_input_avx2_or(const at::Tensor& grad_output, const at::Tensor& weight,
                         const at::Tensor& grad_input, const ConvGeometry& g) {
-  if (!avx2(grad_output, weight, grad_input, g)) reference(grad_output, weight, grad_input, g);
+  if (avx2(grad_output, weight, grad_input, g)) return;
+  if (grad_input.is_contiguous()) {
+    reference(grad_output.contiguous(), weight, grad_input, g);
+    return;
+  }
+  const at::Tensor nchw = at::empty(grad_input.sizes(), grad_input.options());
+  reference(grad_output.contiguous(), weight, nchw, g);
+  grad_input.copy_(nchw);
 }
 
 const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::ScalarType dtype,
@@ -30,22 +42,32 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   static const ConvKernels pointwise = {kNCHW, cpu::pointwise_conv2d_forward,
                                         cpu::pointwise_conv2d_grad_input,
                                         cpu::pointwise_conv2d_grad_weight};
-  static const ConvKernels dense_avx2 = {at::MemoryFormat::ChannelsLast,
-                                         cpu::dense_conv2d_forward_avx2,
-                                         grad_input_avx2_or<cpu::dense_conv2d_grad_input_avx2,
-                                                            cpu::grouped_conv2d_grad_input>,
-                                         cpu::dense_conv2d_grad_weight_avx2};
+  // The dense and 1x1 channels_last sets run their backward passes over channels_last
+  // tensors too (their AVX2 grad_input and grad_weight kernels take either layout), so a
+  // channels_last model converts nothing: through NCHW, ATen's transposing copies of
+  // grad_output, input and grad_input took most of a MobileNet layer's backward time.
+  static const ConvKernels dense_avx2 = {
+      kChannelsLast,
+      cpu::dense_conv2d_forward_avx2,
+      grad_input_avx2_or<cpu::dense_conv2d_grad_input_avx2, cpu::grouped_conv2d_grad_input>,
+      cpu::dense_conv2d_grad_weight_avx2,
+      /*forward_relu=*/nullptr,
+      /*weight_layout=*/kNCHW,
+      /*backward_layout=*/kChannelsLast};
   constexpr auto depthwise_grad_input =
       grad_input_avx2_or<cpu::depthwise_conv2d_grad_input_avx2, cpu::grouped_conv2d_grad_input>;
-  static const ConvKernels depthwise_avx2 = {at::MemoryFormat::ChannelsLast,
+  static const ConvKernels depthwise_avx2 = {kChannelsLast,
                                              cpu::depthwise_conv2d_forward_avx2,
                                              depthwise_grad_input,
                                              cpu::depthwise_conv2d_grad_weight_nchw_avx2};
-  static const ConvKernels pointwise_avx2 = {at::MemoryFormat::ChannelsLast,
-                                             cpu::dense_conv2d_forward_avx2,
-                                             grad_input_avx2_or<cpu::dense_conv2d_grad_input_avx2,
-                                                                cpu::pointwise_conv2d_grad_input>,
-                                             cpu::pointwise_conv2d_grad_weight_avx2};
+  static const ConvKernels pointwise_avx2 = {
+      kChannelsLast,
+      cpu::dense_conv2d_forward_avx2,
+      grad_input_avx2_or<cpu::dense_conv2d_grad_input_avx2, cpu::pointwise_conv2d_grad_input>,
+      cpu::pointwise_conv2d_grad_weight_avx2,
+      /*forward_relu=*/nullptr,
+      /*weight_layout=*/kNCHW,
+      /*backward_layout=*/kChannelsLast};
   static const ConvKernels depthwise_nchw_avx2 = {kNCHW, cpu::depthwise_conv2d_forward_nchw_avx2,
                                                   depthwise_grad_input,
                                                   cpu::depthwise_conv2d_grad_weight_nchw_avx2};

@@ -639,11 +639,14 @@ at::Tensor pack_flipped(const at::Tensor& weight, const ConvGeometry& g) {
 // 160 -> 320 0.38 -> 0.35 ms, 16x10x10 -> 32 0.050 -> 0.042 ms; 512 -> 512 stays planar,
 // 1.61-1.80 against 1.83-2.00 ms). grad_output goes to NHWC once, each phase a window of it,
 // and the filter is packed once for all phases. The others, and 1x1 convolutions (whose
-// planar path reads NCHW planes as they are), run the planar kernel.
+// planar path reads NCHW planes as they are), run the planar kernel, except into a
+// channels_last grad_input, whose every phase the channels_last kernel runs over
+// channels_last grad_output as it lies (the planar kernel would transpose both).
 void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight,
                          const at::Tensor& grad_input, const ConvGeometry& g) {
   const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1;
   const bool strided = g.stride_h != 1 || g.stride_w != 1;
+  const bool channels_last = !grad_input.is_contiguous();
   const at::Tensor zeros = planar_bias(at::Tensor(), g.in_channels, grad_input.options());
   // For the channels_last phases: the filter, and grad_output as NHWC padded so that each
   // phase's input is a window of it, made once for all of them.
@@ -655,7 +658,8 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
   for_each_stride_phase(g, grad_input, [&](const StridePhase& ph, const StridePhase& pw,
                                            const at::Tensor& phase_input) {
     const ConvGeometry t = phase_as_forward(g, ph, pw);
-    if (!pointwise && t.out_channels >= kLanes && (strided || !prefers_planar(t))) {
+    if (channels_last ||
+        (!pointwise && t.out_channels >= kLanes && (strided || !prefers_planar(t)))) {
       if (!flipped.defined()) {
         flipped = pack_flipped(weight, g);
         padded = padded_nhwc(grad_output, padding, Scratch::kGradOutput);
@@ -668,10 +672,11 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
       forward_dense(window, flipped, at::Tensor(), phase_input, t, taps);
       return;
     }
-    // A 1x1 phase with as many rows and columns as grad_output is all of it (contiguous
-    // NCHW, as the op hands it over) and reads it in place: the 1x1 path reads nothing past
-    // a plane, so it needs neither padding nor slack.
-    const bool whole = t.kernel_h * t.kernel_w == 1 && t.in_h == g.out_h && t.in_w == g.out_w;
+    // A 1x1 phase with as many rows and columns as grad_output is all of it, and reads it
+    // in place where it is contiguous NCHW: the 1x1 path reads nothing past a plane, so it
+    // needs neither padding nor slack.
+    const bool whole = t.kernel_h * t.kernel_w == 1 && t.in_h == g.out_h && t.in_w == g.out_w &&
+                       grad_output.is_contiguous();
     const int64_t slack = planar_slack(t);
     const at::Tensor planes =
         whole ? grad_output
@@ -745,9 +750,10 @@ void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::
                                        const at::Tensor& grad_weight, const ConvGeometry& g) {
   // grad_weight (K x C) = sum over images of grad_output (K x P) . pixels (C x P)^T. On small
   // planes the fixed cost of each dot product (12 horizontal sums for 12 x P products)
-  // outweighs the transposes the channels_last kernel pays.
+  // outweighs the transposes the channels_last kernel pays; over channels_last tensors
+  // that kernel reads them as they lie.
   const int64_t k = g.out_channels, c = g.in_channels, plane = g.out_h * g.out_w;
-  if (plane < 128 * kLanes) {
+  if (plane < 128 * kLanes || !grad_output.is_contiguous() || !input.is_contiguous()) {
     dense_conv2d_grad_weight_avx2(grad_output, input, grad_weight, g);
     return;
   }

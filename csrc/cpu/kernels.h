@@ -51,8 +51,8 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
 bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                   const at::Tensor& grad_input, const ConvGeometry& g);
 
-// grad_weight of a 1x1 float32 convolution over NCHW planes on AVX2/FMA: dot products along
-// the planes, with no transposes.
+// grad_weight of a 1x1 float32 convolution on AVX2/FMA: over NCHW planes, dot products
+// along the planes, with no transposes; over channels_last, dense_conv2d_grad_weight_avx2.
 void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
                                        const at::Tensor& grad_weight, const ConvGeometry& g);
 
