@@ -42,10 +42,10 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   static const ConvKernels pointwise = {kNCHW, cpu::pointwise_conv2d_forward,
                                         cpu::pointwise_conv2d_grad_input,
                                         cpu::pointwise_conv2d_grad_weight};
-  // The dense and 1x1 channels_last sets run their backward passes over channels_last
-  // tensors too (their AVX2 grad_input and grad_weight kernels take either layout), so a
-  // channels_last model converts nothing: through NCHW, ATen's transposing copies of
-  // grad_output, input and grad_input took most of a MobileNet layer's backward time.
+  // The channels_last sets run their backward passes over channels_last tensors too (the
+  // AVX2 grad_input and grad_weight kernels take either layout), so a channels_last model
+  // converts nothing: through NCHW, ATen's transposing copies of grad_output, input and
+  // grad_input took most of a MobileNet layer's backward time.
   static const ConvKernels dense_avx2 = {
       kChannelsLast,
       cpu::dense_conv2d_forward_avx2,
@@ -59,7 +59,10 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   static const ConvKernels depthwise_avx2 = {kChannelsLast,
                                              cpu::depthwise_conv2d_forward_avx2,
                                              depthwise_grad_input,
-                                             cpu::depthwise_conv2d_grad_weight_nchw_avx2};
+                                             cpu::depthwise_conv2d_grad_weight_avx2,
+                                             /*forward_relu=*/nullptr,
+                                             /*weight_layout=*/kNCHW,
+                                             /*backward_layout=*/kChannelsLast};
   static const ConvKernels pointwise_avx2 = {
       kChannelsLast,
       cpu::dense_conv2d_forward_avx2,

@@ -38,13 +38,15 @@ namespace {
 constexpr int64_t kLanes = 8;
 constexpr int64_t kPixels = 4;
 
-// (C, 1, R, S) -> (R, S, C): the weights of one tap are contiguous over channels. Cached
-// while the weight is unchanged: ATen's transposing copy took 8-12 us a call, a sixth of a
-// 1024x7x7 layer's time.
+// (C, 1, R, S) -> (R, S, C): the weights of one tap are contiguous over channels.
+at::Tensor taps_outer(const at::Tensor& weight) {
+  return weight.reshape({weight.size(0), weight.size(2) * weight.size(3)}).t().contiguous();
+}
+
+// taps_outer, cached while the weight is unchanged: ATen's transposing copy took 8-12 us a
+// call, a sixth of a 1024x7x7 layer's time.
 at::Tensor taps_by_channel(const at::Tensor& weight) {
-  return cached_pack(weight, PackedLayout::kDepthwiseTapsByChannel, [](const at::Tensor& w) {
-    return w.reshape({w.size(0), w.size(2) * w.size(3)}).t().contiguous();
-  });
+  return cached_pack(weight, PackedLayout::kDepthwiseTapsByChannel, taps_outer);
 }
 
 __attribute__((target("avx2"))) inline __m256 load(const float* p, bool masked, __m256i mask) {
@@ -590,6 +592,195 @@ constexpr std::array<WindowGradients, sizeof...(T)> window_gradients_for(std::in
 const std::array<WindowGradients, kTapGroup> kWindowGradients =
     window_gradients_for(std::make_integer_sequence<int, kTapGroup>{});
 
+// Where one block of eight channels of a channels_last grad_weight pass reads and adds:
+// `dy` its grad_output row, `x` the input row under kernel row r0 (kernel row r0 + i is
+// i * x_row_step further), `sums` the sums of tap (r0, s0) (tap (r0 + i, s0 + t) is
+// i * sums_row_step + t * 8 further).
+struct TapGradientRows {
+  const float* dy;
+  const float* x;
+  int64_t x_row_step;
+  float* sums;
+  int64_t sums_row_step;
+};
+
+// acc[i][t] += grad_output `d` times the input under tap (i, t) of the taps from input
+// column iw0 on (dilation_w apart) in the rows of `x`, pixels `channels` floats apart;
+// with kChecked, only the taps inside the rows' in_w columns.
+template <int kRows, int kTaps, bool kMasked, bool kChecked>
+__attribute__((target("avx2,fma"))) inline void add_tap_products(__m256 (&acc)[kRows][kTaps],
+                                                                 __m256 d,
+                                                                 const TapGradientRows& at,
+                                                                 int64_t iw0, const ConvGeometry& g,
+                                                                 __m256i mask) {
+#pragma GCC unroll 4
+  for (int t = 0; t < kTaps; ++t) {
+    const int64_t iw = iw0 + t * g.dilation_w;
+    if (kChecked && (iw < 0 || iw >= g.in_w)) continue;
+    const float* column = at.x + iw * g.in_channels;
+#pragma GCC unroll 3
+    for (int i = 0; i < kRows; ++i) {
+      acc[i][t] = _mm256_fmadd_ps(d, load(column + i * at.x_row_step, kMasked, mask), acc[i][t]);
+    }
+  }
+}
+
+// The sums of kRows x kTaps taps (kernel rows r0 on, inside the input, and taps s0 on) +=
+// the sum over one output row of grad_output times the input under each tap, for one block
+// of eight channels (the first `lanes` of them with kMasked). All the taps' sums stay in
+// registers along the row, so each grad_output vector loaded serves all of them; taps
+// outside the input row take no product.
+template <int kRows, int kTaps, bool kMasked>
+__attribute__((target("avx2,fma"))) void tap_gradients(const TapGradientRows& at,
+                                                       const ConvGeometry& g, int64_t s0,
+                                                       int lanes) {
+  const __m256i mask = first_lanes(lanes);
+  __m256 acc[kRows][kTaps];
+  for (int i = 0; i < kRows; ++i) {
+    for (int t = 0; t < kTaps; ++t)
+      acc[i][t] = _mm256_loadu_ps(at.sums + i * at.sums_row_step + t * kLanes);
+  }
+  // Outputs whose first and last taps, so all of them, lie inside the row need no checks.
+  const Span first = valid_outputs(g.in_w, g.out_w, g.stride_w, g.pad_w, s0 * g.dilation_w);
+  const Span last =
+      valid_outputs(g.in_w, g.out_w, g.stride_w, g.pad_w, (s0 + kTaps - 1) * g.dilation_w);
+  const int64_t inner_end = std::max(first.begin, last.end);
+  const int64_t tap0 = s0 * g.dilation_w - g.pad_w;
+  for (int64_t ow = 0; ow < g.out_w; ++ow) {
+    const __m256 d = load(at.dy + ow * g.in_channels, kMasked, mask);
+    const int64_t iw0 = ow * g.stride_w + tap0;
+    if (ow >= first.begin && ow < inner_end) {
+      add_tap_products<kRows, kTaps, kMasked, false>(acc, d, at, iw0, g, mask);
+    } else {
+      add_tap_products<kRows, kTaps, kMasked, true>(acc, d, at, iw0, g, mask);
+    }
+  }
+  for (int i = 0; i < kRows; ++i) {
+    for (int t = 0; t < kTaps; ++t)
+      _mm256_storeu_ps(at.sums + i * at.sums_row_step + t * kLanes, acc[i][t]);
+  }
+}
+
+// Kernel rows and taps per pass: 3 x 4 sums + 2 operands in the 16 registers.
+constexpr int kGradientRows = 3, kGradientTaps = 4;
+using TapGradients = void (*)(const TapGradientRows&, const ConvGeometry&, int64_t, int);
+
+template <bool kMasked, int... I>
+constexpr std::array<TapGradients, sizeof...(I)> tap_gradients_for(
+    std::integer_sequence<int, I...>) {
+  return {tap_gradients<I / kGradientTaps + 1, I % kGradientTaps + 1, kMasked>...};
+}
+
+// kTapGradients[masked][(rows - 1) * kGradientTaps + taps - 1].
+constexpr auto kTapIndices = std::make_integer_sequence<int, kGradientRows * kGradientTaps>{};
+const std::array<TapGradients, kGradientRows * kGradientTaps> kTapGradients[2] = {
+    tap_gradients_for<false>(kTapIndices), tap_gradients_for<true>(kTapIndices)};
+
+// Where an input position takes gradient from along one axis: kernel tap `tap` of output
+// position `out` reads it.
+struct TapSource {
+  int64_t tap, out;
+};
+
+// The TapSources of each input position along one axis, those of position i at
+// [first[i], first[i + 1]) of `sources`.
+struct AxisSources {
+  std::vector<TapSource> sources;
+  std::vector<int64_t> first;
+  AxisSources(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+              int64_t dilation) {
+    for (int64_t i = 0; i < in; ++i) {
+      first.push_back(static_cast<int64_t>(sources.size()));
+      for (int64_t k = 0; k < kernel; ++k) {
+        const int64_t reach = i + pad - k * dilation;  // output position times the stride
+        if (reach >= 0 && reach % stride == 0 && reach / stride < out)
+          sources.push_back({k, reach / stride});
+      }
+    }
+    first.push_back(static_cast<int64_t>(sources.size()));
+  }
+  const TapSource* begin(int64_t i) const { return sources.data() + first[i]; }
+  const TapSource* end(int64_t i) const { return sources.data() + first[i + 1]; }
+};
+
+// out[c] = (kAdd ? out[c] : 0) + a[c] * b[c] for the `channels` channels of a pixel.
+template <bool kAdd>
+__attribute__((target("avx2,fma"))) inline void multiply_channels(const float* a, const float* b,
+                                                                  int64_t channels, float* out) {
+  int64_t c = 0;
+  for (; c + kLanes <= channels; c += kLanes) {
+    const __m256 product = _mm256_mul_ps(_mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c));
+    _mm256_storeu_ps(out + c, kAdd ? _mm256_add_ps(_mm256_loadu_ps(out + c), product) : product);
+  }
+  if (c == channels) return;
+  const __m256i mask = first_lanes(channels - c);
+  const __m256 product =
+      _mm256_mul_ps(_mm256_maskload_ps(a + c, mask), _mm256_maskload_ps(b + c, mask));
+  _mm256_maskstore_ps(out + c, mask,
+                      kAdd ? _mm256_add_ps(_mm256_maskload_ps(out + c, mask), product) : product);
+}
+
+// Row ih of image n of a channels_last depthwise grad_input (multiplier 1): each pixel the
+// sum over its row and column sources of grad_output times the tap's weight, a pixel's
+// channels at a time (its first source sets them, the others add). `dy`: the image's
+// grad_output; `w`: the weight as taps_outer lays it out.
+__attribute__((target("avx2,fma"))) void gather_grad_input_row(const float* dy, const float* w,
+                                                               const AxisSources& rows,
+                                                               const AxisSources& cols,
+                                                               const ConvGeometry& g, int64_t ih,
+                                                               float* out_row) {
+  const int64_t channels = g.in_channels;
+  for (int64_t iw = 0; iw < g.in_w; ++iw) {
+    float* out = out_row + iw * channels;
+    bool first = true;
+    for (const TapSource* r = rows.begin(ih); r != rows.end(ih); ++r) {
+      for (const TapSource* c = cols.begin(iw); c != cols.end(iw); ++c) {
+        const float* dy_pixel = dy + (r->out * g.out_w + c->out) * channels;
+        const float* w_tap = w + (r->tap * g.kernel_w + c->tap) * channels;
+        if (first) {
+          multiply_channels<false>(dy_pixel, w_tap, channels, out);
+        } else {
+          multiply_channels<true>(dy_pixel, w_tap, channels, out);
+        }
+        first = false;
+      }
+    }
+    if (first) std::fill(out, out + channels, 0.0f);
+  }
+}
+
+// The channels_last forward with the weight as taps_outer lays it out.
+void forward_channels_last(const at::Tensor& input, const at::Tensor& w, const at::Tensor& bias,
+                           const at::Tensor& output, const ConvGeometry& g) {
+  const float* in = input.const_data_ptr<float>();
+  const float* wp = w.const_data_ptr<float>();
+  const float* bp = bias.defined() ? bias.const_data_ptr<float>() : nullptr;
+  float* out = output.mutable_data_ptr<float>();
+  const int64_t row_elements = (g.kernel_h * g.in_w + g.out_w) * g.in_channels;
+  // With 256 channels or more by powers of two a pixel is 1, 2 or 4 KB: a sweep's columns
+  // share a few L1 sets (all one set at 4 KB) and evict each other before the next block
+  // of channels reads their other halves, and where the input sits at the output's
+  // address modulo the pixel, every load lands on the 4 KB page offset of a store just
+  // issued, which the CPU holds it for (4K aliasing). The sweeps then read copies of the
+  // rows with pixels one cache line further apart (RestridedRows). One thread, over every
+  // placement of the input: 256x28x28 86 us (77, or 148 aliased, read in place),
+  // 512x14x14 48 (64, or 89-113), 1024x7x7 32 (37-40, or 54-71). The output keeps its
+  // 1 KB pixels: 248 channels take 60 us.
+  const int64_t pixel_bytes = g.in_channels * static_cast<int64_t>(sizeof(float));
+  const bool restride = sweeps(g) && std::gcd(pixel_bytes, int64_t{4096}) >= 1024;
+  at::parallel_for(0, g.batch * g.out_h, grain_for(row_elements), [&](int64_t begin, int64_t end) {
+    std::optional<RestridedRows> copies;
+    if (restride) copies.emplace(g);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / g.out_h, oh = row % g.out_h;
+      const InputRows x = copies ? copies->for_output_row(in, n, oh)
+                                 : InputRows{in + n * g.in_h * g.in_w * g.in_channels, g.in_h,
+                                             g.in_w * g.in_channels, g.in_channels};
+      run_row(in, x, wp, bp, out, g, n, oh);
+    }
+  });
+}
+
 }  // namespace
 
 void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tensor& weight,
@@ -671,50 +862,106 @@ void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const
   });
 }
 
+void depthwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
+                                       const at::Tensor& grad_weight, const ConvGeometry& g) {
+  // A thread takes a range of blocks of eight channels (so no two write one filter) and
+  // sweeps the rows once for all of them: for each output row, each block of the range
+  // passes along it over up to 3 x 4 of the taps whose kernel rows lie inside the input
+  // (tap_gradients; a 3x3 window's nine sums in one pass), the blocks reading the halves
+  // of the same cache lines in turn. (A sweep of the whole image per block: MobileNet's
+  // 32x112x112 layer 0.19 against 0.17 ms on one thread; segments of 32 columns swept by
+  // every block in turn, 0.17-0.18 against 0.17.) One vector of sums per tap and block,
+  // spread over the filters' lanes at the end.
+  TORCH_INTERNAL_ASSERT(g.out_channels == g.in_channels);
+  const float* gy = grad_output.const_data_ptr<float>();
+  const float* in = input.const_data_ptr<float>();
+  float* gw = grad_weight.mutable_data_ptr<float>();
+  const int64_t channels = g.in_channels, taps = g.kernel_h * g.kernel_w;
+  const int64_t blocks = (channels + kLanes - 1) / kLanes;
+  const int64_t block_elements = g.batch * (g.in_h * g.in_w + g.out_h * g.out_w) * kLanes;
+  at::parallel_for(0, blocks, grain_for(block_elements), [&](int64_t begin, int64_t end) {
+    std::vector<float> sums((end - begin) * taps * kLanes, 0.0f);
+    for (int64_t row = 0; row < g.batch * g.out_h; ++row) {
+      const int64_t n = row / g.out_h, oh = row % g.out_h;
+      const int64_t ih0 = oh * g.stride_h - g.pad_h;
+      const Span rows = window_taps(ih0, g.kernel_h, g.dilation_h, g.in_h);
+      for (int64_t block = begin; block < end; ++block) {
+        const int64_t c0 = block * kLanes;
+        const int lanes = static_cast<int>(std::min(kLanes, channels - c0));
+        float* block_sums = sums.data() + (block - begin) * taps * kLanes;
+        for (int64_t r0 = rows.begin; r0 < rows.end; r0 += kGradientRows) {
+          const int64_t row_count = std::min<int64_t>(kGradientRows, rows.end - r0);
+          for (int64_t s0 = 0; s0 < g.kernel_w; s0 += kGradientTaps) {
+            const int64_t tap_count = std::min<int64_t>(kGradientTaps, g.kernel_w - s0);
+            const TapGradientRows at{
+                gy + row * g.out_w * channels + c0,
+                in + ((n * g.in_h + ih0 + r0 * g.dilation_h) * g.in_w) * channels + c0,
+                g.dilation_h * g.in_w * channels, block_sums + (r0 * g.kernel_w + s0) * kLanes,
+                g.kernel_w * kLanes};
+            kTapGradients[lanes < kLanes][(row_count - 1) * kGradientTaps + tap_count - 1](
+                at, g, s0, lanes);
+          }
+        }
+      }
+    }
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t c0 = block * kLanes;
+      const float* block_sums = sums.data() + (block - begin) * taps * kLanes;
+      for (int64_t lane = 0; lane < std::min(kLanes, channels - c0); ++lane) {
+        for (int64_t t = 0; t < taps; ++t)
+          gw[(c0 + lane) * taps + t] = block_sums[t * kLanes + lane];
+      }
+    }
+  });
+}
+
 bool depthwise_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                       const at::Tensor& grad_input, const ConvGeometry& g) {
   // With one filter per channel, swapping channel axes changes nothing: grad_input is the
-  // depthwise forward convolution of the spread grad_output with the flipped filters. (By
-  // stride phase instead, as the dense kernels do, measured slower: depthwise work is a
-  // few memory passes, and four phases add passes the spread's multiplies do not cost.)
-  if (g.out_channels != g.in_channels || !grad_input_as_forward_applies(g)) return false;
-  depthwise_conv2d_forward_nchw_avx2(spread_by_stride(grad_output, g, at::MemoryFormat::Contiguous),
-                                     weight.flip({2, 3}).contiguous(), at::Tensor(), grad_input,
-                                     stride1_grad_input_as_forward(with_unit_stride(g)));
+  // depthwise forward convolution of the spread grad_output with the flipped filters, by
+  // the NCHW or the channels_last kernel as grad_input lies. (By stride phase instead, as
+  // the dense kernels do, measured slower over NCHW: depthwise work is a few memory passes,
+  // and four phases add passes the spread's multiplies do not cost.)
+  if (g.out_channels != g.in_channels) return false;
+  const bool applies = grad_input_as_forward_applies(g);
+  const ConvGeometry t = stride1_grad_input_as_forward(with_unit_stride(g));
+  if (grad_input.is_contiguous()) {
+    if (!applies) return false;
+    depthwise_conv2d_forward_nchw_avx2(
+        spread_by_stride(grad_output, g, at::MemoryFormat::Contiguous),
+        weight.flip({2, 3}).contiguous(), at::Tensor(), grad_input, t);
+    return true;
+  }
+  // channels_last: with stride 1, the forward kernel's row sweeps over grad_output as it
+  // lies; otherwise each grad_input pixel gathers the few outputs that read it (3x3 with
+  // stride 2: 2.25 on average), where a spread grad_output four times the size, zeroed and
+  // filled by a strided copy, took 1.1 ms for MobileNet's 64x112x112 layer against 0.1 native.
+  const at::Tensor dy = grad_output.contiguous(at::MemoryFormat::ChannelsLast);
+  if (applies && g.stride_h == 1 && g.stride_w == 1) {
+    forward_channels_last(dy, taps_outer(weight.flip({2, 3})), at::Tensor(), grad_input, t);
+    return true;
+  }
+  const AxisSources rows(g.in_h, g.out_h, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h);
+  const AxisSources cols(g.in_w, g.out_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
+  const float* gy = dy.const_data_ptr<float>();
+  const float* w = taps_by_channel(weight).const_data_ptr<float>();
+  float* gi = grad_input.mutable_data_ptr<float>();
+  const int64_t channels = g.in_channels;
+  at::parallel_for(0, g.batch * g.in_h, grain_for(2 * g.in_w * channels),
+                   [&](int64_t begin, int64_t end) {
+                     for (int64_t row = begin; row < end; ++row) {
+                       const int64_t n = row / g.in_h, ih = row % g.in_h;
+                       gather_grad_input_row(gy + n * g.out_h * g.out_w * channels, w, rows, cols,
+                                             g, ih, gi + row * g.in_w * channels);
+                     }
+                   });
   return true;
 }
 
 void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& bias, const at::Tensor& output,
                                    const ConvGeometry& g) {
-  const at::Tensor w = taps_by_channel(weight);
-  const float* in = input.const_data_ptr<float>();
-  const float* wp = w.const_data_ptr<float>();
-  const float* bp = bias.defined() ? bias.const_data_ptr<float>() : nullptr;
-  float* out = output.mutable_data_ptr<float>();
-  const int64_t row_elements = (g.kernel_h * g.in_w + g.out_w) * g.in_channels;
-  // With 256 channels or more by powers of two a pixel is 1, 2 or 4 KB: a sweep's columns
-  // share a few L1 sets (all one set at 4 KB) and evict each other before the next block
-  // of channels reads their other halves, and where the input sits at the output's
-  // address modulo the pixel, every load lands on the 4 KB page offset of a store just
-  // issued, which the CPU holds it for (4K aliasing). The sweeps then read copies of the
-  // rows with pixels one cache line further apart (RestridedRows). One thread, over every
-  // placement of the input: 256x28x28 86 us (77, or 148 aliased, read in place),
-  // 512x14x14 48 (64, or 89-113), 1024x7x7 32 (37-40, or 54-71). The output keeps its
-  // 1 KB pixels: 248 channels take 60 us.
-  const int64_t pixel_bytes = g.in_channels * static_cast<int64_t>(sizeof(float));
-  const bool restride = sweeps(g) && std::gcd(pixel_bytes, int64_t{4096}) >= 1024;
-  at::parallel_for(0, g.batch * g.out_h, grain_for(row_elements), [&](int64_t begin, int64_t end) {
-    std::optional<RestridedRows> copies;
-    if (restride) copies.emplace(g);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / g.out_h, oh = row % g.out_h;
-      const InputRows x = copies ? copies->for_output_row(in, n, oh)
-                                 : InputRows{in + n * g.in_h * g.in_w * g.in_channels, g.in_h,
-                                             g.in_w * g.in_channels, g.in_channels};
-      run_row(in, x, wp, bp, out, g, n, oh);
-    }
-  });
+  forward_channels_last(input, taps_by_channel(weight), bias, output, g);
 }
 
 }  // namespace classic_ops::cpu

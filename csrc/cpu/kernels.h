@@ -70,9 +70,10 @@ void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tenso
 void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const at::Tensor& input,
                                             const at::Tensor& grad_weight, const ConvGeometry& g);
 
-// grad_input of a depthwise float32 convolution with channel multiplier 1 through the
-// NCHW forward kernel (grad_input_as_forward.h). Returns false, having done nothing,
-// where that does not apply.
+// grad_input of a depthwise float32 convolution with channel multiplier 1: into NCHW
+// through the NCHW forward kernel (grad_input_as_forward.h), returning false, having done
+// nothing, where that does not apply; into channels_last, any geometry, through the
+// channels_last forward kernel at stride 1 and by gathering otherwise.
 bool depthwise_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& weight,
                                       const at::Tensor& grad_input, const ConvGeometry& g);
 
@@ -81,6 +82,11 @@ bool depthwise_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::T
 void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                    const at::Tensor& bias, const at::Tensor& output,
                                    const ConvGeometry& g);
+
+// grad_weight of a depthwise float32 convolution with channel multiplier 1 on AVX2/FMA over
+// channels_last grad_output and input.
+void depthwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
+                                       const at::Tensor& grad_weight, const ConvGeometry& g);
 
 // 1x1 convolution as a matrix product per image.
 void pointwise_conv2d_forward(const at::Tensor& input, const at::Tensor& weight,
