@@ -385,15 +385,16 @@ def test_depthwise_full_channel_blocks_match_native(kernel, channels, stride, ch
 # strided or where the padding exceeds the window (no forward form), by gathering (stride 4
 # over a 3-wide window leaves positions no output reads); dense and 1x1 grad_input by the
 # channels_last forward kernel phase by phase (fewer than 8 channels, dilation, strided
-# 1x1 with phases no tap reaches), or the NCHW reference kernel where no forward form
-# exists; 1x1 grad_weight over a plane of 1024 pixels or more.
+# 1x1 with phases no tap reaches), by the planar kernel through NCHW copies (rows of 10
+# under a filter of over 2^20 weights), or by the NCHW reference kernel where no forward
+# form exists; 1x1 grad_weight over a plane of 1024 pixels or more.
 CHANNELS_LAST_BACKWARD = [
     (24, 24, 24, (3, 3), 1, 1, 1), (13, 13, 13, (3, 3), 2, 1, 1), (16, 16, 16, (7, 7), 2, 3, 1),
     (9, 9, 9, (5, 5), 1, 2, 1), (16, 16, 16, (3, 3), 1, 0, 2), (8, 8, 8, (3, 3), 1, 3, 1),
     (16, 16, 16, (1, 7), (1, 2), (0, 3), 1), (24, 24, 24, (3, 3), 4, 1, 1),
     (12, 20, 1, (3, 3), 2, 1, 1), (16, 8, 1, (3, 3), 1, 1, 2), (3, 16, 1, (3, 3), 2, 1, 1),
     (9, 9, 1, (5, 5), 1, 2, 1), (8, 12, 1, (3, 3), 1, 5, 2), (16, 24, 1, (1, 1), 1, 0, 1),
-    (17, 9, 1, (1, 1), 3, 0, 1),
+    (17, 9, 1, (1, 1), 3, 0, 1), (384, 384, 1, (3, 3), 1, 1, 1),
 ]
 
 
@@ -407,10 +408,12 @@ def test_channels_last_backward_matches_native_and_stays_channels_last(case, siz
     w = torch.randn(out_channels, channels // groups, *kernel)
     kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     grad_out = torch.randn(F.conv2d(x, w, **kwargs).shape).contiguous(memory_format=cl)
-    _, want = forward_and_grads(lambda x, w: F.conv2d(x, w, **kwargs), (x, w), grad_out)
+    # A float64 reference: the 384-channel case sums 3456 products per grad_input element.
+    _, want = forward_and_grads(lambda x, w: F.conv2d(x, w, **kwargs), (x.double(), w.double()),
+                                grad_out.double())
     _, got = forward_and_grads(lambda x, w: cf.conv2d(x, w, **kwargs), (x, w), grad_out)
-    torch.testing.assert_close(got[0], want[0], rtol=1e-4, atol=1e-4, msg=lambda m: f"grad_input: {m}")
-    torch.testing.assert_close(got[1], want[1], rtol=1e-4, atol=1e-3, msg=lambda m: f"grad_weight: {m}")
+    for name, g, e in zip(["grad_input", "grad_weight"], got, want):
+        torch.testing.assert_close(g, e.float(), rtol=1e-4, atol=1e-3, msg=lambda m: f"{name}: {m}")
     assert memory_format_of(got[0]) == cl
 
 
