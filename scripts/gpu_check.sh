@@ -58,9 +58,9 @@ grep -E "^(FAILED|ERROR)" "$out/tests.log" | head -20
 tail -2 "$out/tests.log"
 
 stamp "compute-sanitizer memcheck over a small subset"
-timeout 60 compute-sanitizer --tool memcheck --error-exitcode 1 "$python" -m pytest -q \
+timeout 90 compute-sanitizer --tool memcheck --error-exitcode 1 "$python" -m pytest -q \
   -p no:cacheprovider -k "unbatched or graph or (tensor_core and bfloat16 and cl) or \
-  (depthwise and bfloat16 and nchw) or (split_reduction and float16) or (2x2_pool and float16) or \
+  (depthwise and bfloat16) or (split_reduction and float16) or (2x2_pool and float16) or \
   (warpgroup and float16)" \
   "$repo/tests/test_max_pool2d.py" "$repo/tests/test_cuda_kernels.py" > "$out/memcheck.log" 2>&1
 memcheck_rc=$?
@@ -82,6 +82,7 @@ bench tf32_conv_wgmma --suite vgg16 resnet50 --operator conv2d pointwise --batch
 unset CLASSIC_OPS_WGMMA
 bench bf16_depthwise --suite mobilenet_v1 mobilenet_v2 --operator depthwise --batch 32 --dtype bfloat16
 bench fp16_backward --suite resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last --pass backward
+bench bf16_depthwise_cl_backward --suite mobilenet_v2 --operator depthwise --batch 32 --dtype bfloat16 --channels-last --pass backward
 bench fp32_pool --suite vgg16 resnet50 googlenet --operator max_pool2d --batch 32 --pass forward forward_indices
 bench tf32_conv --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --channels-last
 bench fp32_depthwise_cl --suite mobilenet_v1 mobilenet_v2 --operator depthwise --batch 32 --channels-last

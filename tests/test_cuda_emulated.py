@@ -305,6 +305,38 @@ def test_depthwise_forward(emulator, case, dtype, layout):
                  UNIT[dtype], "depthwise forward")
 
 
+@pytest.mark.parametrize("splits", [1, None], ids=["one_split", "device_splits"])
+@pytest.mark.parametrize("dtype", GEMM_DTYPES, ids=str)
+@pytest.mark.parametrize("case", [case for case in DEPTHWISE_CASES if case[1] == 1])
+def test_depthwise_channels_last_backward(emulator, case, dtype, splits):
+    # grad_input gathered (any stride; the backend takes the forward kernel at stride 1) and
+    # grad_weight by channel vectors and tap groups, its pixels split as on an H200 or not.
+    # 40 channels: a block of 4 or 8 vectors and a second one partly idle.
+    batch, _, height, width, kernel, stride, padding, dilation, _ = case
+    channels = 5 * 16 // (torch.finfo(dtype).bits // 8)
+    g = conv_geometry(batch, channels, height, width, channels, kernel, stride, padding,
+                      dilation, groups=channels)
+    element_bytes = torch.finfo(dtype).bits // 8
+    assert emulator.call("depthwise_channels_last_fits", g, element_bytes)
+    splits = splits or emulator.call("depthwise_channels_last_grad_weight_splits", g,
+                                     element_bytes, H200_MULTIPROCESSORS)
+    torch.manual_seed(DEPTHWISE_CASES.index(case))
+    cl = torch.channels_last
+    x = emulator.guarded(torch.randn(batch, channels, height, width).to(dtype).contiguous(
+        memory_format=cl))
+    w = torch.randn(channels, 1, *kernel).to(dtype)
+    dy = emulator.guarded(torch.randn(batch, channels, g[7], g[8]).to(dtype).contiguous(
+        memory_format=cl))
+    dx = emulator.guarded(nan_tensor(x.shape, dtype, cl))
+    dw = emulator.guarded(nan_tensor(w.shape, dtype))
+    partials = emulator.guarded(torch.full((splits * w.numel(),), float("nan")))
+    w_rsc = emulator.guarded(w.reshape(channels, -1).t().contiguous())
+    assert emulator.call("depthwise_conv2d_grad_input_channels_last", dtype, dy, w_rsc, dx, g) == 0
+    assert emulator.call("depthwise_conv2d_grad_weight_channels_last", dtype, dy, x, partials,
+                         splits, dw, g) == 0
+    assert_conv_gradients(dx, dw, x, w, dy, stride, padding, dilation, channels, UNIT[dtype])
+
+
 def pool_geometry(batch, channels, height, width, kernel, stride, padding, dilation, ceil_mode):
     """PoolGeometry's fields, in order (output sizes as max_pool2d's)."""
     def out_size(size, k, st, pad, dil):

@@ -4,7 +4,7 @@ allowed; forward, grad_input at any stride, grad_weight, in channels zero-padded
 vectors; 128 x 128 tiles, and 256 x 64 for 64 output channels or fewer; the reduction
 split over blocks; the forward on Hopper's warpgroup MMA where the build has sm_90a), the
 depthwise row segments (3x3, 7x7) and shared-memory tiles (NCHW)
-and channel vectors (channels_last), the channels_last max-pool vectors and the NCHW 2x2
+and channel vectors (channels_last, backward included), the channels_last max-pool vectors and the NCHW 2x2
 pool vectors. The foundation grid covers the direct kernels and the other NCHW pools.
 References are float64 on the CPU."""
 import pytest
@@ -158,18 +158,27 @@ DEPTHWISE_CASES = [
                          ids=dtype_name)
 @pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=str)
 def test_cuda_depthwise_matches_float64(case, dtype, channels_last):
+    # Forward and gradients: channels_last with multiplier 1 has backward kernels of its own
+    # (grad_input by the forward kernel at stride 1 or gathered, grad_weight split over the
+    # pixels); the others take the direct kernels.
     n, c, multiplier, h, w, r, stride, padding, dilation = case
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(n, c, h, w, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
     weight = torch.randn(c * multiplier, 1, r, r, device="cuda", dtype=dtype) / r
     bias = torch.randn(c * multiplier, device="cuda", dtype=dtype)
     kwargs = dict(stride=stride, padding=padding, dilation=dilation)
-    want = F.conv2d(x.double().cpu(), weight.double().cpu(), bias.double().cpu(), groups=c, **kwargs)
-    got = cf.depthwise_conv2d(x, weight, bias, **kwargs)
     native = F.conv2d(x, weight, bias, groups=c, **kwargs)  # float64 answers in NCHW on CUDA
+    grad_out = torch.randn(native.shape, device="cuda", dtype=dtype).contiguous(memory_format=fmt)
+    got, grads = forward_and_grads(lambda x, w, b: cf.depthwise_conv2d(x, w, b, **kwargs),
+                                   (x, weight, bias), grad_out)
+    want, want_grads = forward_and_grads(
+        lambda x, w, b: F.conv2d(x, w, b, groups=c, **kwargs),
+        (x.double().cpu(), weight.double().cpu(), bias.double().cpu()), grad_out.double().cpu())
     assert memory_format_of(got) == memory_format_of(native)
     tolerance = EXACT_FLOAT32 if dtype == torch.float32 else RELATIVE_ERROR[dtype]
     assert relative_error(got, want) < tolerance
+    for name, g, e in zip(["input", "weight", "bias"], grads, want_grads):
+        assert relative_error(g, e) < tolerance, f"grad of {name}"
 
 
 @pytest.mark.parametrize("with_indices", [False, True])

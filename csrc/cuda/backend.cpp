@@ -317,16 +317,56 @@ void depthwise_nchw_forward(const at::Tensor& input, const at::Tensor& weight,
   });
 }
 
+// A depthwise weight (C, 1, R, S) as (R, S, C): one tap's weights contiguous over channels.
+at::Tensor taps_outer(const at::Tensor& weight) {
+  return weight.reshape({weight.size(0), -1}).t().contiguous();
+}
+
 void depthwise_channels_last_forward(const at::Tensor& input, const at::Tensor& weight,
                                      const at::Tensor& bias, const at::Tensor& output,
                                      const ConvGeometry& g) {
-  const at::Tensor weight_rsc = weight.reshape({g.out_channels, -1}).t().contiguous();
+  const at::Tensor weight_rsc = taps_outer(weight);
   const at::Tensor x = aligned16(input), b = aligned16(bias);
   CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_depthwise_cl", [&] {
     C10_CUDA_CHECK(cuda::depthwise_conv2d_forward_channels_last(
         in_ptr<scalar_t>(x), in_ptr<scalar_t>(weight_rsc), in_ptr<scalar_t>(b),
         out_ptr<scalar_t>(output), g, current_stream()));
   });
+}
+
+// grad_input of a stride-1 depthwise convolution is its forward with the filters flipped
+// (grad_input_as_forward.h), which the forward kernel runs with each loaded input serving
+// four outputs, where that form applies; otherwise each input pixel gathers the outputs
+// that read it.
+void depthwise_channels_last_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                        const at::Tensor& grad_input, const ConvGeometry& g) {
+  const at::Tensor dy = aligned16(grad_output);
+  if (g.stride_h == 1 && g.stride_w == 1 && grad_input_as_forward_applies(g)) {
+    depthwise_channels_last_forward(dy, weight.flip({2, 3}), at::Tensor(), grad_input,
+                                    stride1_grad_input_as_forward(g));
+    return;
+  }
+  const at::Tensor weight_rsc = taps_outer(weight);
+  CLASSIC_OPS_DISPATCH_NO_DOUBLE(dy.scalar_type(), "classic_ops_cuda_depthwise_cl_grad_input", [&] {
+    C10_CUDA_CHECK(cuda::depthwise_conv2d_grad_input_channels_last(
+        in_ptr<scalar_t>(dy), in_ptr<scalar_t>(weight_rsc), out_ptr<scalar_t>(grad_input), g,
+        current_stream()));
+  });
+}
+
+void depthwise_channels_last_grad_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                         const at::Tensor& grad_weight, const ConvGeometry& g) {
+  const at::Tensor dy = aligned16(grad_output), x = aligned16(input);
+  const int splits = cuda::depthwise_channels_last_grad_weight_splits(
+      g, static_cast<int>(input.element_size()), multiprocessors());
+  const at::Tensor partials =
+      at::empty({splits, grad_weight.numel()}, grad_output.options().dtype(at::kFloat));
+  CLASSIC_OPS_DISPATCH_NO_DOUBLE(
+      dy.scalar_type(), "classic_ops_cuda_depthwise_cl_grad_weight", [&] {
+        C10_CUDA_CHECK(cuda::depthwise_conv2d_grad_weight_channels_last(
+            in_ptr<scalar_t>(dy), in_ptr<scalar_t>(x), partials.mutable_data_ptr<float>(), splits,
+            out_ptr<scalar_t>(grad_weight), g, current_stream()));
+      });
 }
 
 // Whether `channels` elements of `dtype` split into whole 16-byte vectors.
@@ -393,8 +433,9 @@ GemmKernels gemm_kernels(decltype(ConvKernels::forward) forward,
 
 // Tensor-core implicit GEMM for dense and 1x1 convolutions (in channels padded to whole
 // vectors where needed), its backward passes where they apply; row segments or
-// shared-memory tiles (NCHW) or channel vectors (channels_last) for depthwise; the direct kernel, which
-// takes everything, otherwise and for the backward passes the faster kernels do not serve.
+// shared-memory tiles (NCHW) or channel vectors (channels_last, backward included) for
+// depthwise; the direct kernel, which takes everything, otherwise and for the backward
+// passes the faster kernels do not serve.
 const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::ScalarType dtype,
                                at::MemoryFormat input_format) {
   constexpr auto nchw = at::MemoryFormat::Contiguous, cl = at::MemoryFormat::ChannelsLast;
@@ -405,8 +446,13 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   static const GemmKernels padded_gemm =
       gemm_kernels(padded_implicit_gemm_forward<false>, padded_implicit_gemm_forward<true>,
                    padded_implicit_gemm_grad_input, padded_implicit_gemm_grad_weight);
-  static const ConvKernels depthwise_vectors = {cl, depthwise_channels_last_forward,
-                                                conv_grad_input, conv_grad_weight};
+  static const ConvKernels depthwise_vectors = {cl,
+                                                depthwise_channels_last_forward,
+                                                depthwise_channels_last_grad_input,
+                                                depthwise_channels_last_grad_weight,
+                                                /*forward_relu=*/nullptr,
+                                                /*weight_layout=*/nchw,
+                                                /*backward_layout=*/cl};
   static const ConvKernels depthwise_nchw = {nchw, depthwise_nchw_forward, conv_grad_input,
                                              conv_grad_weight};
   const int element_bytes = static_cast<int>(c10::elementSize(dtype));

@@ -307,14 +307,6 @@ __device__ __forceinline__ void store_group(T* out, const float (&values)[4], in
   for (int j = 0; j < count; ++j) out[j] = from_acc<T>(values[j]);
 }
 
-// A forward output's value: + bias[k] where there is a bias, then ReLU if asked.
-template <typename T>
-__device__ __forceinline__ float with_bias_and_relu(float v, const T* bias, int64_t k, bool relu) {
-  if (bias != nullptr) v += to_acc(bias[k]);
-  if (relu && v < 0) v = 0;  // NaN stays NaN, as in torch.relu
-  return v;
-}
-
 // A number written in mixed radix, (high, mid, low) with low < low_radix and
 // mid < mid_radix, stepped forward by additions: the loaders walk reduction columns
 // (r, s, c) and pixels (n, oh, ow) this way, each a step of the pipeline apart, where
@@ -727,20 +719,6 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
       store_group(out + int64_t{k} * reduction + rsc, values, min(4, reduction - rsc), aligned);
     }
   });
-}
-
-// result[i] = the sum of the `splits` slices' element i, added in a fixed order
-// (deterministic), + bias[i % channels] where there is a bias, then ReLU if asked.
-template <typename T>
-__global__ void sum_partials_kernel(const float* __restrict__ partials, int splits, int64_t size,
-                                    const T* __restrict__ bias, int channels, bool relu,
-                                    T* __restrict__ result) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < size;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    float sum = 0;
-    for (int s = 0; s < splits; ++s) sum += partials[s * size + i];
-    result[i] = from_acc<T>(with_bias_and_relu(sum, bias, i % channels, relu));
-  }
 }
 
 // More than 48 KB of dynamic shared memory has to be asked for, once per kernel and device.

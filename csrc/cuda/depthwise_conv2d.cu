@@ -1,5 +1,5 @@
-// Depthwise convolution forward (groups = in_channels, any channel multiplier, any kernel
-// size, stride and dilation).
+// Depthwise convolution (groups = in_channels): forward with any channel multiplier,
+// kernel size, stride and dilation; backward over channels_last tensors (multiplier 1).
 //
 // The common shapes (square 3x3 and 7x7 windows, stride 1 or 2, no dilation) are compiled
 // in: a thread computes kOuts neighbouring outputs of one row, so each input element it
@@ -14,7 +14,11 @@
 //
 // channels_last (multiplier 1): a thread takes 16 bytes of consecutive channels, with
 // vector loads; neighbouring threads read neighbouring channels, so every access is
-// coalesced.
+// coalesced. grad_input of a stride-1 convolution is the forward one with the filters
+// flipped (the backend's choice); otherwise each input pixel gathers the outputs that read
+// it. grad_weight sums over the pixels by blocks of channel vectors and tap groups, split
+// over the pixels to fill the device, then adds the splits.
+#include <algorithm>
 #include <type_traits>
 
 #include "device_math.cuh"
@@ -177,6 +181,22 @@ __global__ void nchw_rows_kernel(const T* __restrict__ input, const T* __restric
   }
 }
 
+// The window and stride of a kernel: compiled in (kWindow > 0: square, stride kStride,
+// no dilation) or read from the geometry.
+template <int kWindow, int kStride>
+struct WindowShape {
+  int kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w;
+  __device__ __forceinline__ explicit WindowShape(const ConvGeometry& g) {
+    constexpr bool kFixed = kWindow > 0;
+    kernel_h = kFixed ? kWindow : static_cast<int>(g.kernel_h);
+    kernel_w = kFixed ? kWindow : static_cast<int>(g.kernel_w);
+    stride_h = kFixed ? kStride : static_cast<int>(g.stride_h);
+    stride_w = kFixed ? kStride : static_cast<int>(g.stride_w);
+    dilation_h = kFixed ? 1 : static_cast<int>(g.dilation_h);
+    dilation_w = kFixed ? 1 : static_cast<int>(g.dilation_w);
+  }
+};
+
 template <typename T, int kWindow, int kStride>
 __global__ void channels_last_kernel(const T* __restrict__ input,
                                      const T* __restrict__ weight_rsc,
@@ -184,14 +204,8 @@ __global__ void channels_last_kernel(const T* __restrict__ input,
                                      ConvGeometry g, ThreadSplit split, int total) {
   using V = Vec16<T>;
   using Acc = acc_t<T>;
-  constexpr bool kFixed = kWindow > 0;
   constexpr int kCount = kOuts<kWindow>;
-  const int kernel_h = kFixed ? kWindow : static_cast<int>(g.kernel_h);
-  const int kernel_w = kFixed ? kWindow : static_cast<int>(g.kernel_w);
-  const int stride_h = kFixed ? kStride : static_cast<int>(g.stride_h);
-  const int stride_w = kFixed ? kStride : static_cast<int>(g.stride_w);
-  const int dilation_h = kFixed ? 1 : static_cast<int>(g.dilation_h);
-  const int dilation_w = kFixed ? 1 : static_cast<int>(g.dilation_w);
+  const WindowShape<kWindow, kStride> shape(g);
   const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
   const int out_h = static_cast<int>(g.out_h), out_w = static_cast<int>(g.out_w);
   const int channels = static_cast<int>(g.in_channels);
@@ -210,15 +224,17 @@ __global__ void channels_last_kernel(const T* __restrict__ input,
       for (int j = 0; j < V::kSize; ++j) acc[q][j] = bias ? to_acc(b.v[j]) : Acc(0);
     const T* image = input + int64_t{n} * in_h * in_w * channels + c;
 #pragma unroll
-    for (int r = 0; r < kernel_h; ++r) {
-      const int ih = oh * stride_h - static_cast<int>(g.pad_h) + r * dilation_h;
+    for (int r = 0; r < shape.kernel_h; ++r) {
+      const int ih = oh * shape.stride_h - static_cast<int>(g.pad_h) + r * shape.dilation_h;
       if (ih < 0 || ih >= in_h) continue;
 #pragma unroll
-      for (int s = 0; s < kernel_w; ++s) {
-        const V w = *reinterpret_cast<const V*>(weight_rsc + (r * kernel_w + s) * channels + c);
+      for (int s = 0; s < shape.kernel_w; ++s) {
+        const V w =
+            *reinterpret_cast<const V*>(weight_rsc + (r * shape.kernel_w + s) * channels + c);
 #pragma unroll
         for (int q = 0; q < kCount; ++q) {
-          const int iw = (ow0 + q) * stride_w - static_cast<int>(g.pad_w) + s * dilation_w;
+          const int iw =
+              (ow0 + q) * shape.stride_w - static_cast<int>(g.pad_w) + s * shape.dilation_w;
           if (iw < 0 || iw >= in_w) continue;
           const V x = *reinterpret_cast<const V*>(image + (int64_t{ih} * in_w + iw) * channels);
 #pragma unroll
@@ -234,6 +250,131 @@ __global__ void channels_last_kernel(const T* __restrict__ input,
       for (int j = 0; j < V::kSize; ++j) out.v[j] = from_acc<T>(acc[q][j]);
       *reinterpret_cast<V*>(output + ((int64_t{n} * out_h + oh) * out_w + ow0 + q) * channels + c) = out;
     }
+  }
+}
+
+// The output position along one axis that reads input position `in_pos` through tap
+// `tap`, or -1 where none does.
+__device__ __forceinline__ int reading_output(int in_pos, int tap, int stride, int pad,
+                                              int dilation, int out) {
+  const int reach = in_pos + pad - tap * dilation;  // the output position times the stride
+  if (reach < 0 || reach % stride != 0 || reach / stride >= out) return -1;
+  return reach / stride;
+}
+
+// grad_input, channels_last, multiplier 1, gathered: a thread takes 16 bytes of consecutive
+// channels of one input pixel (threads split as (image, row, column) after the vector) and
+// sums, over the taps through which some output reads it, grad_output times the tap's
+// weight (weight_rsc, (R, S, C)). No atomics, and each sum in a fixed order.
+template <typename T, int kWindow, int kStride>
+__global__ void channels_last_grad_input_kernel(const T* __restrict__ grad_output,
+                                                const T* __restrict__ weight_rsc,
+                                                T* __restrict__ grad_input, ConvGeometry g,
+                                                ThreadSplit split, int total) {
+  using V = Vec16<T>;
+  using Acc = acc_t<T>;
+  const WindowShape<kWindow, kStride> shape(g);
+  const int out_h = static_cast<int>(g.out_h), out_w = static_cast<int>(g.out_w);
+  const int pad_h = static_cast<int>(g.pad_h), pad_w = static_cast<int>(g.pad_w);
+  const int channels = static_cast<int>(g.in_channels);
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const auto [pixel, vector] = split.first.divmod(i);
+    const auto [row, iw] = split.second.divmod(pixel);
+    const auto [n, ih] = split.third.divmod(row);
+    const int c = vector * V::kSize;
+    const T* image = grad_output + int64_t{n} * out_h * out_w * channels + c;
+    Acc acc[V::kSize] = {};
+#pragma unroll
+    for (int r = 0; r < shape.kernel_h; ++r) {
+      const int oh = reading_output(ih, r, shape.stride_h, pad_h, shape.dilation_h, out_h);
+      if (oh < 0) continue;
+#pragma unroll
+      for (int s = 0; s < shape.kernel_w; ++s) {
+        const int ow = reading_output(iw, s, shape.stride_w, pad_w, shape.dilation_w, out_w);
+        if (ow < 0) continue;
+        const V d = *reinterpret_cast<const V*>(image + (int64_t{oh} * out_w + ow) * channels);
+        const V k =
+            *reinterpret_cast<const V*>(weight_rsc + (r * shape.kernel_w + s) * channels + c);
+#pragma unroll
+        for (int j = 0; j < V::kSize; ++j) acc[j] += to_acc(d.v[j]) * to_acc(k.v[j]);
+      }
+    }
+    V out;
+#pragma unroll
+    for (int j = 0; j < V::kSize; ++j) out.v[j] = from_acc<T>(acc[j]);
+    *reinterpret_cast<V*>(grad_input + int64_t{pixel} * channels + c) = out;
+  }
+}
+
+// grad_weight, channels_last, multiplier 1, first part: block (x, y, z) sums grad_output
+// times the input under each of the kTaps taps of tap group z (a kernel row of a
+// compiled-in window, else one tap; kernel row z / groups_per_row) over the output pixels
+// of split y, for the 16-byte channel vectors x * vectors_per_block on. Its threads are
+// (pixel lane, vector) with the vector fastest, so a warp reads whole runs of pixels; each
+// lane takes every lanes-th pixel of the split, and the block adds its lanes' sums in
+// shared memory, in a fixed order, into partials[y][channel][tap]. sum_partials_kernel then
+// adds the splits in order.
+template <typename T, int kWindow, int kStride>
+__global__ void __launch_bounds__(kThreads)
+    channels_last_grad_weight_kernel(const T* __restrict__ grad_output, const T* __restrict__ input,
+                                     float* __restrict__ partials, ConvGeometry g,
+                                     FastDivisor out_w_divisor, FastDivisor out_h_divisor,
+                                     int vectors_per_block, int pixels_per_split) {
+  using V = Vec16<T>;
+  constexpr int kTaps = kWindow > 0 ? kWindow : 1;
+  __shared__ float sums[kThreads * V::kSize];
+  const WindowShape<kWindow, kStride> shape(g);
+  const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
+  const int channels = static_cast<int>(g.in_channels), taps = shape.kernel_h * shape.kernel_w;
+  const int groups_per_row = shape.kernel_w / kTaps;
+  const int r = blockIdx.z / groups_per_row, s0 = blockIdx.z % groups_per_row * kTaps;
+  const int lanes = kThreads / vectors_per_block;
+  const int lane = threadIdx.x / vectors_per_block;
+  const int c = (blockIdx.x * vectors_per_block + threadIdx.x % vectors_per_block) * V::kSize;
+  const bool active = c < channels;
+  const int pixels = static_cast<int>(g.batch * g.out_h * g.out_w);
+  const int first = blockIdx.y * pixels_per_split;
+  const int end = min(first + pixels_per_split, pixels);
+
+  float acc[kTaps][V::kSize] = {};
+  for (int p = first + lane; active && p < end; p += lanes) {
+    const auto [row, ow] = out_w_divisor.divmod(p);
+    const auto [n, oh] = out_h_divisor.divmod(row);
+    const int ih = oh * shape.stride_h - static_cast<int>(g.pad_h) + r * shape.dilation_h;
+    if (ih < 0 || ih >= in_h) continue;
+    const V d = *reinterpret_cast<const V*>(grad_output + int64_t{p} * channels + c);
+    const T* in_row = input + (int64_t{n} * in_h + ih) * in_w * channels + c;
+#pragma unroll
+    for (int t = 0; t < kTaps; ++t) {
+      const int iw = ow * shape.stride_w - static_cast<int>(g.pad_w) + (s0 + t) * shape.dilation_w;
+      if (iw < 0 || iw >= in_w) continue;
+      const V x = *reinterpret_cast<const V*>(in_row + int64_t{iw} * channels);
+#pragma unroll
+      for (int j = 0; j < V::kSize; ++j) acc[t][j] += to_acc(d.v[j]) * to_acc(x.v[j]);
+    }
+  }
+
+  // Per tap: the lanes' sums halved pairwise (lanes is a power of two), lane 0 writing out.
+#pragma unroll
+  for (int t = 0; t < kTaps; ++t) {
+#pragma unroll
+    for (int j = 0; j < V::kSize; ++j) sums[threadIdx.x * V::kSize + j] = acc[t][j];
+    __syncthreads();
+    for (int half = lanes / 2; half > 0; half /= 2) {
+      if (lane < half) {
+        const int other = (threadIdx.x + half * vectors_per_block) * V::kSize;
+#pragma unroll
+        for (int j = 0; j < V::kSize; ++j) sums[threadIdx.x * V::kSize + j] += sums[other + j];
+      }
+      __syncthreads();
+    }
+    if (lane == 0 && active) {
+      float* out = partials + int64_t{blockIdx.y} * channels * taps + r * shape.kernel_w + s0 + t;
+#pragma unroll
+      for (int j = 0; j < V::kSize; ++j)
+        out[int64_t{c + j} * taps] = sums[threadIdx.x * V::kSize + j];
+    }
+    __syncthreads();
   }
 }
 
@@ -254,8 +395,10 @@ bool depthwise_nchw_fits(const ConvGeometry& g, int acc_bytes) {
 }
 
 bool depthwise_channels_last_fits(const ConvGeometry& g, int element_bytes) {
+  // Threads over output pixels (forward, grad_weight) and over input pixels (grad_input).
   const int64_t vectors = g.in_channels / (16 / element_bytes);
   return g.batch * g.out_h * g.out_w * vectors <= kMaxThreads &&
+         g.batch * g.in_h * g.in_w * vectors <= kMaxThreads &&
          g.in_h * g.in_w * g.in_channels < (int64_t{1} << 31) &&
          g.kernel_h * g.kernel_w * g.in_channels < (int64_t{1} << 31);
 }
@@ -302,12 +445,95 @@ cudaError_t depthwise_conv2d_forward_channels_last(const T* input, const T* weig
   });
 }
 
+namespace {
+
+// The channel vectors of a grad_weight block: the largest power of two up to 32 and up to
+// the vectors there are, so that its lanes halve evenly.
+int grad_weight_vectors_per_block(const ConvGeometry& g, int element_bytes) {
+  const int64_t vectors = g.in_channels / (16 / element_bytes);
+  int per_block = 1;
+  while (per_block * 2 <= std::min<int64_t>(vectors, 32)) per_block *= 2;
+  return per_block;
+}
+
+// grad_weight's blocks before splitting the pixels: channel groups x tap groups.
+int64_t grad_weight_blocks(const ConvGeometry& g, int element_bytes) {
+  const int64_t vectors = g.in_channels / (16 / element_bytes);
+  const int per_block = grad_weight_vectors_per_block(g, element_bytes);
+  const int64_t taps_per_group = has_compiled_shape(g) ? g.kernel_w : 1;
+  return (vectors + per_block - 1) / per_block * (g.kernel_h * g.kernel_w / taps_per_group);
+}
+
+}  // namespace
+
+int depthwise_channels_last_grad_weight_splits(const ConvGeometry& g, int element_bytes,
+                                               int multiprocessors) {
+  // Four blocks per multiprocessor, each lane of a block at least 8 pixels.
+  const int64_t lanes = kThreads / grad_weight_vectors_per_block(g, element_bytes);
+  const int64_t blocks = grad_weight_blocks(g, element_bytes);
+  const int64_t wanted = (4 * int64_t{multiprocessors} + blocks - 1) / blocks;
+  const int64_t most = std::max<int64_t>(1, g.batch * g.out_h * g.out_w / (8 * lanes));
+  return static_cast<int>(std::max<int64_t>(1, std::min({wanted, most, int64_t{65535}})));
+}
+
+template <typename T>
+cudaError_t depthwise_conv2d_grad_input_channels_last(const T* grad_output, const T* weight_rsc,
+                                                      T* grad_input, const ConvGeometry& g,
+                                                      cudaStream_t stream) {
+  return with_compiled_shape(g, [&](auto window, auto stride) {
+    constexpr int kWindow = decltype(window)::value, kStride = decltype(stride)::value;
+    const int64_t vectors = g.in_channels / Vec16<T>::kSize;
+    const int64_t total = g.batch * g.in_h * g.in_w * vectors;
+    const ThreadSplit split{FastDivisor(static_cast<uint32_t>(vectors)),
+                            FastDivisor(static_cast<uint32_t>(g.in_w)),
+                            FastDivisor(static_cast<uint32_t>(g.in_h))};
+    launch_kernel(channels_last_grad_input_kernel<T, kWindow, kStride>, blocks_for(total), kThreads,
+                  0, stream, grad_output, weight_rsc, grad_input, g, split,
+                  static_cast<int>(total));
+    return cudaGetLastError();
+  });
+}
+
+template <typename T>
+cudaError_t depthwise_conv2d_grad_weight_channels_last(const T* grad_output, const T* input,
+                                                       float* partials, int splits, T* grad_weight,
+                                                       const ConvGeometry& g, cudaStream_t stream) {
+  return with_compiled_shape(g, [&](auto window, auto stride) {
+    constexpr int kWindow = decltype(window)::value, kStride = decltype(stride)::value;
+    constexpr int kTaps = kWindow > 0 ? kWindow : 1;
+    const int per_block = grad_weight_vectors_per_block(g, sizeof(T));
+    const int64_t vectors = g.in_channels / Vec16<T>::kSize;
+    const int64_t pixels = g.batch * g.out_h * g.out_w;
+    const dim3 grid(static_cast<unsigned int>((vectors + per_block - 1) / per_block),
+                    static_cast<unsigned int>(splits),
+                    static_cast<unsigned int>(g.kernel_h * g.kernel_w / kTaps));
+    launch_kernel(channels_last_grad_weight_kernel<T, kWindow, kStride>, grid, kThreads, 0, stream,
+                  grad_output, input, partials, g, FastDivisor(static_cast<uint32_t>(g.out_w)),
+                  FastDivisor(static_cast<uint32_t>(g.out_h)), per_block,
+                  static_cast<int>((pixels + splits - 1) / splits));
+    const int64_t size = g.in_channels * g.kernel_h * g.kernel_w;
+    launch_kernel(sum_partials_kernel<T>, blocks_for(size), kThreads, 0, stream, partials, splits,
+                  size, static_cast<const T*>(nullptr), 1, /*relu=*/false, grad_weight);
+    return cudaGetLastError();
+  });
+}
+
 #define INSTANTIATE(T)                                                                        \
   template cudaError_t depthwise_conv2d_forward_nchw<T>(const T*, const T*, const T*, T*,    \
                                                         const ConvGeometry&, cudaStream_t);  \
   template cudaError_t depthwise_conv2d_forward_channels_last<T>(                            \
       const T*, const T*, const T*, T*, const ConvGeometry&, cudaStream_t);
 CLASSIC_OPS_FOR_EACH_CUDA_TYPE(INSTANTIATE)
+#undef INSTANTIATE
+// The channels_last kernels move 16-byte vectors: no double.
+#define INSTANTIATE(T)                                                \
+  template cudaError_t depthwise_conv2d_grad_input_channels_last<T>(  \
+      const T*, const T*, T*, const ConvGeometry&, cudaStream_t);     \
+  template cudaError_t depthwise_conv2d_grad_weight_channels_last<T>( \
+      const T*, const T*, float*, int, T*, const ConvGeometry&, cudaStream_t);
+INSTANTIATE(float)
+INSTANTIATE(__half)
+INSTANTIATE(__nv_bfloat16)
 #undef INSTANTIATE
 
 }  // namespace classic_ops::cuda

@@ -1,5 +1,5 @@
-// Accumulation types and conversions shared by the CUDA kernels: half and bfloat16
-// accumulate in float, double in double.
+// Accumulation types, conversions and small pieces shared by the CUDA kernels: half and
+// bfloat16 accumulate in float, double in double.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -108,6 +108,29 @@ constexpr int64_t kMaxBlocks = int64_t{1} << 20;
 inline unsigned int blocks_for(int64_t work) {
   const int64_t blocks = (work + kThreads - 1) / kThreads;
   return static_cast<unsigned int>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
+}
+
+// A forward output's value: + bias[k] where there is a bias, then ReLU if asked.
+template <typename T>
+__device__ __forceinline__ float with_bias_and_relu(float v, const T* bias, int64_t k, bool relu) {
+  if (bias != nullptr) v += to_acc(bias[k]);
+  if (relu && v < 0) v = 0;  // NaN stays NaN, as in torch.relu
+  return v;
+}
+
+// result[i] = the sum of the `splits` slices' element i, added in a fixed order
+// (deterministic), + bias[i % channels] where there is a bias, then ReLU if asked: the last
+// step of the kernels that split a reduction over blocks.
+template <typename T>
+__global__ void sum_partials_kernel(const float* __restrict__ partials, int splits, int64_t size,
+                                    const T* __restrict__ bias, int channels, bool relu,
+                                    T* __restrict__ result) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < size;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    float sum = 0;
+    for (int s = 0; s < splits; ++s) sum += partials[s * size + i];
+    result[i] = from_acc<T>(with_bias_and_relu(sum, bias, i % channels, relu));
+  }
 }
 
 // Instantiates a launcher template for every supported element type.

@@ -72,6 +72,22 @@ cudaError_t depthwise_conv2d_forward_channels_last(const T* input, const T* weig
                                                    const T* bias, T* output, const ConvGeometry& g,
                                                    cudaStream_t stream);
 
+// Depthwise backward, channels_last, where depthwise_channels_last_fits: grad_input
+// gathered (weight in (R, S, C) order), and grad_weight ((C, 1, R, S)) summed over the
+// pixels split `splits` ways (depthwise_channels_last_grad_weight_splits), with
+// splits * C * R * S floats of scratch in `partials`. Instantiated for float, __half and
+// __nv_bfloat16.
+template <typename T>
+cudaError_t depthwise_conv2d_grad_input_channels_last(const T* grad_output, const T* weight_rsc,
+                                                      T* grad_input, const ConvGeometry& g,
+                                                      cudaStream_t stream);
+int depthwise_channels_last_grad_weight_splits(const ConvGeometry& g, int element_bytes,
+                                               int multiprocessors);
+template <typename T>
+cudaError_t depthwise_conv2d_grad_weight_channels_last(const T* grad_output, const T* input,
+                                                       float* partials, int splits, T* grad_weight,
+                                                       const ConvGeometry& g, cudaStream_t stream);
+
 // output and indices share out_strides; indices may be null.
 template <typename T>
 cudaError_t max_pool2d_forward(const T* input, Strides4 in_strides, T* output, int64_t* indices,

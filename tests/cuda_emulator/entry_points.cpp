@@ -152,6 +152,32 @@ int emulated_depthwise_conv2d_forward_channels_last(int dtype, const void* input
         static_cast<const T*>(bias), static_cast<T*>(output), conv_geometry(g), nullptr);
   });
 }
+int emulated_depthwise_channels_last_grad_weight_splits(const int64_t* g, int element_bytes,
+                                                        int multiprocessors) {
+  return depthwise_channels_last_grad_weight_splits(conv_geometry(g), element_bytes,
+                                                    multiprocessors);
+}
+int emulated_depthwise_conv2d_grad_input_channels_last(int dtype, const void* grad_output,
+                                                       const void* weight_rsc, void* grad_input,
+                                                       const int64_t* g) {
+  return with_type<false>(dtype, [&](auto t) {
+    using T = decltype(t);
+    return depthwise_conv2d_grad_input_channels_last<T>(
+        static_cast<const T*>(grad_output), static_cast<const T*>(weight_rsc),
+        static_cast<T*>(grad_input), conv_geometry(g), nullptr);
+  });
+}
+int emulated_depthwise_conv2d_grad_weight_channels_last(int dtype, const void* grad_output,
+                                                        const void* input, float* partials,
+                                                        int splits, void* grad_weight,
+                                                        const int64_t* g) {
+  return with_type<false>(dtype, [&](auto t) {
+    using T = decltype(t);
+    return depthwise_conv2d_grad_weight_channels_last<T>(
+        static_cast<const T*>(grad_output), static_cast<const T*>(input), partials, splits,
+        static_cast<T*>(grad_weight), conv_geometry(g), nullptr);
+  });
+}
 int emulated_max_pool2d_forward(int dtype, const void* input, const int64_t* in_strides,
                                 void* output, int64_t* indices, const int64_t* out_strides,
                                 int channels_last, const int64_t* g) {
