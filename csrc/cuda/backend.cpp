@@ -433,9 +433,9 @@ GemmKernels gemm_kernels(decltype(ConvKernels::forward) forward,
 
 // Tensor-core implicit GEMM for dense and 1x1 convolutions (in channels padded to whole
 // vectors where needed), its backward passes where they apply; row segments or
-// shared-memory tiles (NCHW) or channel vectors (channels_last, backward included) for
-// depthwise; the direct kernel, which takes everything, otherwise and for the backward
-// passes the faster kernels do not serve.
+// shared-memory tiles (NCHW) or channel vectors (channels_last, and the backward of NCHW
+// too where its channels split into vectors) for depthwise; the direct kernel, which takes
+// everything, otherwise and for the backward passes the faster kernels do not serve.
 const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::ScalarType dtype,
                                at::MemoryFormat input_format) {
   constexpr auto nchw = at::MemoryFormat::Contiguous, cl = at::MemoryFormat::ChannelsLast;
@@ -455,14 +455,24 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                                 /*backward_layout=*/cl};
   static const ConvKernels depthwise_nchw = {nchw, depthwise_nchw_forward, conv_grad_input,
                                              conv_grad_weight};
+  // NCHW forward, and backward on the channels_last kernels over the op layer's
+  // channels_last copies: the direct kernels walk every pixel once per weight element
+  // (grad_weight) and divide in 64 bits per tap (grad_input), where a transpose is one pass.
+  static const ConvKernels depthwise_nchw_vector_backward = {nchw,
+                                                             depthwise_nchw_forward,
+                                                             depthwise_channels_last_grad_input,
+                                                             depthwise_channels_last_grad_weight,
+                                                             /*forward_relu=*/nullptr,
+                                                             /*weight_layout=*/nchw,
+                                                             /*backward_layout=*/cl};
   const int element_bytes = static_cast<int>(c10::elementSize(dtype));
   if (route == ConvRoute::Depthwise) {
-    if (input_format == cl && g.out_channels == g.in_channels &&
-        splits_into_vectors(g.in_channels, dtype) &&
-        cuda::depthwise_channels_last_fits(g, element_bytes)) {
-      return depthwise_vectors;
-    }
-    return cuda::depthwise_nchw_fits(g, dtype == at::kDouble ? 8 : 4) ? depthwise_nchw : direct;
+    const bool vectors = g.out_channels == g.in_channels &&
+                         splits_into_vectors(g.in_channels, dtype) &&
+                         cuda::depthwise_channels_last_fits(g, element_bytes);
+    if (input_format == cl && vectors) return depthwise_vectors;
+    if (!cuda::depthwise_nchw_fits(g, dtype == at::kDouble ? 8 : 4)) return direct;
+    return vectors ? depthwise_nchw_vector_backward : depthwise_nchw;
   }
   if (!tensor_cores_serve(dtype) || g.groups != 1) return direct;
   const ConvGeometry padded = with_in_channels(g, whole_vectors_of(g.in_channels, dtype));

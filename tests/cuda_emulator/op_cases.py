@@ -49,6 +49,8 @@ CONV_CASES = [
      False),
     ("depthwise_rows", "depthwise_conv2d", "float32", "nchw", 2, 8, 10, 10, 8, 3, 1, 1, 1, 8,
      True, False),
+    ("depthwise_rows_strided", "depthwise_conv2d", "bfloat16", "nchw", 2, 16, 11, 10, 16, 3, 2,
+     1, 1, 16, False, False),
     ("depthwise_vectors", "depthwise_conv2d", "bfloat16", "cl", 2, 16, 9, 9, 16, 3, 2, 1, 1, 16,
      True, False),
     ("depthwise_vectors_stride1", "depthwise_conv2d", "float16", "cl", 2, 16, 10, 9, 16, 3, 1, 1,
