@@ -25,7 +25,8 @@ if compgen -G "$repo/.whl/*.whl" > /dev/null; then
 fi
 
 # sm_90a: sm_90 with Hopper's warpgroup MMA, which the forward GEMM takes where
-# CLASSIC_OPS_WGMMA=1 (its tests set it; the *_wgmma benchmarks below too). Should the
+# CLASSIC_OPS_WGMMA=1 or 128 (64- or 128-byte steps; its tests set it, the *_wgmma
+# benchmarks below too). Should the
 # machine's torch or nvcc refuse 9.0a, the run goes on with an sm_90 build (the warpgroup
 # tests then skip) rather than lose its device time.
 export CLASSIC_OPS_CUDA=1 MAX_JOBS=16
@@ -77,6 +78,7 @@ bench() {  # name, then bench flags
 bench fp16_conv --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last
 export CLASSIC_OPS_WGMMA=1
 bench fp16_conv_wgmma --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last
+CLASSIC_OPS_WGMMA=128 bench fp16_conv_wgmma128 --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last
 bench bf16_conv_wgmma --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --dtype bfloat16 --channels-last
 bench tf32_conv_wgmma --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --channels-last
 unset CLASSIC_OPS_WGMMA

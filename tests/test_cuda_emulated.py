@@ -141,8 +141,9 @@ GEMM_FORWARD_CASES = [
 @pytest.mark.parametrize("copies_land_at_issue", [False, True], ids=["at_wait", "at_issue"])
 @pytest.mark.parametrize("case,dtype,mma", [
     (case, dtype, mma) for case in GEMM_FORWARD_CASES for dtype in GEMM_DTYPES
-    for mma in ("warp", "warpgroup")
-    # the warpgroup MMA kernel: 128 x 128 tiles, for more than 64 output channels
+    for mma in ("warp", "warpgroup64", "warpgroup128")
+    # the warpgroup MMA kernels (64- or 128-byte steps): 128 x 128 tiles, for more than 64
+    # output channels
     if mma == "warp" or case[4] > 64])
 def test_implicit_gemm_forward(emulator, case, dtype, mma, copies_land_at_issue):
     (batch, in_channels, height, width, out_channels, kernel, stride, padding, dilation,
@@ -150,7 +151,8 @@ def test_implicit_gemm_forward(emulator, case, dtype, mma, copies_land_at_issue)
     g = conv_geometry(batch, in_channels, height, width, out_channels, kernel, stride, padding,
                       dilation, out_size=out_size)
     splits = gemm_splits(emulator, "forward", g, dtype, splits)
-    warpgroup = mma == "warpgroup"
+    warpgroup_row_bytes = {"warp": 0, "warpgroup64": 64, "warpgroup128": 128}[mma]
+    warpgroup = warpgroup_row_bytes != 0
     assert emulator.call("implicit_gemm_warpgroup_fits", g) or not warpgroup
     torch.manual_seed(len(GEMM_FORWARD_CASES) * GEMM_DTYPES.index(dtype) +
                       GEMM_FORWARD_CASES.index(case))
@@ -162,7 +164,7 @@ def test_implicit_gemm_forward(emulator, case, dtype, mma, copies_land_at_issue)
     partials = emulator.guarded(torch.full((splits * y.numel(),), float("nan"))) \
         if splits > 1 else None
     assert emulator.call("conv2d_forward_implicit_gemm", dtype, x, w_krsc, bias, y, g, relu,
-                         partials, splits, warpgroup,
+                         partials, splits, warpgroup_row_bytes,
                          copies_land_at_issue=copies_land_at_issue) == 0
 
     xd, wd = as_multiplied(x, dtype, warpgroup), as_multiplied(w, dtype, warpgroup)
@@ -222,7 +224,7 @@ def test_emulator_catches_a_copy_past_a_buffer(emulator):
     short_x = x[:, :, :4]  # the kernel reads all 8 rows
     with pytest.raises(AssertionError, match="cp.async reads past the end of a buffer"):
         emulator.call("conv2d_forward_implicit_gemm", torch.float16, short_x, w_krsc, None, y, g,
-                      False, None, 1, False)
+                      False, None, 1, 0)
 
 
 # (batch, in_channels, out_channels, height, width, kernel, stride, padding, dilation, groups)

@@ -109,6 +109,7 @@ def runs_warpgroup_mma():
 
 @pytest.mark.skipif(not HAS_CUDA or not runs_warpgroup_mma(),
                     reason="needs a build for sm_90a (TORCH_CUDA_ARCH_LIST=9.0a) and a Hopper GPU")
+@pytest.mark.parametrize("setting", ["1", "128"], ids=["64_byte_steps", "128_byte_steps"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=dtype_name)
 @pytest.mark.parametrize("case", [  # more than 64 output channels: the warpgroup MMA
     (1, 8, 200, 7, 7, 3, 2, 1, 1, False),
@@ -117,9 +118,9 @@ def runs_warpgroup_mma():
     (2, 512, 96, 7, 7, 3, 1, 1, 1, True),  # split reduction
     (2, 3, 80, 12, 12, 7, 2, 3, 1, True),  # 3 colours, zero-padded
 ], ids=str)
-def test_cuda_warpgroup_mma_forward_matches_float64(case, dtype, monkeypatch):
+def test_cuda_warpgroup_mma_forward_matches_float64(case, dtype, setting, monkeypatch):
     # grad_input, a forward GEMM too, takes the warpgroup MMA where in_channels > 64.
-    monkeypatch.setenv("CLASSIC_OPS_WGMMA", "1")
+    monkeypatch.setenv("CLASSIC_OPS_WGMMA", setting)
     inputs, kwargs, want = check_convolution_and_grads(case, dtype, torch.channels_last)
     # and with the ReLU fused into the epilogue
     assert relative_error(cf.conv2d(*inputs, relu=True, **kwargs), want.relu()) < \

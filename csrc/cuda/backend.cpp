@@ -71,19 +71,25 @@ const DeviceFacts& current_device_facts() {
 
 int multiprocessors() { return current_device_facts().multiprocessors; }
 
-// Whether a forward GEMM runs on Hopper's warpgroup MMA: a build with an sm_90a image
+// Whether a forward GEMM runs on Hopper's warpgroup MMA, as the reduction bytes per step
+// of the kernel that does (0: the warp MMA): a build with an sm_90a image
 // (CLASSIC_OPS_WITH_SM90A), a compute capability 9.0 device, a geometry those kernels take,
-// and, until they have passed the tests on a GPU, CLASSIC_OPS_WGMMA=1 in the environment
-// (read at each call, so that a process may compare both).
-bool runs_on_warpgroup_mma(const ConvGeometry& g) {
+// and, until they have passed the tests on a GPU, CLASSIC_OPS_WGMMA in the environment: 1
+// for 64-byte steps, 128 for 128-byte ones (read at each call, so that a process may
+// compare all three).
+int warpgroup_row_bytes(const ConvGeometry& g) {
 #ifdef CLASSIC_OPS_WITH_SM90A
   const char* opted_in = std::getenv("CLASSIC_OPS_WGMMA");
   const DeviceFacts& device = current_device_facts();
-  return opted_in != nullptr && std::string_view(opted_in) == "1" && device.major == 9 &&
-         device.minor == 0 && cuda::implicit_gemm_warpgroup_fits(g);
+  if (opted_in == nullptr || device.major != 9 || device.minor != 0 ||
+      !cuda::implicit_gemm_warpgroup_fits(g)) {
+    return 0;
+  }
+  const std::string_view choice(opted_in);
+  return choice == "1" ? 64 : choice == "128" ? 128 : 0;
 #else
   (void)g;
-  return false;
+  return 0;
 #endif
 }
 
@@ -163,10 +169,9 @@ void run_implicit_gemm(const at::Tensor& input, const at::Tensor& weight_krsc,
                  : at::Tensor();
   CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_implicit_gemm", [&] {
     C10_CUDA_CHECK(cuda::conv2d_forward_implicit_gemm(
-        in_ptr<scalar_t>(x), in_ptr<scalar_t>(w), in_ptr<scalar_t>(bias),
-        out_ptr<scalar_t>(output), g, relu,
-        partials.defined() ? partials.mutable_data_ptr<float>() : nullptr, splits,
-        runs_on_warpgroup_mma(g), current_stream()));
+        in_ptr<scalar_t>(x), in_ptr<scalar_t>(w), in_ptr<scalar_t>(bias), out_ptr<scalar_t>(output),
+        g, relu, partials.defined() ? partials.mutable_data_ptr<float>() : nullptr, splits,
+        warpgroup_row_bytes(g), current_stream()));
   });
 }
 

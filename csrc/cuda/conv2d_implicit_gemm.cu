@@ -14,7 +14,8 @@
 //
 // The pieces, in CUTLASS's terms: tile iteration (a 128 x 128 output tile per block, or
 // 256 pixels x 64 channels where there are no more than 64 output channels, stepping
-// through the reduction 64 bytes at a time), a cp.async pipeline of kStages shared-memory
+// through the reduction 64 bytes at a time, or 128 on the warpgroup MMA where asked), a
+// cp.async pipeline of kStages shared-memory
 // stages (pipelined_mainloop), the MMA loop (8 warps, each a 64 x 32 sub-tile of m16n8
 // mma.sync tiles with float accumulators, operands loaded by ldmatrix from offsets each
 // lane computes once: multiply_stage) and the epilogue (accumulators staged through
@@ -395,40 +396,47 @@ __device__ __forceinline__ const char* input_at(const T* input, const PixelWindo
   return inside ? reinterpret_cast<const char*>(input + (window.origin + tap.elements)) : nullptr;
 }
 
-// How a stage's rows of 64 bytes of reduction lie in shared memory: offset(row, chunk) of
-// the row's 16-byte chunk. The warp MMA's rows are padded by one chunk, so the 8 rows of an
-// ldmatrix fall in different banks; the warpgroup MMA reads its rows unpadded, chunks
-// permuted by the 64-byte swizzle (swizzled_64b_descriptor), equally conflict-free.
+// How a stage's rows of reduction lie in shared memory: kStepBytes of reduction per row
+// (a pipeline step), offset(row, chunk) of the row's 16-byte chunk. The warp MMA's rows of
+// 64 bytes are padded by one chunk, so the 8 rows of an ldmatrix fall in different banks;
+// the warpgroup MMA reads its rows unpadded, chunks permuted by the swizzle of the row's
+// width (64 or 128 bytes: the chunk index XORed with address bits 7 on), equally
+// conflict-free, and described to the tensor cores by descriptor().
 struct PaddedRows {
+  static constexpr int kStepBytes = kTileKBytes;
   static constexpr int kRowBytes = kForwardRowBytes;
   __device__ __forceinline__ static int offset(int row, int chunk) {
     return row * kRowBytes + chunk * kChunkBytes;
   }
 };
+template <int kBytes>
 struct SwizzledRows {
-  static constexpr int kRowBytes = kTileKBytes;
+  static_assert(kBytes == 64 || kBytes == 128);
+  static constexpr int kStepBytes = kBytes, kRowBytes = kBytes;
   __device__ __forceinline__ static int offset(int row, int chunk) {
-    return row * kRowBytes + (chunk ^ (row >> 1 & 3)) * kChunkBytes;
+    return row * kRowBytes +
+           (chunk ^ (row * kRowBytes >> 7 & (kRowBytes / kChunkBytes - 1))) * kChunkBytes;
+  }
+  // A tile's shared-memory matrix descriptor for the warpgroup MMA (the PTX ISA's format):
+  // its start address, rows along the reduction (K-major) in this order with the tile
+  // aligned to 8 rows, 8-row groups 8 rows apart, the swizzle (mode 2: 64 bytes, 1: 128).
+  // Adding 2 moves it 32 bytes along the rows, to the next 16 elements of 16 bits.
+  __device__ __forceinline__ static uint64_t descriptor(const void* tile) {
+    constexpr uint64_t kUnusedLeadingOffset = 1, kGroupStride = 8 * kRowBytes >> 4;
+    constexpr uint64_t kSwizzleMode = kBytes == 64 ? 2 : 1;
+    return uint64_t{(shared_address(tile) >> 4) & 0x3FFF} | kUnusedLeadingOffset << 16 |
+           kGroupStride << 32 | kSwizzleMode << 62;
   }
 };
 
-// A tile's shared-memory matrix descriptor for the warpgroup MMA (the PTX ISA's format):
-// its start address, rows of 64 bytes along the reduction (K-major) in SwizzledRows order
-// with the tile 512-byte aligned, 8-row groups 512 bytes apart, the 64-byte swizzle.
-// Adding 2 moves it 32 bytes along the rows, to the next 16 elements of 16 bits.
-__device__ __forceinline__ uint64_t swizzled_64b_descriptor(const void* tile) {
-  constexpr uint64_t kUnusedLeadingOffset = 1, kGroupStride = 512 >> 4, kSwizzle64B = 2;
-  return uint64_t{(shared_address(tile) >> 4) & 0x3FFF} | kUnusedLeadingOffset << 16 |
-         kGroupStride << 32 | kSwizzle64B << 62;
-}
-
-// The forward's tile loader: the A tile ([kM pixels][64 bytes of (r, s, c)]) and the B tile
-// ([kN output channels][64 bytes of (r, s, c)]) of reduction step first_step + k_tile, for
+// The forward's tile loader: the A tile ([kM pixels][Rows::kStepBytes of (r, s, c)]) and
+// the B tile ([kN output channels][the same]) of reduction step first_step + k_tile, for
 // steps 0, 1, 2, ... in turn. Each thread copies chunk column `chunk` of rows
 // first_row + i * kRowsPerPass of both tiles.
 template <typename T, class Tile, class Rows>
 struct ForwardLoader {
-  static constexpr int kChunksPerRow = kTileKBytes / kChunkBytes;
+  static constexpr int kStep = Rows::kStepBytes / sizeof(T);  // elements of a step
+  static constexpr int kChunksPerRow = Rows::kStepBytes / kChunkBytes;
   static constexpr int kRowsPerPass = kBlockThreads / kChunksPerRow;
   static constexpr int kPassesA = Tile::kM / kRowsPerPass, kPassesB = Tile::kN / kRowsPerPass;
   static_assert(Tile::kM % kRowsPerPass == 0 && Tile::kN % kRowsPerPass == 0);
@@ -461,11 +469,11 @@ struct ForwardLoader {
       window[i] = window_of(pixel_cursor(m < m_total ? m : 0, g), m < m_total, g);
     }
     // in_channels is a multiple of kVec, so a chunk never straddles two taps.
-    tap = tap_cursor(first_step * kTileK<T> + chunk * kVec<T>, g);
+    tap = tap_cursor(first_step * kStep + chunk * kVec<T>, g);
   }
 
   __device__ __forceinline__ void load(int k_tile, unsigned char* a, unsigned char* b) {
-    const int col = (first_step + k_tile) * kTileK<T> + chunk * kVec<T>;
+    const int col = (first_step + k_tile) * kStep + chunk * kVec<T>;
     const bool col_valid = col < reduction;
     const TapOffset offset = tap_offset(tap, g);
 #pragma unroll
@@ -482,7 +490,7 @@ struct ForwardLoader {
       cp_async_16(b + Rows::offset(row, chunk),
                   valid ? weight + int64_t{n0 + row} * reduction + col : weight, valid);
     }
-    advance_tap(tap, kTileK<T>, g);
+    advance_tap(tap, kStep, g);
   }
 };
 
@@ -526,13 +534,14 @@ struct ForwardStore {
   }
 };
 
-// The reduction steps of block z: from z * steps_per_split on, steps_per_split of them or
-// what remains.
-template <typename T>
+// The reduction steps (of kStepBytes) of block z: from z * steps_per_split on,
+// steps_per_split of them or what remains (none, for a split past the end).
+template <typename T, int kStepBytes>
 __device__ __forceinline__ int steps_of_split(const ConvGeometry& g, int steps_per_split) {
   const int reduction = static_cast<int>(g.kernel_h * g.kernel_w * g.in_channels);
   const int first_step = blockIdx.z * steps_per_split;
-  return min(steps_per_split, ceil_div(reduction, kTileK<T>) - first_step);
+  return min(steps_per_split,
+             ceil_div(reduction, kStepBytes / static_cast<int>(sizeof(T))) - first_step);
 }
 
 // Forward on the warp MMA (mma.sync), any tile. Shared memory per stage: the A tile, then
@@ -559,10 +568,11 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   constexpr RowsRun kRows = RowsRun::kAlongReduction;
   const LaneOffsets lane = lane_offsets<T, kRows, kRowBytes>(warp_m<Tile>(), warp_n<Tile>());
   Accumulators acc = {};
-  pipelined_mainloop(steps_of_split<T>(g, steps_per_split), load_tile, [&](int stage) {
-    multiply_stage<T, kRows, kRowBytes>(acc, shared, stage * kStageBytes + lane.a,
-                                        stage * kStageBytes + Tile::kM * kRowBytes + lane.b);
-  });
+  pipelined_mainloop(
+      steps_of_split<T, PaddedRows::kStepBytes>(g, steps_per_split), load_tile, [&](int stage) {
+        multiply_stage<T, kRows, kRowBytes>(acc, shared, stage * kStageBytes + lane.a,
+                                            stage * kStageBytes + Tile::kM * kRowBytes + lane.b);
+      });
 
   float* staging = reinterpret_cast<float*>(shared);
   stage_accumulators<Tile>(acc, staging);
@@ -575,28 +585,37 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
 // so each thread fences its copies before the barrier, and a stage is loaded again only
 // once the warpgroup MMAs reading it have completed: kAhead = kWarpgroupStages - 2 steps are
 // in flight, while one group of MMAs may still run.
+//
+// Rows: SwizzledRows<64> (2 MMAs per warpgroup a step, 16 KB stages, two blocks per
+// multiprocessor) or SwizzledRows<128> (4 MMAs a step around the same barrier, wait and
+// loader bookkeeping; 32 KB stages, one block per multiprocessor). In the sm_90a SASS a
+// step's loop is 156 instructions for 2 MMAs, 235 for 4: at 64 bytes the instructions
+// likely outlast the tensor cores' work, at 128 likely not (to be measured on a GPU).
 constexpr int kWarpgroupStages = 4;
-constexpr int kSwizzledStageBytes = (SquareTile::kM + SquareTile::kN) * SwizzledRows::kRowBytes;
-static_assert(kWarpgroupStages * kSwizzledStageBytes <= kSharedBytes &&
-              kSwizzledStageBytes % 512 == 0);
+template <class Rows>
+constexpr int kWarpgroupStageBytes = (SquareTile::kM + SquareTile::kN) * Rows::kRowBytes;
+template <class Rows>
+constexpr int kWarpgroupSharedBytes =
+    std::max(kWarpgroupStages * kWarpgroupStageBytes<Rows>, SquareTile::kStagingBytes);
 
-template <typename T>
-__global__ void __launch_bounds__(kBlockThreads, 2)
+template <typename T, class Rows>
+__global__ void __launch_bounds__(kBlockThreads, Rows::kRowBytes == 64 ? 2 : 1)
     warpgroup_forward_kernel(const T* __restrict__ input, const T* __restrict__ weight,
                              const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g,
                              bool relu, float* __restrict__ partials, int steps_per_split) {
   using Tile = SquareTile;
   constexpr int kAhead = kWarpgroupStages - 2;
-  constexpr int kBOffset = Tile::kM * SwizzledRows::kRowBytes;
+  constexpr int kStageBytes = kWarpgroupStageBytes<Rows>;
+  constexpr int kBOffset = Tile::kM * Rows::kRowBytes;
   constexpr int kWarpgroupRows = 64;
+  static_assert(kStageBytes % (8 * Rows::kRowBytes) == 0 && kBOffset % (8 * Rows::kRowBytes) == 0);
 
   unsigned char* const shared = dynamic_shared_memory();
   const int64_t m0 = int64_t{blockIdx.x} * Tile::kM;
   const int n0 = blockIdx.y * Tile::kN;
-  ForwardLoader<T, Tile, SwizzledRows> loader(input, weight, g, m0, n0,
-                                              blockIdx.z * steps_per_split);
-  auto stage = [&](int step) { return shared + step % kWarpgroupStages * kSwizzledStageBytes; };
-  const int steps = steps_of_split<T>(g, steps_per_split);
+  ForwardLoader<T, Tile, Rows> loader(input, weight, g, m0, n0, blockIdx.z * steps_per_split);
+  auto stage = [&](int step) { return shared + step % kWarpgroupStages * kStageBytes; };
+  const int steps = steps_of_split<T, Rows::kStepBytes>(g, steps_per_split);
   const int warpgroup = threadIdx.x / 128;
 
   float acc[64] = {};
@@ -612,12 +631,11 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
     if (t + kAhead < steps)
       loader.load(t + kAhead, stage(t + kAhead), stage(t + kAhead) + kBOffset);
     cp_async_commit();
-    const uint64_t a =
-        swizzled_64b_descriptor(stage(t) + warpgroup * kWarpgroupRows * SwizzledRows::kRowBytes);
-    const uint64_t b = swizzled_64b_descriptor(stage(t) + kBOffset);
+    const uint64_t a = Rows::descriptor(stage(t) + warpgroup * kWarpgroupRows * Rows::kRowBytes);
+    const uint64_t b = Rows::descriptor(stage(t) + kBOffset);
     wgmma_fence();
 #pragma unroll
-    for (int step = 0; step < kStepsPerStage; ++step) {
+    for (int step = 0; step < Rows::kStepBytes / kStepBytes; ++step) {
       wgmma_m64n128<T>(acc, a + 2 * step, b + 2 * step);
     }
     wgmma_commit();
@@ -723,11 +741,11 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
 
 // More than 48 KB of dynamic shared memory has to be asked for, once per kernel and device.
 template <typename Kernel>
-cudaError_t allow_shared_bytes(Kernel kernel, bool (&done)[64]) {
+cudaError_t allow_shared_bytes(Kernel kernel, int bytes, bool (&done)[64]) {
   int device = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess || (device < 64 && done[device])) return err;
-  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSharedBytes);
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (err == cudaSuccess && device < 64) done[device] = true;
   return err;
 }
@@ -749,19 +767,22 @@ int64_t forward_tiles(const ConvGeometry& g) {
   return ceil_div(g.batch * g.out_h * g.out_w, Tile::kM) * ceil_div(g.out_channels, Tile::kN);
 }
 
-// kKernel: forward_kernel<T, Tile> or, for SquareTile, warpgroup_forward_kernel<T>.
-template <typename T, class Tile, auto kKernel>
+// kKernel: forward_kernel<T, Tile> (steps of 64 bytes, kSharedBytes) or, for SquareTile,
+// warpgroup_forward_kernel<T, Rows> (steps and shared memory of its Rows).
+template <typename T, class Tile, auto kKernel, int kStepBytes = kTileKBytes,
+          int kKernelSharedBytes = kSharedBytes>
 cudaError_t launch_forward(const T* input, const T* weight_krsc, const T* bias, T* output,
                            const ConvGeometry& g, bool relu, float* partials, int splits,
                            cudaStream_t stream) {
   static bool attribute_set[64] = {};
-  const cudaError_t err = allow_shared_bytes(kKernel, attribute_set);
+  const cudaError_t err = allow_shared_bytes(kKernel, kKernelSharedBytes, attribute_set);
   if (err != cudaSuccess) return err;
   const int64_t m_total = g.batch * g.out_h * g.out_w;
-  const int64_t steps = ceil_div(g.kernel_h * g.kernel_w * g.in_channels, kTileK<T>);
+  const int64_t steps =
+      ceil_div(g.kernel_h * g.kernel_w * g.in_channels, kStepBytes / static_cast<int>(sizeof(T)));
   const dim3 grid(static_cast<unsigned int>(ceil_div(m_total, Tile::kM)),
                   static_cast<unsigned int>(ceil_div(g.out_channels, Tile::kN)), splits);
-  launch_kernel(kKernel, grid, kBlockThreads, kSharedBytes, stream, input, weight_krsc, bias,
+  launch_kernel(kKernel, grid, kBlockThreads, kKernelSharedBytes, stream, input, weight_krsc, bias,
                 output, g, relu, splits > 1 ? partials : nullptr,
                 static_cast<int>(ceil_div(steps, splits)));
   if (splits > 1) {
@@ -785,14 +806,26 @@ bool implicit_gemm_warpgroup_fits(const ConvGeometry& g) {
   return !forward_tile_is_tall(g);
 }
 
+template <typename T, int kRowBytes>
+cudaError_t launch_warpgroup_forward(const T* input, const T* weight_krsc, const T* bias, T* output,
+                                     const ConvGeometry& g, bool relu, float* partials, int splits,
+                                     cudaStream_t stream) {
+  using Rows = SwizzledRows<kRowBytes>;
+  return launch_forward<T, SquareTile, warpgroup_forward_kernel<T, Rows>, Rows::kStepBytes,
+                        kWarpgroupSharedBytes<Rows>>(input, weight_krsc, bias, output, g, relu,
+                                                     partials, splits, stream);
+}
+
 template <typename T>
 cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
                                          T* output, const ConvGeometry& g, bool relu,
-                                         float* partials, int splits, bool warpgroup_mma,
+                                         float* partials, int splits, int warpgroup_row_bytes,
                                          cudaStream_t stream) {
-  if (warpgroup_mma) {
-    return launch_forward<T, SquareTile, warpgroup_forward_kernel<T>>(
-        input, weight_krsc, bias, output, g, relu, partials, splits, stream);
+  if (warpgroup_row_bytes == 64 || warpgroup_row_bytes == 128) {
+    return (warpgroup_row_bytes == 64 ? launch_warpgroup_forward<T, 64>
+                                      : launch_warpgroup_forward<T, 128>)(input, weight_krsc, bias,
+                                                                          output, g, relu, partials,
+                                                                          splits, stream);
   }
   return (forward_tile_is_tall(g) ? launch_forward<T, TallTile, forward_kernel<T, TallTile>>
                                   : launch_forward<T, SquareTile, forward_kernel<T, SquareTile>>)(
@@ -812,7 +845,7 @@ cudaError_t conv2d_grad_weight_implicit_gemm(const T* grad_output, const T* inpu
                                              float* partials, int splits, T* grad_weight_krsc,
                                              const ConvGeometry& g, cudaStream_t stream) {
   static bool attribute_set[64] = {};
-  const cudaError_t err = allow_shared_bytes(grad_weight_kernel<T>, attribute_set);
+  const cudaError_t err = allow_shared_bytes(grad_weight_kernel<T>, kSharedBytes, attribute_set);
   if (err != cudaSuccess) return err;
   const int64_t pixels = g.batch * g.out_h * g.out_w;
   const int64_t reduction = g.kernel_h * g.kernel_w * g.in_channels;
@@ -848,10 +881,10 @@ bool implicit_gemm_grad_weight_fits(const ConvGeometry& g, int element_bytes) {
          ceil_div(g.out_channels, SquareTile::kM) <= 65535;
 }
 
-#define INSTANTIATE(T)                                                                         \
-  template cudaError_t conv2d_forward_implicit_gemm<T>(const T*, const T*, const T*, T*,      \
+#define INSTANTIATE(T)                                                                          \
+  template cudaError_t conv2d_forward_implicit_gemm<T>(const T*, const T*, const T*, T*,        \
                                                        const ConvGeometry&, bool, float*, int,  \
-                                                       bool, cudaStream_t);                     \
+                                                       int, cudaStream_t);                      \
   template cudaError_t conv2d_grad_weight_implicit_gemm<T>(const T*, const T*, float*, int, T*, \
                                                            const ConvGeometry&, cudaStream_t);
 INSTANTIATE(float)

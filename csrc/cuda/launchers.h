@@ -32,13 +32,14 @@ cudaError_t conv2d_grad_weight(const T* grad_output, const T* input, T* grad_wei
 // runs as TF32. bias may be null; relu applies a ReLU after the bias. The reduction is
 // split `splits` ways (implicit_gemm_forward_splits: more than one where the output tiles
 // are too few to fill the device), with splits * N * out_h * out_w * K floats of scratch
-// in `partials` when there is more than one. warpgroup_mma: on Hopper's warpgroup MMA
-// (only where implicit_gemm_warpgroup_fits, and the build has an sm_90a image for the
-// device), else on the warp MMA. Instantiated for float, __half and __nv_bfloat16.
+// in `partials` when there is more than one. warpgroup_row_bytes 64 or 128: on Hopper's
+// warpgroup MMA, with that much reduction per pipeline step (only where
+// implicit_gemm_warpgroup_fits, and the build has an sm_90a image for the device); 0: on
+// the warp MMA. Instantiated for float, __half and __nv_bfloat16.
 template <typename T>
 cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
                                          T* output, const ConvGeometry& g, bool relu,
-                                         float* partials, int splits, bool warpgroup_mma,
+                                         float* partials, int splits, int warpgroup_row_bytes,
                                          cudaStream_t stream);
 bool implicit_gemm_warpgroup_fits(const ConvGeometry& g);
 int implicit_gemm_forward_splits(const ConvGeometry& g, int element_bytes, int multiprocessors);

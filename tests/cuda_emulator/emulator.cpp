@@ -322,15 +322,20 @@ double operand_value(uint32_t word, int half, Operands operands) {
 // Element k (of 32 bytes' worth) of row `row` of the K-major operand at descriptor
 // `descriptor`, as the PTX ISA lays it out: bits 0-13 the start address / 16, 32-45 the
 // stride between 8-row groups / 16, 62-63 the swizzle (2: 64 bytes, whose rows are 64
-// bytes and whose 16-byte chunks the address bits 7-8 permute).
+// bytes and whose 16-byte chunks the address bits 7-8 permute; 1: 128 bytes, rows of 128
+// bytes, chunks permuted by bits 7-9).
 double warpgroup_operand(uint64_t descriptor, int row, int k, Operands operands) {
-  if (descriptor >> 62 != 2) fail("a warpgroup MMA descriptor with a swizzle other than 64B");
+  const uint64_t swizzle = descriptor >> 62;
+  if (swizzle != 1 && swizzle != 2) {
+    fail("a warpgroup MMA descriptor with a swizzle other than 64B or 128B");
+  }
   if ((descriptor >> 49 & 7) != 0) fail("a warpgroup MMA descriptor with a base offset");
+  const size_t row_bytes = swizzle == 2 ? 64 : 128;
   const size_t start = (descriptor & 0x3FFF) << 4;
   const size_t group_stride = (descriptor >> 32 & 0x3FFF) << 4;
   const size_t element_bytes = operands == Operands::kTf32 ? 4 : 2;
-  size_t address = start + row / 8 * group_stride + row % 8 * 64 + k * element_bytes;
-  address ^= (address >> 7 & 3) << 4;
+  size_t address = start + row / 8 * group_stride + row % 8 * row_bytes + k * element_bytes;
+  address ^= (address >> 7 & (row_bytes / 16 - 1)) << 4;
   if (address + element_bytes > state.shared.size()) {
     fail("a warpgroup MMA reads outside shared memory");
   }

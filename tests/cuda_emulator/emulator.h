@@ -52,7 +52,7 @@ uint32_t round_to_tf32(uint32_t bits);
 // either at the wgmma_wait that covers it, where copies land at issue, or when issued,
 // where they land at their wait (so a stage refilled before its MMAs are done, or read
 // before its copies are, fails in one of the two);
-// descriptors are decoded as the PTX ISA defines them (K-major, 64-byte swizzle only), and
+// descriptors are decoded as the PTX ISA defines them (K-major, 64- or 128-byte swizzle), and
 // shared memory written by cp.async and read by the MMA must have been fenced
 // (fence_proxy_async) by the thread that wrote it.
 void fence_proxy_async();

@@ -71,12 +71,15 @@ POOL_CASES = [
     ("pool_strided_channels_last", "float64", "cl", 2, 3, 7, 7, 3, 2, 1, False),
 ]
 
-# Cases run again with the forward GEMM on Hopper's warpgroup MMA (CLASSIC_OPS_WGMMA=1; the
-# op library is built as for sm_90a and its device is an H200), as "<name>_on_warpgroup_mma".
+# Cases run again with the forward GEMM on Hopper's warpgroup MMA (the op library is built
+# as for sm_90a and its device is an H200), with 64-byte steps (CLASSIC_OPS_WGMMA=1) as
+# "<name>_on_warpgroup_mma" and 128-byte ones (CLASSIC_OPS_WGMMA=128) as
+# "<name>_on_warpgroup_mma_128".
 ON_WARPGROUP_MMA = ["gemm_wide", "gemm_pointwise", "gemm_split_square_tile", "gemm_tf32_wide"]
+WARPGROUP_SETTINGS = {"_on_warpgroup_mma": "1", "_on_warpgroup_mma_128": "128"}
 
 CASES = ([case[0] for case in CONV_CASES + POOL_CASES] +
-         [f"{name}_on_warpgroup_mma" for name in ON_WARPGROUP_MMA])
+         [name + suffix for suffix in WARPGROUP_SETTINGS for name in ON_WARPGROUP_MMA])
 
 TORCH_DTYPE = {"float16": torch.float16, "bfloat16": torch.bfloat16, "tf32": torch.float32,
                "float32": torch.float32, "float64": torch.float64}
@@ -150,14 +153,15 @@ def main(library, results_path):
     torch.ops.load_library(library)
     emulator = ctypes.CDLL(library)  # the same library, for its entry points
     results = {}
-    runs = [(run_conv, case, False) for case in CONV_CASES]
-    runs += [(run_pool, case, False) for case in POOL_CASES]
-    runs += [(run_conv, (f"{name}_on_warpgroup_mma", *spec), True)
+    runs = [(run_conv, case, "0") for case in CONV_CASES]
+    runs += [(run_pool, case, "0") for case in POOL_CASES]
+    runs += [(run_conv, (name + suffix, *spec), setting)
+             for suffix, setting in WARPGROUP_SETTINGS.items()
              for name, *spec in CONV_CASES if name in ON_WARPGROUP_MMA]
-    for run, (name, *spec), warpgroup_mma in runs:
+    for run, (name, *spec), setting in runs:
         torch.manual_seed(CASES.index(name))
         emulator.emulated_configure(0, CASES.index(name))  # clears a failed case's error
-        os.environ["CLASSIC_OPS_WGMMA"] = "1" if warpgroup_mma else "0"
+        os.environ["CLASSIC_OPS_WGMMA"] = setting
         try:
             run(*spec)
             results[name] = "ok"
