@@ -396,14 +396,14 @@ __device__ __forceinline__ const char* input_at(const T* input, const PixelWindo
   return inside ? reinterpret_cast<const char*>(input + (window.origin + tap.elements)) : nullptr;
 }
 
-// How a stage's rows of reduction lie in shared memory: kStepBytes of reduction per row
-// (a pipeline step), offset(row, chunk) of the row's 16-byte chunk. The warp MMA's rows of
+// How a stage's rows of reduction lie in shared memory: kReductionBytes of reduction per
+// row (a pipeline step), offset(row, chunk) of the row's 16-byte chunk. The warp MMA's rows of
 // 64 bytes are padded by one chunk, so the 8 rows of an ldmatrix fall in different banks;
 // the warpgroup MMA reads its rows unpadded, chunks permuted by the swizzle of the row's
 // width (64 or 128 bytes: the chunk index XORed with address bits 7 on), equally
 // conflict-free, and described to the tensor cores by descriptor().
 struct PaddedRows {
-  static constexpr int kStepBytes = kTileKBytes;
+  static constexpr int kReductionBytes = kTileKBytes;
   static constexpr int kRowBytes = kForwardRowBytes;
   __device__ __forceinline__ static int offset(int row, int chunk) {
     return row * kRowBytes + chunk * kChunkBytes;
@@ -412,7 +412,7 @@ struct PaddedRows {
 template <int kBytes>
 struct SwizzledRows {
   static_assert(kBytes == 64 || kBytes == 128);
-  static constexpr int kStepBytes = kBytes, kRowBytes = kBytes;
+  static constexpr int kReductionBytes = kBytes, kRowBytes = kBytes;
   __device__ __forceinline__ static int offset(int row, int chunk) {
     return row * kRowBytes +
            (chunk ^ (row * kRowBytes >> 7 & (kRowBytes / kChunkBytes - 1))) * kChunkBytes;
@@ -429,14 +429,14 @@ struct SwizzledRows {
   }
 };
 
-// The forward's tile loader: the A tile ([kM pixels][Rows::kStepBytes of (r, s, c)]) and
+// The forward's tile loader: the A tile ([kM pixels][Rows::kReductionBytes of (r, s, c)]) and
 // the B tile ([kN output channels][the same]) of reduction step first_step + k_tile, for
 // steps 0, 1, 2, ... in turn. Each thread copies chunk column `chunk` of rows
 // first_row + i * kRowsPerPass of both tiles.
 template <typename T, class Tile, class Rows>
 struct ForwardLoader {
-  static constexpr int kStep = Rows::kStepBytes / sizeof(T);  // elements of a step
-  static constexpr int kChunksPerRow = Rows::kStepBytes / kChunkBytes;
+  static constexpr int kStep = Rows::kReductionBytes / sizeof(T);  // elements of a step
+  static constexpr int kChunksPerRow = Rows::kReductionBytes / kChunkBytes;
   static constexpr int kRowsPerPass = kBlockThreads / kChunksPerRow;
   static constexpr int kPassesA = Tile::kM / kRowsPerPass, kPassesB = Tile::kN / kRowsPerPass;
   static_assert(Tile::kM % kRowsPerPass == 0 && Tile::kN % kRowsPerPass == 0);
@@ -534,14 +534,14 @@ struct ForwardStore {
   }
 };
 
-// The reduction steps (of kStepBytes) of block z: from z * steps_per_split on,
+// The reduction steps (of kReductionBytes) of block z: from z * steps_per_split on,
 // steps_per_split of them or what remains (none, for a split past the end).
-template <typename T, int kStepBytes>
+template <typename T, int kReductionBytes>
 __device__ __forceinline__ int steps_of_split(const ConvGeometry& g, int steps_per_split) {
   const int reduction = static_cast<int>(g.kernel_h * g.kernel_w * g.in_channels);
   const int first_step = blockIdx.z * steps_per_split;
   return min(steps_per_split,
-             ceil_div(reduction, kStepBytes / static_cast<int>(sizeof(T))) - first_step);
+             ceil_div(reduction, kReductionBytes / static_cast<int>(sizeof(T))) - first_step);
 }
 
 // Forward on the warp MMA (mma.sync), any tile. Shared memory per stage: the A tile, then
@@ -568,11 +568,12 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
   constexpr RowsRun kRows = RowsRun::kAlongReduction;
   const LaneOffsets lane = lane_offsets<T, kRows, kRowBytes>(warp_m<Tile>(), warp_n<Tile>());
   Accumulators acc = {};
-  pipelined_mainloop(
-      steps_of_split<T, PaddedRows::kStepBytes>(g, steps_per_split), load_tile, [&](int stage) {
-        multiply_stage<T, kRows, kRowBytes>(acc, shared, stage * kStageBytes + lane.a,
-                                            stage * kStageBytes + Tile::kM * kRowBytes + lane.b);
-      });
+  pipelined_mainloop(steps_of_split<T, PaddedRows::kReductionBytes>(g, steps_per_split), load_tile,
+                     [&](int stage) {
+                       multiply_stage<T, kRows, kRowBytes>(
+                           acc, shared, stage * kStageBytes + lane.a,
+                           stage * kStageBytes + Tile::kM * kRowBytes + lane.b);
+                     });
 
   float* staging = reinterpret_cast<float*>(shared);
   stage_accumulators<Tile>(acc, staging);
@@ -615,7 +616,7 @@ __global__ void __launch_bounds__(kBlockThreads, Rows::kRowBytes == 64 ? 2 : 1)
   const int n0 = blockIdx.y * Tile::kN;
   ForwardLoader<T, Tile, Rows> loader(input, weight, g, m0, n0, blockIdx.z * steps_per_split);
   auto stage = [&](int step) { return shared + step % kWarpgroupStages * kStageBytes; };
-  const int steps = steps_of_split<T, Rows::kStepBytes>(g, steps_per_split);
+  const int steps = steps_of_split<T, Rows::kReductionBytes>(g, steps_per_split);
   const int warpgroup = threadIdx.x / 128;
 
   float acc[64] = {};
@@ -635,7 +636,7 @@ __global__ void __launch_bounds__(kBlockThreads, Rows::kRowBytes == 64 ? 2 : 1)
     const uint64_t b = Rows::descriptor(stage(t) + kBOffset);
     wgmma_fence();
 #pragma unroll
-    for (int step = 0; step < Rows::kStepBytes / kStepBytes; ++step) {
+    for (int step = 0; step < Rows::kReductionBytes / kStepBytes; ++step) {
       wgmma_m64n128<T>(acc, a + 2 * step, b + 2 * step);
     }
     wgmma_commit();
@@ -769,7 +770,7 @@ int64_t forward_tiles(const ConvGeometry& g) {
 
 // kKernel: forward_kernel<T, Tile> (steps of 64 bytes, kSharedBytes) or, for SquareTile,
 // warpgroup_forward_kernel<T, Rows> (steps and shared memory of its Rows).
-template <typename T, class Tile, auto kKernel, int kStepBytes = kTileKBytes,
+template <typename T, class Tile, auto kKernel, int kReductionBytes = kTileKBytes,
           int kKernelSharedBytes = kSharedBytes>
 cudaError_t launch_forward(const T* input, const T* weight_krsc, const T* bias, T* output,
                            const ConvGeometry& g, bool relu, float* partials, int splits,
@@ -778,8 +779,8 @@ cudaError_t launch_forward(const T* input, const T* weight_krsc, const T* bias, 
   const cudaError_t err = allow_shared_bytes(kKernel, kKernelSharedBytes, attribute_set);
   if (err != cudaSuccess) return err;
   const int64_t m_total = g.batch * g.out_h * g.out_w;
-  const int64_t steps =
-      ceil_div(g.kernel_h * g.kernel_w * g.in_channels, kStepBytes / static_cast<int>(sizeof(T)));
+  const int64_t steps = ceil_div(g.kernel_h * g.kernel_w * g.in_channels,
+                                 kReductionBytes / static_cast<int>(sizeof(T)));
   const dim3 grid(static_cast<unsigned int>(ceil_div(m_total, Tile::kM)),
                   static_cast<unsigned int>(ceil_div(g.out_channels, Tile::kN)), splits);
   launch_kernel(kKernel, grid, kBlockThreads, kKernelSharedBytes, stream, input, weight_krsc, bias,
@@ -811,7 +812,7 @@ cudaError_t launch_warpgroup_forward(const T* input, const T* weight_krsc, const
                                      const ConvGeometry& g, bool relu, float* partials, int splits,
                                      cudaStream_t stream) {
   using Rows = SwizzledRows<kRowBytes>;
-  return launch_forward<T, SquareTile, warpgroup_forward_kernel<T, Rows>, Rows::kStepBytes,
+  return launch_forward<T, SquareTile, warpgroup_forward_kernel<T, Rows>, Rows::kReductionBytes,
                         kWarpgroupSharedBytes<Rows>>(input, weight_krsc, bias, output, g, relu,
                                                      partials, splits, stream);
 }
