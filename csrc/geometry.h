@@ -51,6 +51,17 @@ inline ConvGeometry stride1_grad_input_as_forward(const ConvGeometry& g) {
   return t;
 }
 
+// The output position along one axis that reads input position `in_pos` through kernel
+// tap `tap`, or -1 where none does: what a grad_input gather sums over. Index is int64_t,
+// or int where the caller knows every position fits.
+template <typename Index>
+CLASSIC_OPS_HOST_DEVICE inline Index reading_output(Index in_pos, Index tap, Index stride, Index pad,
+                                                    Index dilation, Index out) {
+  const Index reach = in_pos + pad - tap * dilation;  // the output position times the stride
+  if (reach < 0 || reach % stride != 0 || reach / stride >= out) return -1;
+  return reach / stride;
+}
+
 struct PoolGeometry {
   int64_t batch, channels, in_h, in_w, out_h, out_w;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;

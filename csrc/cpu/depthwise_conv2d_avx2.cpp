@@ -692,9 +692,8 @@ struct AxisSources {
     for (int64_t i = 0; i < in; ++i) {
       first.push_back(static_cast<int64_t>(sources.size()));
       for (int64_t k = 0; k < kernel; ++k) {
-        const int64_t reach = i + pad - k * dilation;  // output position times the stride
-        if (reach >= 0 && reach % stride == 0 && reach / stride < out)
-          sources.push_back({k, reach / stride});
+        const int64_t o = reading_output(i, k, stride, pad, dilation, out);
+        if (o >= 0) sources.push_back({k, o});
       }
     }
     first.push_back(static_cast<int64_t>(sources.size()));

@@ -36,15 +36,6 @@ __global__ void forward_kernel(const T* __restrict__ input, const T* __restrict_
   }
 }
 
-// The output position along one axis that reads input position `in_pos` through tap
-// `tap`, or -1 when none does.
-__device__ __forceinline__ int64_t reading_output(int64_t in_pos, int64_t tap, int64_t stride,
-                                                  int64_t pad, int64_t dilation, int64_t out) {
-  const int64_t t = in_pos + pad - tap * dilation;
-  if (t < 0 || t % stride != 0 || t / stride >= out) return -1;
-  return t / stride;
-}
-
 template <typename T>
 __global__ void grad_input_kernel(const T* __restrict__ grad_output, const T* __restrict__ weight,
                                   T* __restrict__ grad_input, ConvGeometry g) {

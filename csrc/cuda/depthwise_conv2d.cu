@@ -253,15 +253,6 @@ __global__ void channels_last_kernel(const T* __restrict__ input,
   }
 }
 
-// The output position along one axis that reads input position `in_pos` through tap
-// `tap`, or -1 where none does.
-__device__ __forceinline__ int reading_output(int in_pos, int tap, int stride, int pad,
-                                              int dilation, int out) {
-  const int reach = in_pos + pad - tap * dilation;  // the output position times the stride
-  if (reach < 0 || reach % stride != 0 || reach / stride >= out) return -1;
-  return reach / stride;
-}
-
 // grad_input, channels_last, multiplier 1, gathered: a thread takes 16 bytes of consecutive
 // channels of one input pixel (threads split as (image, row, column) after the vector) and
 // sums, over the taps through which some output reads it, grad_output times the tap's
