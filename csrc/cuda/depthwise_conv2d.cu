@@ -2,15 +2,16 @@
 // kernel size, stride and dilation; backward over channels_last tensors (multiplier 1).
 //
 // The common shapes (square 3x3 and 7x7 windows, stride 1 or 2, no dilation) are compiled
-// in: a thread computes kOuts neighbouring outputs of one row, so each input element it
-// loads serves several outputs, and the loops unroll. Other shapes read the same template
+// in: a thread computes several neighbouring outputs, so each input element it loads
+// serves several of them, and the loops unroll. Other shapes read the same template
 // parameters at run time (kWindow = 0).
 //
-// NCHW: the fixed shapes run row segments straight from global memory (L1 serves the
-// overlap between neighbouring threads). Any other shape runs in shared-memory tiles: a
-// block copies the input patch under a kTileH x kTileW output tile (zero-padded at the
-// border) and the plane's filter into shared memory, converted to the accumulation type,
-// so each input element is read from global memory once rather than once per tap.
+// NCHW: the fixed shapes run tiles of row segments (8 outputs along one or two rows)
+// straight from global memory (L1 serves the overlap between neighbouring threads). Any
+// other shape runs in shared-memory tiles: a block copies the input patch under a kTileH x
+// kTileW output tile (zero-padded at the border) and the plane's filter into shared
+// memory, converted to the accumulation type, so each input element is read from global
+// memory once rather than once per tap.
 //
 // channels_last (multiplier 1): a thread takes 16 bytes of consecutive channels, with
 // vector loads; neighbouring threads read neighbouring channels, so every access is
@@ -100,9 +101,26 @@ __global__ void __launch_bounds__(kThreadsX* kThreadsY)
 template <int kValue>
 using Fixed = std::integral_constant<int, kValue>;
 
-// The outputs per thread along a row: several where the window is compiled in.
+// The outputs per thread along a row of the channels_last kernel: several where the window
+// is compiled in.
 template <int kWindow>
 constexpr int kOuts = kWindow > 0 ? 4 : 1;
+
+// Bit j: whether column first + j of a row of `width` lies inside it, for j < columns
+// (at most 32).
+__device__ __forceinline__ uint32_t columns_inside(int first, int width, int columns) {
+  const int begin = max(0, -first), end = min(columns, width - first);
+  return begin < end ? (uint32_t{0xffffffff} >> (32 - end)) & ~((1u << begin) - 1) : 0;
+}
+
+// The NCHW row kernel's tile: kRowTile outputs along each of tile_rows(stride) output rows
+// a thread, so that each input row it loads serves every output of the tile that reads it.
+// With 4 outputs of one row a thread, the kernel was bound by instruction issue, not by
+// memory: in the sm_90 SASS of the bfloat16 3x3 stride-1 kernel an iteration was 307
+// instructions (18 element loads, each with its own bounds tests, for 36 FMAs), about 77 an
+// output, where moving its bytes at the copy bandwidth takes the time of about 20.
+constexpr int kRowTile = 8;
+__host__ __device__ constexpr int tile_rows(int stride) { return stride == 1 ? 2 : 1; }
 
 // Calls launch(Fixed<window>, Fixed<stride>) with the compiled-in shape that matches g,
 // or with Fixed<0> for both when none does.
@@ -127,9 +145,10 @@ bool has_compiled_shape(const ConvGeometry& g) {
 constexpr int64_t kMaxThreads = int64_t{1} << 30;
 
 // A thread's flat index split into its row segment and the rest, the rest into its output
-// row and the rest again, by divisors made on the host: NCHW threads take (plane, row,
-// segment) and then plane into (image, channel); channels_last threads take (image, row,
-// segment) after splitting off their channel vector.
+// row (NCHW: its group of tile_rows rows) and the rest again, by divisors made on the
+// host: NCHW threads take (plane, row group, segment) and then plane into (image,
+// channel); channels_last threads take (image, row, segment) after splitting off their
+// channel vector.
 struct ThreadSplit {
   FastDivisor first, second, third;
 };
@@ -140,44 +159,59 @@ __global__ void nchw_rows_kernel(const T* __restrict__ input, const T* __restric
                                  ConvGeometry g, ThreadSplit split, int total) {
   static_assert(kWindow > 0);
   using Acc = acc_t<T>;
-  constexpr int kCount = kOuts<kWindow>;
-  constexpr int kCols = (kCount - 1) * kStride + kWindow;
+  constexpr int kRows = tile_rows(kStride);
+  constexpr int kCols = (kRowTile - 1) * kStride + kWindow;
+  constexpr int kInputRows = (kRows - 1) * kStride + kWindow;
   const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
   const int out_h = static_cast<int>(g.out_h), out_w = static_cast<int>(g.out_w);
   const int multiplier = static_cast<int>(g.out_channels_per_group());
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
-    const auto [row, segment] = split.first.divmod(i);
-    const auto [plane, oh] = split.second.divmod(row);
+    const auto [row_group, segment] = split.first.divmod(i);
+    const auto [plane, group] = split.second.divmod(row_group);
     const auto [n, k] = split.third.divmod(plane);
     const T* in_plane = input + (int64_t{n} * g.in_channels + k / multiplier) * in_h * in_w;
     const T* filter = weight + k * kWindow * kWindow;
-    const int ow0 = segment * kCount;
+    const int oh0 = group * kRows, ow0 = segment * kRowTile;
+    const int ih0 = oh0 * kStride - static_cast<int>(g.pad_h);
     const int iw0 = ow0 * kStride - static_cast<int>(g.pad_w);
-    Acc acc[kCount];
+    const uint32_t inside = columns_inside(iw0, in_w, kCols);  // the same for every row
+    const Acc initial = bias ? to_acc(bias[k]) : Acc(0);
+    Acc acc[kRows][kRowTile];
 #pragma unroll
-    for (int q = 0; q < kCount; ++q) acc[q] = bias ? to_acc(bias[k]) : Acc(0);
+    for (int o = 0; o < kRows; ++o)
 #pragma unroll
-    for (int r = 0; r < kWindow; ++r) {
-      const int ih = oh * kStride - static_cast<int>(g.pad_h) + r;
+      for (int q = 0; q < kRowTile; ++q) acc[o][q] = initial;
+#pragma unroll
+    for (int e = 0; e < kInputRows; ++e) {
+      const int ih = ih0 + e;
       if (ih < 0 || ih >= in_h) continue;
-      const T* in_row = in_plane + int64_t{ih} * in_w;
+      // Column j at a constant offset from one index, so the loads need no address
+      // arithmetic each.
+      const int64_t first_column = int64_t{ih} * in_w + iw0;
       Acc x[kCols];
 #pragma unroll
-      for (int j = 0; j < kCols; ++j) {
-        const int iw = iw0 + j;
-        x[j] = iw >= 0 && iw < in_w ? to_acc(in_row[iw]) : Acc(0);
-      }
+      for (int j = 0; j < kCols; ++j)
+        x[j] = inside >> j & 1 ? to_acc(in_plane[first_column + j]) : Acc(0);
 #pragma unroll
-      for (int s = 0; s < kWindow; ++s) {
-        const Acc w = to_acc(filter[r * kWindow + s]);
+      for (int o = 0; o < kRows; ++o) {
+        const int r = e - o * kStride;  // the kernel row through which output row o reads it
+        if (r < 0 || r >= kWindow) continue;
 #pragma unroll
-        for (int q = 0; q < kCount; ++q) acc[q] += x[q * kStride + s] * w;
+        for (int s = 0; s < kWindow; ++s) {
+          const Acc w = to_acc(filter[r * kWindow + s]);
+#pragma unroll
+          for (int q = 0; q < kRowTile; ++q) acc[o][q] += x[q * kStride + s] * w;
+        }
       }
     }
-    T* out_row = output + (int64_t{plane} * out_h + oh) * out_w;
 #pragma unroll
-    for (int q = 0; q < kCount; ++q)
-      if (ow0 + q < out_w) out_row[ow0 + q] = from_acc<T>(acc[q]);
+    for (int o = 0; o < kRows; ++o) {
+      if (oh0 + o >= out_h) break;
+      T* out_row = output + (int64_t{plane} * out_h + oh0 + o) * out_w;
+#pragma unroll
+      for (int q = 0; q < kRowTile; ++q)
+        if (ow0 + q < out_w) out_row[ow0 + q] = from_acc<T>(acc[o][q]);
+    }
   }
 }
 
@@ -373,10 +407,18 @@ int segments_of(const ConvGeometry& g, int outs) {
   return static_cast<int>((g.out_w + outs - 1) / outs);
 }
 
+// The NCHW row kernel's groups of tile_rows output rows per plane (compiled-in shapes: the
+// stride is square).
+int row_groups_of(const ConvGeometry& g) {
+  const int rows = tile_rows(static_cast<int>(g.stride_h));
+  return static_cast<int>((g.out_h + rows - 1) / rows);
+}
+
 }  // namespace
 
 bool depthwise_nchw_fits(const ConvGeometry& g, int acc_bytes) {
-  if (has_compiled_shape(g) && g.batch * g.out_channels * g.out_h * segments_of(g, 4) <= kMaxThreads &&
+  if (has_compiled_shape(g) &&
+      g.batch * g.out_channels * row_groups_of(g) * segments_of(g, kRowTile) <= kMaxThreads &&
       g.batch * g.in_channels * g.in_h * g.in_w < (int64_t{1} << 31)) {
     return true;
   }
@@ -400,9 +442,9 @@ cudaError_t depthwise_conv2d_forward_nchw(const T* input, const T* weight, const
   return with_compiled_shape(g, [&](auto window, auto stride) {
     constexpr int kWindow = decltype(window)::value, kStride = decltype(stride)::value;
     if constexpr (kWindow > 0) {
-      const int segments = segments_of(g, kOuts<kWindow>);
-      const int64_t total = g.batch * g.out_channels * g.out_h * segments;
-      const ThreadSplit split{FastDivisor(segments), FastDivisor(static_cast<uint32_t>(g.out_h)),
+      const int segments = segments_of(g, kRowTile), row_groups = row_groups_of(g);
+      const int64_t total = g.batch * g.out_channels * row_groups * segments;
+      const ThreadSplit split{FastDivisor(segments), FastDivisor(row_groups),
                               FastDivisor(static_cast<uint32_t>(g.out_channels))};
       launch_kernel(nchw_rows_kernel<T, kWindow, kStride>, blocks_for(total), kThreads, 0, stream,
                     input, weight, bias, output, g, split, static_cast<int>(total));
