@@ -97,6 +97,13 @@ template <typename T, int kCount>
 struct alignas(kCount * sizeof(T)) Vector {
   static constexpr int kSize = kCount;
   T v[kCount];
+
+  __device__ __forceinline__ static Vector zeros() {
+    Vector z;
+#pragma unroll
+    for (int j = 0; j < kCount; ++j) z.v[j] = from_acc<T>(acc_t<T>(0));
+    return z;
+  }
 };
 template <typename T>
 using Vec16 = Vector<T, 16 / sizeof(T)>;
