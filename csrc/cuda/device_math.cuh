@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace classic_ops::cuda {
 
@@ -89,6 +90,25 @@ class FastDivisor {
 
  private:
   uint32_t divisor_, multiplier_ = 0, shift_ = 0;
+};
+
+// Division by a launch constant in a kernel's index type: FastDivisor where indices are
+// 32-bit (below 2^30: see its exactness), a division where they are 64-bit.
+template <typename Index>
+struct LaunchDivisor {
+  static_assert(std::is_same_v<Index, int64_t>);
+  int64_t divisor;
+  explicit LaunchDivisor(int64_t d) : divisor(d) {}
+  struct QuotientRemainder {
+    int64_t quotient, remainder;
+  };
+  __device__ __forceinline__ QuotientRemainder divmod(int64_t dividend) const {
+    return {dividend / divisor, dividend % divisor};
+  }
+};
+template <>
+struct LaunchDivisor<int> : FastDivisor {
+  explicit LaunchDivisor(int64_t d) : FastDivisor(static_cast<uint32_t>(d)) {}
 };
 
 // kCount consecutive elements, loaded and stored as one vector access (several of 16 bytes

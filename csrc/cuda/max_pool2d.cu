@@ -5,10 +5,14 @@
 // (FastDivisor) rather than the four of the strided kernel, which cost more than the loads
 // of a 2x2 window (fp32 NCHW pools ran at 0.65x of PyTorch's on an H200 so); 2x2 windows
 // with stride 2 that halve the plane exactly (VGG-16's) take four outputs of a row per
-// thread, in vector loads and stores. The
+// thread, in vector loads and stores. The channels_last vector kernel divides by launch
+// constants too (it took four 64-bit divisions a thread). Every forward kernel is compiled
+// with and without indices, so that inference tracks no argmax it would not write. The
 // backward pass gathers (each input element sums the outputs whose argmax it is), so it
 // needs no atomics and its sum is deterministic. NaN wins, as in PyTorch. The strided
 // kernels index in 32 bits wherever the tensors allow.
+#include <type_traits>
+
 #include "device_math.cuh"
 #include "hardware.cuh"
 #include "launchers.h"
@@ -43,7 +47,9 @@ struct PoolShape {
 // wins, the last of them; of equal maxima the first stays), as in PyTorch.
 template <typename Acc>
 __device__ __forceinline__ bool replaces(Acc v, Acc best) {
-  return v > best || isnan(v);
+  // v != v rather than isnan(v), which nvcc compiled to a boolean materialized, sign-extended
+  // and tested again: 10 instructions an element instead of 3.
+  return v > best || v != v;
 }
 
 // The largest element of output (oh, ow)'s window in a plane whose element (h, w) is at
@@ -73,7 +79,7 @@ __device__ __forceinline__ WindowMax<T, Index> window_max(const T* in_plane, Ind
   return best;
 }
 
-template <typename T, typename Index>
+template <typename T, typename Index, bool kIndices>
 __global__ void forward_kernel(const T* __restrict__ input, StridesOf<Index> in_strides,
                                T* __restrict__ output, int64_t* __restrict__ indices,
                                StridesOf<Index> out_strides, bool channels_last, Index total,
@@ -85,13 +91,13 @@ __global__ void forward_kernel(const T* __restrict__ input, StridesOf<Index> in_
         input + in_strides.at(o.n, o.c, 0, 0), in_strides.h, in_strides.w, o.h, o.w, g);
     const Index out_at = out_strides.at(o.n, o.c, o.h, o.w);
     output[out_at] = from_acc<T>(best.value);
-    if (indices) indices[out_at] = best.at;
+    if constexpr (kIndices) indices[out_at] = best.at;
   }
 }
 
 // Contiguous NCHW input, output and indices, every index below 2^30: output i is
 // (plane, oh, ow) with i = (plane * out_h + oh) * out_w + ow.
-template <typename T>
+template <typename T, bool kIndices>
 __global__ void contiguous_nchw_kernel(const T* __restrict__ input, T* __restrict__ output,
                                        int64_t* __restrict__ indices, int total,
                                        PoolShape<int> g, FastDivisor by_out_w,
@@ -102,45 +108,49 @@ __global__ void contiguous_nchw_kernel(const T* __restrict__ input, T* __restric
     const WindowMax<T, int> best =
         window_max<T, int>(input + plane * g.in_h * g.in_w, g.in_w, 1, oh, ow, g);
     output[i] = from_acc<T>(best.value);
-    if (indices) indices[i] = best.at;
+    if constexpr (kIndices) indices[i] = best.at;
   }
 }
 
 // channels_last with 16 bytes of channels per thread: one vector load per window tap.
-template <typename T>
+// Output vector i is (image, row, column, vector) with i = ((n * out_h + oh) * out_w + ow)
+// * vectors + vector, found by divisions by launch constants (FastDivisor where Index is
+// 32-bit).
+template <typename T, typename Index, bool kIndices>
 __global__ void vector_channels_last_kernel(const T* __restrict__ input, T* __restrict__ output,
-                                            int64_t* __restrict__ indices, PoolGeometry g) {
+                                            int64_t* __restrict__ indices, PoolShape<Index> g,
+                                            Index total, LaunchDivisor<Index> by_vectors,
+                                            LaunchDivisor<Index> by_out_w,
+                                            LaunchDivisor<Index> by_out_h) {
   using V = Vec16<T>;
-  const int64_t vectors = g.channels / V::kSize;
-  const int64_t total = g.batch * g.out_h * g.out_w * vectors;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t c = i % vectors * V::kSize;
-    const int64_t pixel = i / vectors;
-    const int64_t ow = pixel % g.out_w, oh = pixel / g.out_w % g.out_h;
-    const int64_t n = pixel / (g.out_w * g.out_h);
-    int64_t h0 = oh * g.stride_h - g.pad_h, w0 = ow * g.stride_w - g.pad_w;
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < total;
+       i += Index(gridDim.x) * blockDim.x) {
+    const auto [pixel, vector] = by_vectors.divmod(i);
+    const auto [row, ow] = by_out_w.divmod(pixel);
+    const auto [n, oh] = by_out_h.divmod(row);
+    const Index c = vector * V::kSize;
+    Index h0 = oh * g.stride_h - g.pad_h, w0 = ow * g.stride_w - g.pad_w;
     while (h0 < 0) h0 += g.dilation_h;
     while (w0 < 0) w0 += g.dilation_w;
-    const int64_t h_end = min(oh * g.stride_h - g.pad_h + (g.kernel_h - 1) * g.dilation_h + 1, g.in_h);
-    const int64_t w_end = min(ow * g.stride_w - g.pad_w + (g.kernel_w - 1) * g.dilation_w + 1, g.in_w);
-    const T* image = input + n * g.in_h * g.in_w * g.channels + c;
+    const Index h_end = min(oh * g.stride_h - g.pad_h + (g.kernel_h - 1) * g.dilation_h + 1, g.in_h);
+    const Index w_end = min(ow * g.stride_w - g.pad_w + (g.kernel_w - 1) * g.dilation_w + 1, g.in_w);
+    const T* image = input + n * (g.in_h * g.in_w * g.channels) + c;
     acc_t<T> best[V::kSize];
-    int64_t best_at[V::kSize];
+    Index best_at[V::kSize];
 #pragma unroll
     for (int j = 0; j < V::kSize; ++j) {
       best[j] = -INFINITY;
       best_at[j] = h0 * g.in_w + w0;
     }
-    for (int64_t ih = h0; ih < h_end; ih += g.dilation_h) {
-      for (int64_t iw = w0; iw < w_end; iw += g.dilation_w) {
+    for (Index ih = h0; ih < h_end; ih += g.dilation_h) {
+      for (Index iw = w0; iw < w_end; iw += g.dilation_w) {
         const V x = *reinterpret_cast<const V*>(image + (ih * g.in_w + iw) * g.channels);
 #pragma unroll
         for (int j = 0; j < V::kSize; ++j) {
           const acc_t<T> v = to_acc(x.v[j]);
           if (replaces(v, best[j])) {
             best[j] = v;
-            best_at[j] = ih * g.in_w + iw;
+            if constexpr (kIndices) best_at[j] = ih * g.in_w + iw;
           }
         }
       }
@@ -149,7 +159,7 @@ __global__ void vector_channels_last_kernel(const T* __restrict__ input, T* __re
 #pragma unroll
     for (int j = 0; j < V::kSize; ++j) out.v[j] = from_acc<T>(best[j]);
     *reinterpret_cast<V*>(output + pixel * g.channels + c) = out;
-    if (indices) {
+    if constexpr (kIndices) {
 #pragma unroll
       for (int j = 0; j < V::kSize; ++j) indices[pixel * g.channels + c + j] = best_at[j];
     }
@@ -189,7 +199,7 @@ __global__ void grad_input_kernel(const T* __restrict__ grad_output,
 // elements, output to 4 and indices to 4 int64: thread i takes outputs 4i to 4i + 3, of
 // output row `row` = (plane * out_h + oh), which read input rows 2 row and 2 row + 1.
 // The window's elements are taken in the strided kernel's order (see replaces).
-template <typename T>
+template <typename T, bool kIndices>
 __global__ void halving_nchw_kernel(const T* __restrict__ input, T* __restrict__ output,
                                     int64_t* __restrict__ indices, int total, int in_w,
                                     FastDivisor by_segments, FastDivisor by_out_h) {
@@ -216,7 +226,7 @@ __global__ void halving_nchw_kernel(const T* __restrict__ input, T* __restrict__
       out.v[q] = from_acc<T>(best);
     }
     *reinterpret_cast<Vector<T, 4>*>(output + 4 * i) = out;
-    if (indices) {
+    if constexpr (kIndices) {
       const int oh = by_out_h.divmod(row).remainder;
       const int64_t first = int64_t{2 * oh} * in_w + segment * 8;
       Vector<int64_t, 4> at;
@@ -248,6 +258,31 @@ bool halves_with_vectors(const T* input, const T* output, const int64_t* indices
          (indices == nullptr || aligned_to(indices, 4 * sizeof(int64_t)));
 }
 
+// Whether a forward pool indexes its elements in 32 bits: its input and output both fit.
+bool narrow_forward(const PoolGeometry& g) {
+  return fits_int32(g.batch * g.channels * g.in_h * g.in_w) &&
+         fits_int32(g.batch * g.channels * g.out_h * g.out_w);
+}
+
+// Calls launch(Index{}, std::bool_constant<indices != nullptr>{}) with Index int where
+// `narrow`, else int64_t: the forward kernels are compiled with and without indices, so
+// that inference tracks no argmax it would not write.
+template <class Launch>
+void with_index_kinds(bool narrow, const int64_t* indices, Launch&& launch) {
+  auto with_indices = [&](auto index) {
+    if (indices) {
+      launch(index, std::true_type{});
+    } else {
+      launch(index, std::false_type{});
+    }
+  };
+  if (narrow) {
+    with_indices(int32_t{});
+  } else {
+    with_indices(int64_t{});
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -255,44 +290,46 @@ cudaError_t max_pool2d_forward(const T* input, Strides4 in_strides, T* output, i
                                Strides4 out_strides, bool channels_last, const PoolGeometry& g,
                                cudaStream_t stream) {
   const int64_t total = g.batch * g.channels * g.out_h * g.out_w;
-  const bool narrow = fits_int32(g.batch * g.channels * g.in_h * g.in_w) && fits_int32(total);
+  const bool narrow = narrow_forward(g);
   const bool contiguous_nchw = narrow && !channels_last &&
                                is_contiguous_nchw(in_strides, g.channels, g.in_h, g.in_w) &&
                                is_contiguous_nchw(out_strides, g.channels, g.out_h, g.out_w);
-  if (contiguous_nchw && halves_with_vectors(input, output, indices, g)) {
-    launch_kernel(halving_nchw_kernel<T>, blocks_for(total / 4), kThreads, 0, stream, input, output,
-                  indices, static_cast<int>(total / 4), static_cast<int>(g.in_w),
-                  FastDivisor(static_cast<uint32_t>(g.out_w / 4)),
-                  FastDivisor(static_cast<uint32_t>(g.out_h)));
-    return cudaGetLastError();
-  }
-  if (contiguous_nchw) {
-    launch_kernel(contiguous_nchw_kernel<T>, blocks_for(total), kThreads, 0, stream, input, output,
-                  indices, static_cast<int>(total), PoolShape<int>(g),
-                  FastDivisor(static_cast<uint32_t>(g.out_w)),
-                  FastDivisor(static_cast<uint32_t>(g.out_h)));
-    return cudaGetLastError();
-  }
-  auto launch = [&](auto index) {
+  const bool halving = contiguous_nchw && halves_with_vectors(input, output, indices, g);
+  with_index_kinds(narrow, indices, [&](auto index, auto with_indices) {
     using Index = decltype(index);
-    launch_kernel(forward_kernel<T, Index>, blocks_for(total), kThreads, 0, stream, input,
-                  StridesOf<Index>(in_strides), output, indices, StridesOf<Index>(out_strides),
-                  channels_last, static_cast<Index>(total), PoolShape<Index>(g));
-  };
-  if (narrow) {
-    launch(int32_t{});
-  } else {
-    launch(int64_t{});
-  }
+    constexpr bool kIndices = decltype(with_indices)::value;
+    if (halving) {
+      launch_kernel(halving_nchw_kernel<T, kIndices>, blocks_for(total / 4), kThreads, 0, stream,
+                    input, output, indices, static_cast<int>(total / 4), static_cast<int>(g.in_w),
+                    FastDivisor(static_cast<uint32_t>(g.out_w / 4)),
+                    FastDivisor(static_cast<uint32_t>(g.out_h)));
+    } else if (contiguous_nchw) {
+      launch_kernel(contiguous_nchw_kernel<T, kIndices>, blocks_for(total), kThreads, 0, stream,
+                    input, output, indices, static_cast<int>(total), PoolShape<int>(g),
+                    FastDivisor(static_cast<uint32_t>(g.out_w)),
+                    FastDivisor(static_cast<uint32_t>(g.out_h)));
+    } else {
+      launch_kernel(forward_kernel<T, Index, kIndices>, blocks_for(total), kThreads, 0, stream,
+                    input, StridesOf<Index>(in_strides), output, indices,
+                    StridesOf<Index>(out_strides), channels_last, static_cast<Index>(total),
+                    PoolShape<Index>(g));
+    }
+  });
   return cudaGetLastError();
 }
 
 template <typename T>
 cudaError_t max_pool2d_forward_channels_last(const T* input, T* output, int64_t* indices,
                                              const PoolGeometry& g, cudaStream_t stream) {
-  const int64_t total = g.batch * g.out_h * g.out_w * (g.channels / Vec16<T>::kSize);
-  launch_kernel(vector_channels_last_kernel<T>, blocks_for(total), kThreads, 0, stream, input,
-                output, indices, g);
+  const int64_t vectors = g.channels / Vec16<T>::kSize;
+  const int64_t total = g.batch * g.out_h * g.out_w * vectors;
+  with_index_kinds(narrow_forward(g), indices, [&](auto index, auto with_indices) {
+    using Index = decltype(index);
+    launch_kernel(vector_channels_last_kernel<T, Index, decltype(with_indices)::value>,
+                  blocks_for(total), kThreads, 0, stream, input, output, indices,
+                  PoolShape<Index>(g), static_cast<Index>(total), LaunchDivisor<Index>(vectors),
+                  LaunchDivisor<Index>(g.out_w), LaunchDivisor<Index>(g.out_h));
+  });
   return cudaGetLastError();
 }
 
