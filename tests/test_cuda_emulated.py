@@ -163,8 +163,8 @@ def test_implicit_gemm_forward(emulator, case, dtype, mma, copies_land_at_issue)
     y = emulator.guarded(nan_tensor((batch, out_channels, g[7], g[8]), dtype, torch.channels_last))
     partials = emulator.guarded(torch.full((splits * y.numel(),), float("nan"))) \
         if splits > 1 else None
-    assert emulator.call("conv2d_forward_implicit_gemm", dtype, x, w_krsc, bias, y, g, relu,
-                         partials, splits, warpgroup_row_bytes,
+    assert emulator.call("conv2d_forward_implicit_gemm", dtype, x, w_krsc, bias, y, y.stride(), g,
+                         relu, partials, splits, warpgroup_row_bytes,
                          copies_land_at_issue=copies_land_at_issue) == 0
 
     xd, wd = as_multiplied(x, dtype, warpgroup), as_multiplied(w, dtype, warpgroup)
@@ -173,6 +173,34 @@ def test_implicit_gemm_forward(emulator, case, dtype, mma, copies_land_at_issue)
         want = want.relu()
     magnitude = conv_reference(xd.abs(), wd.abs(), None if bias is None else bias.abs(), g)
     assert_close(y, want, magnitude, UNIT[dtype], f"forward, {splits} split(s)")
+
+
+@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize("mma", ["warp", "warpgroup128"])
+def test_implicit_gemm_forward_into_a_window(emulator, mma, splits):
+    # A stride phase of a channels_last grad_input: every other row and column of a larger
+    # tensor, which the epilogue (or, split, sum_partials_kernel) writes in place.
+    dtype = torch.bfloat16
+    g = conv_geometry(2, 32, 7, 6, 72, (3, 3), padding=(1, 1))
+    assert emulator.call("implicit_gemm_fits", g, 2)
+    torch.manual_seed(splits)
+    x = random_channels_last(emulator, (2, 32, 7, 6), dtype)
+    w = torch.randn(72, 32, 3, 3).to(dtype)
+    w_krsc = emulator.guarded(w.permute(0, 2, 3, 1).contiguous())
+    bias = emulator.guarded(torch.randn(72).to(dtype))
+    whole = emulator.guarded(nan_tensor((2, 72, 15, 13), dtype, torch.channels_last))
+    window = whole[:, :, 1::2, 0::2][:, :, :7, :6]
+    partials = emulator.guarded(torch.full((splits * window.numel(),), float("nan"))) \
+        if splits > 1 else None
+    assert emulator.call("conv2d_forward_implicit_gemm", dtype, x, w_krsc, bias, window,
+                         window.stride(), g, False, partials, splits,
+                         0 if mma == "warp" else 128) == 0
+    xd, wd = x.double(), w.double()
+    assert_close(window, conv_reference(xd, wd, bias, g),
+                 conv_reference(xd.abs(), wd.abs(), bias.abs(), g), UNIT[dtype], "window")
+    outside = torch.ones(whole.shape, dtype=torch.bool)
+    outside[:, :, 1::2, 0::2][:, :, :7, :6] = False
+    assert whole[outside].isnan().all(), "wrote outside the window"
 
 
 # (batch, in_channels, height, width, out_channels, kernel, stride, padding, dilation,
@@ -223,8 +251,8 @@ def test_emulator_catches_a_copy_past_a_buffer(emulator):
     y = nan_tensor((1, 16, 8, 8), torch.float16, torch.channels_last)
     short_x = x[:, :, :4]  # the kernel reads all 8 rows
     with pytest.raises(AssertionError, match="cp.async reads past the end of a buffer"):
-        emulator.call("conv2d_forward_implicit_gemm", torch.float16, short_x, w_krsc, None, y, g,
-                      False, None, 1, 0)
+        emulator.call("conv2d_forward_implicit_gemm", torch.float16, short_x, w_krsc, None, y,
+                      y.stride(), g, False, None, 1, 0)
 
 
 # (batch, in_channels, out_channels, height, width, kernel, stride, padding, dilation, groups)

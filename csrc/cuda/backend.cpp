@@ -155,12 +155,13 @@ bool tensor_cores_serve(at::ScalarType dtype) {
 // strides are its (K, R, S, C) order), so a channels_last model converts nothing.
 constexpr auto kChannelsLast = at::MemoryFormat::ChannelsLast;
 
-// weight_krsc: (K, R, S, C), contiguous.
+// weight_krsc: (K, R, S, C), contiguous; output channels_last or a window of such a tensor
+// (its channels contiguous, its pixels at any strides).
 void run_implicit_gemm(const at::Tensor& input, const at::Tensor& weight_krsc,
                        const at::Tensor& bias, const at::Tensor& output, const ConvGeometry& g,
                        bool relu) {
-  TORCH_INTERNAL_ASSERT(input.is_contiguous(kChannelsLast) &&
-                        output.is_contiguous(kChannelsLast) && weight_krsc.is_contiguous());
+  TORCH_INTERNAL_ASSERT(input.is_contiguous(kChannelsLast) && output.stride(1) == 1 &&
+                        weight_krsc.is_contiguous());
   const at::Tensor x = aligned16(input), w = aligned16(weight_krsc);
   const int splits = cuda::implicit_gemm_forward_splits(
       g, static_cast<int>(input.element_size()), multiprocessors());
@@ -170,7 +171,8 @@ void run_implicit_gemm(const at::Tensor& input, const at::Tensor& weight_krsc,
   CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_implicit_gemm", [&] {
     C10_CUDA_CHECK(cuda::conv2d_forward_implicit_gemm(
         in_ptr<scalar_t>(x), in_ptr<scalar_t>(w), in_ptr<scalar_t>(bias), out_ptr<scalar_t>(output),
-        g, relu, partials.defined() ? partials.mutable_data_ptr<float>() : nullptr, splits,
+        PixelStrides{output.stride(0), output.stride(2), output.stride(3)}, g, relu,
+        partials.defined() ? partials.mutable_data_ptr<float>() : nullptr, splits,
         warpgroup_row_bytes(g), current_stream()));
   });
 }
@@ -191,8 +193,9 @@ bool implicit_gemm_serves_grad_input(const ConvGeometry& g, at::ScalarType dtype
 
 // Strided with unit dilation: phase by phase of the stride (grad_input_as_forward.h), each
 // phase the forward GEMM of its taps, flipped and with channels swapped, over grad_output
-// as it is (the phase's rows m + shift: padding -shift), into a channels_last temporary
-// copied to the phase's positions. No multiply meets the zeros of a spread grad_output,
+// as it is (the phase's rows m + shift: padding -shift), written straight to the phase's
+// positions of grad_input by the GEMM's epilogue (a channels_last temporary copied there
+// cost another pass over grad_input). No multiply meets the zeros of a spread grad_output,
 // three quarters of the products at stride 2. Otherwise one GEMM over grad_output spread
 // by the stride (nothing to spread at stride 1).
 void implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& weight,
@@ -222,10 +225,7 @@ void implicit_gemm_grad_input(const at::Tensor& grad_output, const at::Tensor& w
             .slice(3, col0, col0 + (pw.taps - 1) * g.stride_w + 1, g.stride_w)
             .permute({1, 2, 3, 0})
             .contiguous();
-    const at::Tensor phase = at::empty({g.batch, g.in_channels, ph.count, pw.count},
-                                       grad_input.options(), kChannelsLast);
-    run_implicit_gemm(grad_output, filter, at::Tensor(), phase, t, /*relu=*/false);
-    phase_positions.copy_(phase);
+    run_implicit_gemm(grad_output, filter, at::Tensor(), phase_positions, t, /*relu=*/false);
   });
 }
 

@@ -496,19 +496,22 @@ struct ForwardLoader {
 
 // The forward's epilogue for a group of four sums at (row, col) of block (m0, n0): its
 // float sums to slice blockIdx.z of partials where the reduction is split, else + bias and
-// ReLU as asked, to the output.
+// ReLU as asked, to the output pixel's place in `pixels`.
 template <typename T>
 struct ForwardStore {
   T* output;
+  PixelLayout pixels;
   const T* bias;
   float* partials;
   bool relu, aligned;
   int64_t m_total, m0;
   int out_channels, n0;
 
-  __device__ __forceinline__ ForwardStore(T* output_, const T* bias_, float* partials_, bool relu_,
-                                          const ConvGeometry& g, int64_t m0_, int n0_)
+  __device__ __forceinline__ ForwardStore(T* output_, const PixelLayout& pixels_, const T* bias_,
+                                          float* partials_, bool relu_, const ConvGeometry& g,
+                                          int64_t m0_, int n0_)
       : output(output_),
+        pixels(pixels_),
         bias(bias_),
         partials(partials_),
         relu(relu_),
@@ -516,8 +519,12 @@ struct ForwardStore {
         m0(m0_),
         out_channels(static_cast<int>(g.out_channels)),
         n0(n0_) {
+    // Every pixel's start a multiple of four elements where the output's rows are.
+    const bool starts_aligned = pixels.dense || (pixels.strides.image % 4 == 0 &&
+                                                 pixels.strides.row % 4 == 0 &&
+                                                 pixels.strides.column % 4 == 0);
     aligned = partials != nullptr ? groups_aligned(partials, out_channels)
-                                  : groups_aligned(output, out_channels);
+                                  : groups_aligned(output, out_channels) && starts_aligned;
   }
 
   __device__ __forceinline__ void operator()(int row, int col, float (&values)[4]) const {
@@ -530,7 +537,7 @@ struct ForwardStore {
       return;
     }
     for (int j = 0; j < count; ++j) values[j] = with_bias_and_relu(values[j], bias, k + j, relu);
-    store_group(output + m * out_channels + k, values, count, aligned);
+    store_group(output + pixels.start(m) + k, values, count, aligned);
   }
 };
 
@@ -550,8 +557,8 @@ __device__ __forceinline__ int steps_of_split(const ConvGeometry& g, int steps_p
 template <typename T, class Tile>
 __global__ void __launch_bounds__(kBlockThreads, 2)
     forward_kernel(const T* __restrict__ input, const T* __restrict__ weight,
-                   const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g, bool relu,
-                   float* __restrict__ partials, int steps_per_split) {
+                   const T* __restrict__ bias, T* __restrict__ output, PixelLayout output_pixels,
+                   ConvGeometry g, bool relu, float* __restrict__ partials, int steps_per_split) {
   constexpr int kRowBytes = PaddedRows::kRowBytes;
   constexpr int kStageBytes = kForwardStageBytes<Tile>;
   static_assert(kStages * kStageBytes <= kSharedBytes && Tile::kStagingBytes <= kSharedBytes);
@@ -577,7 +584,8 @@ __global__ void __launch_bounds__(kBlockThreads, 2)
 
   float* staging = reinterpret_cast<float*>(shared);
   stage_accumulators<Tile>(acc, staging);
-  for_each_staged<Tile>(staging, ForwardStore<T>(output, bias, partials, relu, g, m0, n0));
+  for_each_staged<Tile>(
+      staging, ForwardStore<T>(output, output_pixels, bias, partials, relu, g, m0, n0));
 }
 
 // Forward on Hopper's warpgroup MMA (wgmma, sm_90a; float as TF32), for 128 x 128 tiles:
@@ -602,8 +610,9 @@ constexpr int kWarpgroupSharedBytes =
 template <typename T, class Rows>
 __global__ void __launch_bounds__(kBlockThreads, Rows::kRowBytes == 64 ? 2 : 1)
     warpgroup_forward_kernel(const T* __restrict__ input, const T* __restrict__ weight,
-                             const T* __restrict__ bias, T* __restrict__ output, ConvGeometry g,
-                             bool relu, float* __restrict__ partials, int steps_per_split) {
+                             const T* __restrict__ bias, T* __restrict__ output,
+                             PixelLayout output_pixels, ConvGeometry g, bool relu,
+                             float* __restrict__ partials, int steps_per_split) {
   using Tile = SquareTile;
   constexpr int kAhead = kWarpgroupStages - 2;
   constexpr int kStageBytes = kWarpgroupStageBytes<Rows>;
@@ -648,7 +657,8 @@ __global__ void __launch_bounds__(kBlockThreads, Rows::kRowBytes == 64 ? 2 : 1)
 
   float* staging = reinterpret_cast<float*>(shared);
   stage_warpgroup_accumulators<Tile>(acc, staging);
-  for_each_staged<Tile>(staging, ForwardStore<T>(output, bias, partials, relu, g, m0, n0));
+  for_each_staged<Tile>(
+      staging, ForwardStore<T>(output, output_pixels, bias, partials, relu, g, m0, n0));
 }
 
 // grad_weight, split over the pixels: block (x, y, z) computes the 128 x 128 tile (y, x)
@@ -773,23 +783,24 @@ int64_t forward_tiles(const ConvGeometry& g) {
 template <typename T, class Tile, auto kKernel, int kReductionBytes = kTileKBytes,
           int kKernelSharedBytes = kSharedBytes>
 cudaError_t launch_forward(const T* input, const T* weight_krsc, const T* bias, T* output,
-                           const ConvGeometry& g, bool relu, float* partials, int splits,
-                           cudaStream_t stream) {
+                           const PixelStrides& output_pixels, const ConvGeometry& g, bool relu,
+                           float* partials, int splits, cudaStream_t stream) {
   static bool attribute_set[64] = {};
   const cudaError_t err = allow_shared_bytes(kKernel, kKernelSharedBytes, attribute_set);
   if (err != cudaSuccess) return err;
   const int64_t m_total = g.batch * g.out_h * g.out_w;
   const int64_t steps = ceil_div(g.kernel_h * g.kernel_w * g.in_channels,
                                  kReductionBytes / static_cast<int>(sizeof(T)));
+  const PixelLayout layout = PixelLayout::pixels(output_pixels, g.out_channels, g.out_h, g.out_w);
   const dim3 grid(static_cast<unsigned int>(ceil_div(m_total, Tile::kM)),
                   static_cast<unsigned int>(ceil_div(g.out_channels, Tile::kN)), splits);
   launch_kernel(kKernel, grid, kBlockThreads, kKernelSharedBytes, stream, input, weight_krsc, bias,
-                output, g, relu, splits > 1 ? partials : nullptr,
+                output, layout, g, relu, splits > 1 ? partials : nullptr,
                 static_cast<int>(ceil_div(steps, splits)));
   if (splits > 1) {
     const int64_t size = m_total * g.out_channels;
     launch_kernel(sum_partials_kernel<T>, blocks_for(size), kThreads, 0, stream, partials, splits,
-                  size, bias, static_cast<int>(g.out_channels), relu, output);
+                  size, bias, relu, output, layout);
   }
   return cudaGetLastError();
 }
@@ -809,28 +820,28 @@ bool implicit_gemm_warpgroup_fits(const ConvGeometry& g) {
 
 template <typename T, int kRowBytes>
 cudaError_t launch_warpgroup_forward(const T* input, const T* weight_krsc, const T* bias, T* output,
-                                     const ConvGeometry& g, bool relu, float* partials, int splits,
-                                     cudaStream_t stream) {
+                                     const PixelStrides& output_pixels, const ConvGeometry& g,
+                                     bool relu, float* partials, int splits, cudaStream_t stream) {
   using Rows = SwizzledRows<kRowBytes>;
   return launch_forward<T, SquareTile, warpgroup_forward_kernel<T, Rows>, Rows::kReductionBytes,
-                        kWarpgroupSharedBytes<Rows>>(input, weight_krsc, bias, output, g, relu,
-                                                     partials, splits, stream);
+                        kWarpgroupSharedBytes<Rows>>(input, weight_krsc, bias, output,
+                                                     output_pixels, g, relu, partials, splits,
+                                                     stream);
 }
 
 template <typename T>
 cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
-                                         T* output, const ConvGeometry& g, bool relu,
-                                         float* partials, int splits, int warpgroup_row_bytes,
-                                         cudaStream_t stream) {
+                                         T* output, const PixelStrides& output_pixels,
+                                         const ConvGeometry& g, bool relu, float* partials,
+                                         int splits, int warpgroup_row_bytes, cudaStream_t stream) {
   if (warpgroup_row_bytes == 64 || warpgroup_row_bytes == 128) {
     return (warpgroup_row_bytes == 64 ? launch_warpgroup_forward<T, 64>
-                                      : launch_warpgroup_forward<T, 128>)(input, weight_krsc, bias,
-                                                                          output, g, relu, partials,
-                                                                          splits, stream);
+                                      : launch_warpgroup_forward<T, 128>)(
+        input, weight_krsc, bias, output, output_pixels, g, relu, partials, splits, stream);
   }
   return (forward_tile_is_tall(g) ? launch_forward<T, TallTile, forward_kernel<T, TallTile>>
                                   : launch_forward<T, SquareTile, forward_kernel<T, SquareTile>>)(
-      input, weight_krsc, bias, output, g, relu, partials, splits, stream);
+      input, weight_krsc, bias, output, output_pixels, g, relu, partials, splits, stream);
 }
 
 int implicit_gemm_grad_weight_splits(const ConvGeometry& g, int element_bytes,
@@ -856,7 +867,8 @@ cudaError_t conv2d_grad_weight_implicit_gemm(const T* grad_output, const T* inpu
                 input, partials, g, ceil_div(pixels, splits));
   const int64_t size = g.out_channels * reduction;
   launch_kernel(sum_partials_kernel<T>, blocks_for(size), kThreads, 0, stream, partials, splits,
-                size, static_cast<const T*>(nullptr), 1, /*relu=*/false, grad_weight_krsc);
+                size, static_cast<const T*>(nullptr), /*relu=*/false, grad_weight_krsc,
+                PixelLayout::rows_of(reduction));
   return cudaGetLastError();
 }
 
@@ -883,9 +895,9 @@ bool implicit_gemm_grad_weight_fits(const ConvGeometry& g, int element_bytes) {
 }
 
 #define INSTANTIATE(T)                                                                          \
-  template cudaError_t conv2d_forward_implicit_gemm<T>(const T*, const T*, const T*, T*,        \
-                                                       const ConvGeometry&, bool, float*, int,  \
-                                                       int, cudaStream_t);                      \
+  template cudaError_t conv2d_forward_implicit_gemm<T>(                                        \
+      const T*, const T*, const T*, T*, const PixelStrides&, const ConvGeometry&, bool, float*, \
+      int, int, cudaStream_t);                                                                 \
   template cudaError_t conv2d_grad_weight_implicit_gemm<T>(const T*, const T*, float*, int, T*, \
                                                            const ConvGeometry&, cudaStream_t);
 INSTANTIATE(float)

@@ -568,7 +568,8 @@ cudaError_t depthwise_conv2d_grad_weight_channels_last(const T* grad_output, con
                   static_cast<int>((pixels + splits - 1) / splits));
     const int64_t size = g.in_channels * g.kernel_h * g.kernel_w;
     launch_kernel(sum_partials_kernel<T>, blocks_for(size), kThreads, 0, stream, partials, splits,
-                  size, static_cast<const T*>(nullptr), 1, /*relu=*/false, grad_weight);
+                  size, static_cast<const T*>(nullptr), /*relu=*/false, grad_weight,
+                  PixelLayout::rows_of(g.kernel_h * g.kernel_w));
     return cudaGetLastError();
   });
 }

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../geometry.h"
+
 namespace classic_ops::cuda {
 
 template <typename T>
@@ -145,18 +147,48 @@ __device__ __forceinline__ float with_bias_and_relu(float v, const T* bias, int6
   return v;
 }
 
-// result[i] = the sum of the `splits` slices' element i, added in a fixed order
-// (deterministic), + bias[i % channels] where there is a bias, then ReLU if asked: the last
+// Where a kernel writes the `channels` values of its row m (an output pixel, m = (n * height
+// + h) * width + w, below 2^31): at PixelStrides, or, where those are the dense ones, at
+// m * channels (a channels_last tensor, or any matrix of `channels` columns).
+struct PixelLayout {
+  PixelStrides strides;
+  int64_t channels;
+  int height, width;
+  bool dense;
+
+  // Rows of `channels` values one after the other.
+  static PixelLayout rows_of(int64_t channels) { return {{0, 0, channels}, channels, 1, 1, true}; }
+
+  static PixelLayout pixels(const PixelStrides& s, int64_t channels, int64_t height,
+                            int64_t width) {
+    const bool dense =
+        s.column == channels && s.row == width * channels && s.image == height * s.row;
+    return {s, channels, static_cast<int>(height), static_cast<int>(width), dense};
+  }
+
+  __device__ __forceinline__ int64_t start(int64_t m) const {
+    if (dense) return m * channels;
+    const int pixel = static_cast<int>(m), row = pixel / width;
+    return row / height * strides.image + int64_t{row % height} * strides.row +
+           int64_t{pixel % width} * strides.column;
+  }
+};
+
+// The sum of the `splits` slices' element i (row i / channels, column i % channels of
+// their matrices), added in a fixed order (deterministic), + bias[i % channels] where there
+// is a bias, then ReLU if asked, to its place in `result` (laid out as `layout`): the last
 // step of the kernels that split a reduction over blocks.
 template <typename T>
 __global__ void sum_partials_kernel(const float* __restrict__ partials, int splits, int64_t size,
-                                    const T* __restrict__ bias, int channels, bool relu,
-                                    T* __restrict__ result) {
+                                    const T* __restrict__ bias, bool relu, T* __restrict__ result,
+                                    PixelLayout layout) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < size;
        i += int64_t{gridDim.x} * blockDim.x) {
     float sum = 0;
     for (int s = 0; s < splits; ++s) sum += partials[s * size + i];
-    result[i] = from_acc<T>(with_bias_and_relu(sum, bias, i % channels, relu));
+    const int64_t column = i % layout.channels;
+    const int64_t at = layout.dense ? i : layout.start(i / layout.channels) + column;
+    result[at] = from_acc<T>(with_bias_and_relu(sum, bias, column, relu));
   }
 }
 

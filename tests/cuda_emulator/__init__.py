@@ -3,7 +3,7 @@ emulator (emulator.h) standing in for the GPU and for csrc/cuda/hardware.cuh, an
 their launchers with CPU tensors (the ops, through the CUDA backend: op_cases.py).
 
     emulator, op_library = build(directory)
-    emulator.call("conv2d_forward_implicit_gemm", dtype, x, w, None, y, geometry, ...)
+    emulator.call("conv2d_forward_implicit_gemm", dtype, x, w, None, y, y.stride(), geometry, ...)
 
 Tensors go as their data pointers (registered as the buffers cp.async may read), lists as
 int64 arrays, dtypes as codes. Tensors made by emulator.guarded() carry guard bytes on

@@ -84,15 +84,17 @@ int emulated_depthwise_channels_last_fits(const int64_t* g, int element_bytes) {
 }
 
 int emulated_conv2d_forward_implicit_gemm(int dtype, const void* input, const void* weight_krsc,
-                                          const void* bias, void* output, const int64_t* g,
+                                          const void* bias, void* output,
+                                          const int64_t* output_strides, const int64_t* g,
                                           int relu, float* partials, int splits,
                                           int warpgroup_row_bytes) {
   return with_type<false>(dtype, [&](auto t) {
     using T = decltype(t);
     return conv2d_forward_implicit_gemm<T>(
         static_cast<const T*>(input), static_cast<const T*>(weight_krsc),
-        static_cast<const T*>(bias), static_cast<T*>(output), conv_geometry(g), relu != 0, partials,
-        splits, warpgroup_row_bytes, nullptr);
+        static_cast<const T*>(bias), static_cast<T*>(output),
+        PixelStrides{output_strides[0], output_strides[2], output_strides[3]}, conv_geometry(g),
+        relu != 0, partials, splits, warpgroup_row_bytes, nullptr);
   });
 }
 int emulated_implicit_gemm_warpgroup_fits(const int64_t* g) {

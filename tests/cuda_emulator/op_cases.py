@@ -41,6 +41,9 @@ CONV_CASES = [
      True),
     ("gemm_split_square_tile", "conv2d", "bfloat16", "cl", 1, 128, 3, 3, 136, 3, 1, 1, 1, 1,
      True, False),
+    # grad_input's stride phases, each a GEMM split over blocks, written in place
+    ("gemm_split_strided_grad_input", "conv2d", "float16", "cl", 1, 16, 8, 8, 128, 3, 2, 1, 1, 1,
+     True, False),
     ("gemm_unaligned_input", "conv2d", "float16", "unaligned", 2, 16, 6, 6, 16, 3, 1, 1, 1, 1,
      True, False),
     ("gemm_wide", "conv2d", "float16", "cl", 2, 16, 9, 9, 96, 3, 1, 1, 1, 1, True, True),
