@@ -50,8 +50,11 @@ cd "$(mktemp -d)"  # import the installed package, not the source tree
 "$python" -c "import classic_ops; print(classic_ops.build_info())" | tee "$out/build_info.txt"
 
 stamp "CUDA tests"
-# xdist spreads the tests (and their float64 CPU references) over the machine's cores.
-timeout "${TESTS_TIMEOUT:-170}" "$python" -m pytest -q -p no:cacheprovider -n 8 \
+# xdist, where the machine has it, spreads the tests (and their float64 CPU references)
+# over its cores; without it the tests run in one process rather than not at all.
+workers=()
+"$python" -c "import xdist" 2> /dev/null && workers=(-n 8)
+timeout "${TESTS_TIMEOUT:-170}" "$python" -m pytest -q -p no:cacheprovider ${workers[@]+"${workers[@]}"} \
   -k "${TESTS_K:-(cuda or device_mismatch) and not emulated}" --junitxml="$out/tests.xml" "$repo/tests" \
   > "$out/tests.log" 2>&1
 tests_rc=$?
