@@ -4,6 +4,7 @@
 // call and the controls of the CPU blocks kept for reuse. The CMake build leaves this file
 // and python_calls.cpp out and is loaded with torch.ops.load_library instead.
 #include <Python.h>
+#include <torch/csrc/autograd/python_variable.h>
 
 #include "cpu/calibration.h"
 #include "cpu/huge_pages.h"
@@ -45,6 +46,14 @@ static PyObject* empty_cpu_cache(PyObject*, PyObject*) {
   return PyLong_FromSize_t(classic_ops::cpu::release_kept_blocks());
 }
 
+static PyObject* on_huge_pages(PyObject*, PyObject* arg) {
+  if (!THPVariable_Check(arg)) {
+    return PyErr_Format(PyExc_TypeError, "on_huge_pages: tensor must be a Tensor, got %s",
+                        Py_TYPE(arg)->tp_name);
+  }
+  return PyBool_FromLong(classic_ops::cpu::on_huge_pages(THPVariable_Unpack(arg)));
+}
+
 static PyObject* cpu_cache_bytes(PyObject*, PyObject*) {
   return PyLong_FromSize_t(classic_ops::cpu::kept_block_bytes());
 }
@@ -70,6 +79,8 @@ static PyMethodDef methods[] = {
     {"empty_cpu_cache", empty_cpu_cache, METH_NOARGS,
      "empty_cpu_cache(): releases to the system the freed CPU blocks of 32 MB or more that "
      "classic_ops keeps for reuse (see set_cpu_cache_limit); returns their bytes"},
+    {"on_huge_pages", on_huge_pages, METH_O,
+     "whether a CPU tensor's memory came from the allocator of large results (2 MB pages)"},
     {"cpu_cache_bytes", cpu_cache_bytes, METH_NOARGS,
      "cpu_cache_bytes(): the bytes of the freed CPU blocks kept for reuse"},
     {"set_cpu_cache_limit", set_cpu_cache_limit, METH_O,

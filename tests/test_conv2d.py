@@ -646,10 +646,11 @@ def test_large_cpu_results_live_on_huge_page_aligned_resizable_storage():
     pooled, indices = cf.max_pool2d(y, 1, return_indices=True)
     (grad_y,) = torch.autograd.grad(pooled, y, torch.randn_like(pooled))
     for t in (y, pooled, indices, grad_y):
-        assert t.nbytes > 32 << 20 and t.data_ptr() % (2 << 20) == 0
+        assert t.nbytes > 32 << 20 and t.data_ptr() % (2 << 20) == 0 and _C.on_huge_pages(t)
         assert t.untyped_storage().resizable()
     small = cf.max_pool2d(y.detach(), 2)
-    assert small.nbytes < 32 << 20 and small.untyped_storage().data_ptr() % (2 << 20) != 0
+    # (Where glibc puts it can be 2 MB-aligned too, by chance: the allocator is the check.)
+    assert small.nbytes < 32 << 20 and not _C.on_huge_pages(small)
     torch.testing.assert_close(y.detach(), F.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
     kept = y.detach().clone()
     buffer = io.BytesIO()

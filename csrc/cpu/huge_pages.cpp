@@ -158,14 +158,20 @@ class HugePageAllocator final : public c10::Allocator {
 
 }  // namespace
 
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+HugePageAllocator& huge_page_allocator() {
+  static HugePageAllocator allocator;
+  return allocator;
+}
+#endif
+
 at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype, at::MemoryFormat format,
                                int64_t huge_from) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   const int64_t bytes = c10::multiply_integers(sizes) * static_cast<int64_t>(c10::elementSize(dtype));
   if (bytes >= huge_from) {
-    static HugePageAllocator allocator;
-    at::Tensor tensor =
-        at::detail::empty_generic(sizes, &allocator, c10::DispatchKeySet(c10::DispatchKey::CPU), dtype, format);
+    at::Tensor tensor = at::detail::empty_generic(sizes, &huge_page_allocator(),
+                                                  c10::DispatchKeySet(c10::DispatchKey::CPU), dtype, format);
     // As at::empty does: a kept block holds what its last user left.
     if (at::globalContext().deterministicAlgorithms() && at::globalContext().deterministicFillUninitializedMemory()) {
       at::native::fill_empty_deterministic_(tensor);
@@ -177,11 +183,16 @@ at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype, at::
 }
 
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
+bool on_huge_pages(const at::Tensor& tensor) {
+  return tensor.has_storage() &&
+         tensor.storage().data_ptr().get_deleter() == huge_page_allocator().raw_deleter();
+}
 size_t release_kept_blocks() { return block_cache().release_kept(); }
 size_t kept_block_bytes() { return block_cache().kept_bytes(); }
 size_t set_kept_block_limit(size_t bytes) { return block_cache().set_limit(bytes); }
 #else
 // Without the huge-page allocator nothing is kept.
+bool on_huge_pages(const at::Tensor&) { return false; }
 size_t release_kept_blocks() { return 0; }
 size_t kept_block_bytes() { return 0; }
 size_t set_kept_block_limit(size_t) { return 0; }

@@ -20,6 +20,9 @@ constexpr int64_t kHugePageBytes = int64_t{2} << 20;
 at::Tensor empty_on_huge_pages(at::IntArrayRef sizes, at::ScalarType dtype, at::MemoryFormat format,
                                int64_t huge_from);
 
+// Whether a tensor's memory came from empty_on_huge_pages' allocator.
+bool on_huge_pages(const at::Tensor& tensor);
+
 // Releases the kept blocks to the system; returns their bytes.
 size_t release_kept_blocks();
 
