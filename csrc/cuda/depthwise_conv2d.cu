@@ -6,7 +6,7 @@
 // serves several of them, and the loops unroll. Other shapes read the same template
 // parameters at run time (kWindow = 0).
 //
-// NCHW: the fixed shapes run tiles of row segments (8 outputs along one or two rows)
+// NCHW: the fixed shapes run tiles of row segments (8 outputs along each of two rows)
 // straight from global memory (L1 serves the overlap between neighbouring threads). Any
 // other shape runs in shared-memory tiles: a block copies the input patch under a kTileH x
 // kTileW output tile (zero-padded at the border) and the plane's filter into shared
@@ -113,14 +113,15 @@ __device__ __forceinline__ uint32_t columns_inside(int first, int width, int col
   return begin < end ? (uint32_t{0xffffffff} >> (32 - end)) & ~((1u << begin) - 1) : 0;
 }
 
-// The NCHW row kernel's tile: kRowTile outputs along each of tile_rows(stride) output rows
-// a thread, so that each input row it loads serves every output of the tile that reads it.
+// The NCHW row kernel's tile: kRowTile outputs along each of kTileRows output rows a
+// thread, so that each input row it loads serves every output of the tile that reads it.
 // With 4 outputs of one row a thread, the kernel was bound by instruction issue, not by
 // memory: in the sm_90 SASS of the bfloat16 3x3 stride-1 kernel an iteration was 307
 // instructions (18 element loads, each with its own bounds tests, for 36 FMAs), about 77 an
-// output, where moving its bytes at the copy bandwidth takes the time of about 20.
-constexpr int kRowTile = 8;
-__host__ __device__ constexpr int tile_rows(int stride) { return stride == 1 ? 2 : 1; }
+// output, where moving its bytes at the H200's copy bandwidth takes the issue time of
+// about 33. (At stride 2 the second row still saves a sixth of the instructions per
+// output: 5 input rows for 2 output rows instead of 3 for 1.)
+constexpr int kRowTile = 8, kTileRows = 2;
 
 // Calls launch(Fixed<window>, Fixed<stride>) with the compiled-in shape that matches g,
 // or with Fixed<0> for both when none does.
@@ -145,7 +146,7 @@ bool has_compiled_shape(const ConvGeometry& g) {
 constexpr int64_t kMaxThreads = int64_t{1} << 30;
 
 // A thread's flat index split into its row segment and the rest, the rest into its output
-// row (NCHW: its group of tile_rows rows) and the rest again, by divisors made on the
+// row (NCHW: its group of kTileRows rows) and the rest again, by divisors made on the
 // host: NCHW threads take (plane, row group, segment) and then plane into (image,
 // channel); channels_last threads take (image, row, segment) after splitting off their
 // channel vector.
@@ -159,9 +160,8 @@ __global__ void nchw_rows_kernel(const T* __restrict__ input, const T* __restric
                                  ConvGeometry g, ThreadSplit split, int total) {
   static_assert(kWindow > 0);
   using Acc = acc_t<T>;
-  constexpr int kRows = tile_rows(kStride);
   constexpr int kCols = (kRowTile - 1) * kStride + kWindow;
-  constexpr int kInputRows = (kRows - 1) * kStride + kWindow;
+  constexpr int kInputRows = (kTileRows - 1) * kStride + kWindow;
   const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
   const int out_h = static_cast<int>(g.out_h), out_w = static_cast<int>(g.out_w);
   const int multiplier = static_cast<int>(g.out_channels_per_group());
@@ -171,14 +171,14 @@ __global__ void nchw_rows_kernel(const T* __restrict__ input, const T* __restric
     const auto [n, k] = split.third.divmod(plane);
     const T* in_plane = input + (int64_t{n} * g.in_channels + k / multiplier) * in_h * in_w;
     const T* filter = weight + k * kWindow * kWindow;
-    const int oh0 = group * kRows, ow0 = segment * kRowTile;
+    const int oh0 = group * kTileRows, ow0 = segment * kRowTile;
     const int ih0 = oh0 * kStride - static_cast<int>(g.pad_h);
     const int iw0 = ow0 * kStride - static_cast<int>(g.pad_w);
     const uint32_t inside = columns_inside(iw0, in_w, kCols);  // the same for every row
     const Acc initial = bias ? to_acc(bias[k]) : Acc(0);
-    Acc acc[kRows][kRowTile];
+    Acc acc[kTileRows][kRowTile];
 #pragma unroll
-    for (int o = 0; o < kRows; ++o)
+    for (int o = 0; o < kTileRows; ++o)
 #pragma unroll
       for (int q = 0; q < kRowTile; ++q) acc[o][q] = initial;
 #pragma unroll
@@ -193,7 +193,7 @@ __global__ void nchw_rows_kernel(const T* __restrict__ input, const T* __restric
       for (int j = 0; j < kCols; ++j)
         x[j] = inside >> j & 1 ? to_acc(in_plane[first_column + j]) : Acc(0);
 #pragma unroll
-      for (int o = 0; o < kRows; ++o) {
+      for (int o = 0; o < kTileRows; ++o) {
         const int r = e - o * kStride;  // the kernel row through which output row o reads it
         if (r < 0 || r >= kWindow) continue;
 #pragma unroll
@@ -205,7 +205,7 @@ __global__ void nchw_rows_kernel(const T* __restrict__ input, const T* __restric
       }
     }
 #pragma unroll
-    for (int o = 0; o < kRows; ++o) {
+    for (int o = 0; o < kTileRows; ++o) {
       if (oh0 + o >= out_h) break;
       T* out_row = output + (int64_t{plane} * out_h + oh0 + o) * out_w;
 #pragma unroll
@@ -429,11 +429,9 @@ int segments_of(const ConvGeometry& g, int outs) {
   return static_cast<int>((g.out_w + outs - 1) / outs);
 }
 
-// The NCHW row kernel's groups of tile_rows output rows per plane (compiled-in shapes: the
-// stride is square).
+// The NCHW row kernel's groups of kTileRows output rows per plane.
 int row_groups_of(const ConvGeometry& g) {
-  const int rows = tile_rows(static_cast<int>(g.stride_h));
-  return static_cast<int>((g.out_h + rows - 1) / rows);
+  return static_cast<int>((g.out_h + kTileRows - 1) / kTileRows);
 }
 
 }  // namespace
