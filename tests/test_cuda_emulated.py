@@ -298,6 +298,8 @@ DEPTHWISE_CASES = [
     (1, 1, 12, 12, (3, 3), (1, 1), (2, 2), (2, 2), True),
     (1, 2, 9, 40, (3, 5), (2, 1), (0, 2), (1, 1), True),
     (1, 1, 20, 36, (11, 11), (1, 1), (5, 5), (1, 1), True),
+    # strided, with outputs on both of a tile thread's rows (the second 8 rows down)
+    (1, 1, 21, 12, (5, 5), (2, 2), (2, 2), (1, 1), True),
 ]
 
 

@@ -69,31 +69,46 @@ __global__ void __launch_bounds__(kThreadsX* kThreadsY)
   const int taps = static_cast<int>(g.kernel_h * g.kernel_w);
 
   const T* in_plane = input + (n * g.in_channels + channel) * g.in_h * g.in_w;
-  const int tid = threadIdx.y * kThreadsX + threadIdx.x;
-  for (int e = tid; e < patch_h * patch_w; e += kThreadsX * kThreadsY) {
-    const int ih = ih0 + e / patch_w, iw = iw0 + e % patch_w;
-    const bool inside = ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w;
-    patch[e] = inside ? to_acc(in_plane[int64_t{ih} * g.in_w + iw]) : Acc(0);
+  const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
+  // Row by row, a thread a column: no division by the patch width per element.
+  for (int y = threadIdx.y; y < patch_h; y += kThreadsY) {
+    const int ih = ih0 + y;
+    const bool row_inside = ih >= 0 && ih < in_h;
+    for (int x = threadIdx.x; x < patch_w; x += kThreadsX) {
+      const int iw = iw0 + x;
+      patch[y * patch_w + x] =
+          row_inside && iw >= 0 && iw < in_w ? to_acc(in_plane[int64_t{ih} * in_w + iw]) : Acc(0);
+    }
   }
+  const int tid = threadIdx.y * kThreadsX + threadIdx.x;
   for (int e = tid; e < taps; e += kThreadsX * kThreadsY) filter[e] = to_acc(weight[k * taps + e]);
   __syncthreads();
 
   const int ow = ow0 + threadIdx.x;
   if (ow >= g.out_w) return;
+  // The thread's output rows threadIdx.y + i * kThreadsY share each filter value read.
+  constexpr int kRows = kTileH / kThreadsY;
+  const int row_step = static_cast<int>(g.stride_h) * patch_w;  // between output rows
+  const int dilation_h = static_cast<int>(g.dilation_h);
+  const int dilation_w = static_cast<int>(g.dilation_w);
+  const Acc* window = patch + threadIdx.y * row_step + threadIdx.x * static_cast<int>(g.stride_w);
   const Acc initial = bias ? to_acc(bias[k]) : Acc(0);
-  T* out_plane = output + plane * g.out_h * g.out_w;
-  for (int oy = threadIdx.y; oy < kTileH; oy += kThreadsY) {
-    const int oh = oh0 + oy;
-    if (oh >= g.out_h) break;
-    const Acc* window = patch + oy * static_cast<int>(g.stride_h) * patch_w +
-                        threadIdx.x * static_cast<int>(g.stride_w);
-    Acc acc = initial;
-    for (int r = 0; r < g.kernel_h; ++r) {
-      const Acc* row = window + r * static_cast<int>(g.dilation_h) * patch_w;
-      for (int s = 0; s < g.kernel_w; ++s)
-        acc += row[s * static_cast<int>(g.dilation_w)] * filter[r * g.kernel_w + s];
+  Acc acc[kRows];
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) acc[i] = initial;
+  for (int r = 0; r < g.kernel_h; ++r) {
+    const Acc* row = window + r * dilation_h * patch_w;
+    for (int s = 0; s < g.kernel_w; ++s) {
+      const Acc f = filter[r * g.kernel_w + s];
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) acc[i] += row[i * kThreadsY * row_step + s * dilation_w] * f;
     }
-    out_plane[int64_t{oh} * g.out_w + ow] = from_acc<T>(acc);
+  }
+  T* out_plane = output + plane * g.out_h * g.out_w;
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+    const int oh = oh0 + threadIdx.y + i * kThreadsY;
+    if (oh < g.out_h) out_plane[int64_t{oh} * g.out_w + ow] = from_acc<T>(acc[i]);
   }
 }
 
