@@ -62,13 +62,6 @@ CLASSIC_OPS_HOST_DEVICE inline Index reading_output(Index in_pos, Index tap, Ind
   return reach / stride;
 }
 
-// Where pixel (n, h, w) of a tensor whose channels lie contiguously (channels_last, or a
-// window of one such as a stride phase of grad_input) starts, in elements:
-// n * image + h * row + w * column.
-struct PixelStrides {
-  int64_t image, row, column;
-};
-
 struct PoolGeometry {
   int64_t batch, channels, in_h, in_w, out_h, out_w;
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;

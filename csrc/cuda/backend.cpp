@@ -171,7 +171,7 @@ void run_implicit_gemm(const at::Tensor& input, const at::Tensor& weight_krsc,
   CLASSIC_OPS_DISPATCH_NO_DOUBLE(input.scalar_type(), "classic_ops_cuda_implicit_gemm", [&] {
     C10_CUDA_CHECK(cuda::conv2d_forward_implicit_gemm(
         in_ptr<scalar_t>(x), in_ptr<scalar_t>(w), in_ptr<scalar_t>(bias), out_ptr<scalar_t>(output),
-        PixelStrides{output.stride(0), output.stride(2), output.stride(3)}, g, relu,
+        strides_of(output), g, relu,
         partials.defined() ? partials.mutable_data_ptr<float>() : nullptr, splits,
         warpgroup_row_bytes(g), current_stream()));
   });

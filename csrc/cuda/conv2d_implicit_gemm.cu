@@ -520,9 +520,9 @@ struct ForwardStore {
         out_channels(static_cast<int>(g.out_channels)),
         n0(n0_) {
     // Every pixel's start a multiple of four elements where the output's rows are.
-    const bool starts_aligned = pixels.dense || (pixels.strides.image % 4 == 0 &&
-                                                 pixels.strides.row % 4 == 0 &&
-                                                 pixels.strides.column % 4 == 0);
+    const bool starts_aligned = pixels.dense || (pixels.image % 4 == 0 &&
+                                                 pixels.row % 4 == 0 &&
+                                                 pixels.column % 4 == 0);
     aligned = partials != nullptr ? groups_aligned(partials, out_channels)
                                   : groups_aligned(output, out_channels) && starts_aligned;
   }
@@ -783,7 +783,7 @@ int64_t forward_tiles(const ConvGeometry& g) {
 template <typename T, class Tile, auto kKernel, int kReductionBytes = kTileKBytes,
           int kKernelSharedBytes = kSharedBytes>
 cudaError_t launch_forward(const T* input, const T* weight_krsc, const T* bias, T* output,
-                           const PixelStrides& output_pixels, const ConvGeometry& g, bool relu,
+                           const Strides4& output_strides, const ConvGeometry& g, bool relu,
                            float* partials, int splits, cudaStream_t stream) {
   static bool attribute_set[64] = {};
   const cudaError_t err = allow_shared_bytes(kKernel, kKernelSharedBytes, attribute_set);
@@ -791,7 +791,7 @@ cudaError_t launch_forward(const T* input, const T* weight_krsc, const T* bias, 
   const int64_t m_total = g.batch * g.out_h * g.out_w;
   const int64_t steps = ceil_div(g.kernel_h * g.kernel_w * g.in_channels,
                                  kReductionBytes / static_cast<int>(sizeof(T)));
-  const PixelLayout layout = PixelLayout::pixels(output_pixels, g.out_channels, g.out_h, g.out_w);
+  const PixelLayout layout = PixelLayout::pixels(output_strides, g.out_channels, g.out_h, g.out_w);
   const dim3 grid(static_cast<unsigned int>(ceil_div(m_total, Tile::kM)),
                   static_cast<unsigned int>(ceil_div(g.out_channels, Tile::kN)), splits);
   launch_kernel(kKernel, grid, kBlockThreads, kKernelSharedBytes, stream, input, weight_krsc, bias,
@@ -820,28 +820,28 @@ bool implicit_gemm_warpgroup_fits(const ConvGeometry& g) {
 
 template <typename T, int kRowBytes>
 cudaError_t launch_warpgroup_forward(const T* input, const T* weight_krsc, const T* bias, T* output,
-                                     const PixelStrides& output_pixels, const ConvGeometry& g,
+                                     const Strides4& output_strides, const ConvGeometry& g,
                                      bool relu, float* partials, int splits, cudaStream_t stream) {
   using Rows = SwizzledRows<kRowBytes>;
   return launch_forward<T, SquareTile, warpgroup_forward_kernel<T, Rows>, Rows::kReductionBytes,
                         kWarpgroupSharedBytes<Rows>>(input, weight_krsc, bias, output,
-                                                     output_pixels, g, relu, partials, splits,
+                                                     output_strides, g, relu, partials, splits,
                                                      stream);
 }
 
 template <typename T>
 cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
-                                         T* output, const PixelStrides& output_pixels,
+                                         T* output, const Strides4& output_strides,
                                          const ConvGeometry& g, bool relu, float* partials,
                                          int splits, int warpgroup_row_bytes, cudaStream_t stream) {
   if (warpgroup_row_bytes == 64 || warpgroup_row_bytes == 128) {
     return (warpgroup_row_bytes == 64 ? launch_warpgroup_forward<T, 64>
                                       : launch_warpgroup_forward<T, 128>)(
-        input, weight_krsc, bias, output, output_pixels, g, relu, partials, splits, stream);
+        input, weight_krsc, bias, output, output_strides, g, relu, partials, splits, stream);
   }
   return (forward_tile_is_tall(g) ? launch_forward<T, TallTile, forward_kernel<T, TallTile>>
                                   : launch_forward<T, SquareTile, forward_kernel<T, SquareTile>>)(
-      input, weight_krsc, bias, output, output_pixels, g, relu, partials, splits, stream);
+      input, weight_krsc, bias, output, output_strides, g, relu, partials, splits, stream);
 }
 
 int implicit_gemm_grad_weight_splits(const ConvGeometry& g, int element_bytes,
@@ -896,7 +896,7 @@ bool implicit_gemm_grad_weight_fits(const ConvGeometry& g, int element_bytes) {
 
 #define INSTANTIATE(T)                                                                          \
   template cudaError_t conv2d_forward_implicit_gemm<T>(                                        \
-      const T*, const T*, const T*, T*, const PixelStrides&, const ConvGeometry&, bool, float*, \
+      const T*, const T*, const T*, T*, const Strides4&, const ConvGeometry&, bool, float*,     \
       int, int, cudaStream_t);                                                                 \
   template cudaError_t conv2d_grad_weight_implicit_gemm<T>(const T*, const T*, float*, int, T*, \
                                                            const ConvGeometry&, cudaStream_t);

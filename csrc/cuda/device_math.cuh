@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../geometry.h"
+#include "launchers.h"
 
 namespace classic_ops::cuda {
 
@@ -148,29 +148,29 @@ __device__ __forceinline__ float with_bias_and_relu(float v, const T* bias, int6
 }
 
 // Where a kernel writes the `channels` values of its row m (an output pixel, m = (n * height
-// + h) * width + w, below 2^31): at PixelStrides, or, where those are the dense ones, at
-// m * channels (a channels_last tensor, or any matrix of `channels` columns).
+// + h) * width + w, below 2^31): at the strides of a tensor whose channels are contiguous
+// (channels_last, or a window of one such as a stride phase of grad_input), or, where those
+// are the dense ones, at m * channels (also any matrix of `channels` columns).
 struct PixelLayout {
-  PixelStrides strides;
+  int64_t image, row, column;  // the strides' n, h and w
   int64_t channels;
   int height, width;
   bool dense;
 
   // Rows of `channels` values one after the other.
-  static PixelLayout rows_of(int64_t channels) { return {{0, 0, channels}, channels, 1, 1, true}; }
+  static PixelLayout rows_of(int64_t channels) { return {0, 0, channels, channels, 1, 1, true}; }
 
-  static PixelLayout pixels(const PixelStrides& s, int64_t channels, int64_t height,
-                            int64_t width) {
-    const bool dense =
-        s.column == channels && s.row == width * channels && s.image == height * s.row;
-    return {s, channels, static_cast<int>(height), static_cast<int>(width), dense};
+  // The channels of a pixel contiguous: s.c == 1.
+  static PixelLayout pixels(const Strides4& s, int64_t channels, int64_t height, int64_t width) {
+    const bool dense = s.w == channels && s.h == width * channels && s.n == height * s.h;
+    return {s.n, s.h, s.w, channels, static_cast<int>(height), static_cast<int>(width), dense};
   }
 
   __device__ __forceinline__ int64_t start(int64_t m) const {
     if (dense) return m * channels;
-    const int pixel = static_cast<int>(m), row = pixel / width;
-    return row / height * strides.image + int64_t{row % height} * strides.row +
-           int64_t{pixel % width} * strides.column;
+    const int pixel = static_cast<int>(m), pixel_row = pixel / width;
+    return pixel_row / height * image + int64_t{pixel_row % height} * row +
+           int64_t{pixel % width} * column;
   }
 };
 

@@ -28,9 +28,9 @@ cudaError_t conv2d_grad_weight(const T* grad_output, const T* input, T* grad_wei
                                const ConvGeometry& g, cudaStream_t stream);
 
 // Implicit GEMM on tensor cores (conv2d_implicit_gemm.cu) for groups = 1: channels_last
-// input, weight in (K, R, S, C) order, every pointer 16-byte aligned; output pixel
-// (n, oh, ow) written at output_pixels (a channels_last tensor, or a window of one such as
-// a stride phase of grad_input), its channels contiguous. float runs as TF32. bias may be
+// input, weight in (K, R, S, C) order, every pointer 16-byte aligned; output written at
+// output_strides, its channels contiguous (output_strides.c == 1): a channels_last tensor,
+// or a window of one such as a stride phase of grad_input. float runs as TF32. bias may be
 // null; relu applies a ReLU after the bias. The reduction is
 // split `splits` ways (implicit_gemm_forward_splits: more than one where the output tiles
 // are too few to fill the device), with splits * N * out_h * out_w * K floats of scratch
@@ -40,7 +40,7 @@ cudaError_t conv2d_grad_weight(const T* grad_output, const T* input, T* grad_wei
 // the warp MMA. Instantiated for float, __half and __nv_bfloat16.
 template <typename T>
 cudaError_t conv2d_forward_implicit_gemm(const T* input, const T* weight_krsc, const T* bias,
-                                         T* output, const PixelStrides& output_pixels,
+                                         T* output, const Strides4& output_strides,
                                          const ConvGeometry& g, bool relu, float* partials,
                                          int splits, int warpgroup_row_bytes, cudaStream_t stream);
 bool implicit_gemm_warpgroup_fits(const ConvGeometry& g);

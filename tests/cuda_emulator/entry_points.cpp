@@ -93,7 +93,7 @@ int emulated_conv2d_forward_implicit_gemm(int dtype, const void* input, const vo
     return conv2d_forward_implicit_gemm<T>(
         static_cast<const T*>(input), static_cast<const T*>(weight_krsc),
         static_cast<const T*>(bias), static_cast<T*>(output),
-        PixelStrides{output_strides[0], output_strides[2], output_strides[3]}, conv_geometry(g),
+        strides(output_strides), conv_geometry(g),
         relu != 0, partials, splits, warpgroup_row_bytes, nullptr);
   });
 }
