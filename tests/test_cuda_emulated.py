@@ -288,13 +288,18 @@ def test_direct_convolution(emulator, case, dtype):
 
 
 # (batch, channels per vector or 3 for NCHW, multiplier, height, width, kernel, stride,
-#  padding, dilation, bias): the 3x3 and 7x7 shapes compiled in, the others read at run time
+#  padding, dilation, bias): the 3x3 and 7x7 shapes compiled in; other windows at unit stride
+#  sliding along the rows (a ring of 8 columns NCHW, 4 channels_last: windows of 1, 5, 8,
+#  9 and 11 columns take none, part, one and more rounds of it); the rest read at run time
 DEPTHWISE_CASES = [
     (2, 1, 13, 11, (3, 3), (1, 1), (1, 1), (1, 1), True),
     (2, 1, 13, 11, (3, 3), (2, 2), (1, 1), (1, 1), True),
     (1, 1, 15, 14, (7, 7), (1, 1), (3, 3), (1, 1), True),
     (1, 2, 15, 14, (7, 7), (2, 2), (3, 3), (1, 1), True),
     (1, 2, 9, 10, (5, 5), (1, 1), (2, 2), (1, 1), False),
+    (1, 2, 7, 19, (2, 8), (1, 1), (1, 3), (1, 1), False),
+    (1, 1, 6, 5, (9, 9), (1, 1), (4, 4), (1, 1), True),
+    (1, 1, 5, 17, (1, 1), (1, 1), (0, 0), (1, 1), True),
     (1, 1, 12, 12, (3, 3), (1, 1), (2, 2), (2, 2), True),
     (1, 2, 9, 40, (3, 5), (2, 1), (0, 2), (1, 1), True),
     (1, 1, 20, 36, (11, 11), (1, 1), (5, 5), (1, 1), True),

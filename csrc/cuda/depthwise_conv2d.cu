@@ -3,10 +3,13 @@
 //
 // The common shapes (square 3x3 and 7x7 windows, stride 1 or 2, no dilation) are compiled
 // in: a thread computes several neighbouring outputs, so each input element it loads
-// serves several of them, and the loops unroll. Other shapes read the same template
-// parameters at run time (kWindow = 0).
+// serves several of them, and the loops unroll. The forward kernels take any other window
+// at unit strides and dilations the same way, its size read at run time (kWindow = 0,
+// kStride = 1): the thread's outputs slide along each input row a column a tap, so each
+// column is loaded once (slide_along_row). Other shapes read the same template parameters
+// at run time (kWindow = kStride = 0).
 //
-// NCHW: the fixed shapes run tiles of row segments (8 outputs along each of two rows)
+// NCHW: those shapes run tiles of row segments (8 outputs along each of two rows)
 // straight from global memory (L1 serves the overlap between neighbouring threads). Any
 // other shape runs in shared-memory tiles: a block copies the input patch under a kTileH x
 // kTileW output tile (zero-padded at the border) and the plane's filter into shared
@@ -117,15 +120,35 @@ template <int kValue>
 using Fixed = std::integral_constant<int, kValue>;
 
 // The outputs per thread along a row of the channels_last kernel: several where the window
-// is compiled in.
-template <int kWindow>
-constexpr int kOuts = kWindow > 0 ? 4 : 1;
+// is compiled in or slides at unit stride.
+template <int kWindow, int kStride>
+constexpr int kOuts = kWindow > 0 || kStride == 1 ? 4 : 1;
 
 // Bit j: whether column first + j of a row of `width` lies inside it, for j < columns
 // (at most 32).
 __device__ __forceinline__ uint32_t columns_inside(int first, int width, int columns) {
   const int begin = max(0, -first), end = min(columns, width - first);
   return begin < end ? (uint32_t{0xffffffff} >> (32 - end)) & ~((1u << begin) - 1) : 0;
+}
+
+// Runs a thread's kCount consecutive outputs along one kernel row of `width` taps at unit
+// stride: output q reads column s + q at tap s, so each tap needs one new column, column
+// s + kCount - 1 (load(column)), into a ring of kCount registers (slot column % kCount).
+// The taps go kCount at a time, unrolled, so that every slot index is a constant: no moves
+// between registers. step(s, at) then finds output q's column at at(q).
+template <int kCount, class Value, class Load, class Step>
+__device__ __forceinline__ void slide_along_row(int width, Load&& load, Step&& step) {
+  Value ring[kCount];
+#pragma unroll
+  for (int j = 0; j + 1 < kCount; ++j) ring[j] = load(j);
+  for (int s0 = 0; s0 < width; s0 += kCount) {
+#pragma unroll
+    for (int j = 0; j < kCount; ++j) {
+      if (s0 + j >= width) return;
+      ring[(j + kCount - 1) % kCount] = load(s0 + j + kCount - 1);
+      step(s0 + j, [&](int q) -> const Value& { return ring[(j + q) % kCount]; });
+    }
+  }
 }
 
 // The NCHW row kernel's tile: kRowTile outputs along each of kTileRows output rows a
@@ -138,9 +161,10 @@ __device__ __forceinline__ uint32_t columns_inside(int first, int width, int col
 // output: 5 input rows for 2 output rows instead of 3 for 1.)
 constexpr int kRowTile = 8, kTileRows = 2;
 
-// Calls launch(Fixed<window>, Fixed<stride>) with the compiled-in shape that matches g,
-// or with Fixed<0> for both when none does.
-template <class Launch>
+// Calls launch(Fixed<window>, Fixed<stride>) with the compiled-in shape that matches g;
+// else, for kernels that slide (kSliding), with Fixed<0>, Fixed<1> where g has unit strides
+// and dilations; else with Fixed<0> for both.
+template <bool kSliding = false, class Launch>
 cudaError_t with_compiled_shape(const ConvGeometry& g, Launch&& launch) {
   const bool square = g.kernel_h == g.kernel_w && g.stride_h == g.stride_w &&
                       g.dilation_h == 1 && g.dilation_w == 1;
@@ -148,12 +172,23 @@ cudaError_t with_compiled_shape(const ConvGeometry& g, Launch&& launch) {
   if (square && g.kernel_h == 3 && g.stride_h == 2) return launch(Fixed<3>{}, Fixed<2>{});
   if (square && g.kernel_h == 7 && g.stride_h == 1) return launch(Fixed<7>{}, Fixed<1>{});
   if (square && g.kernel_h == 7 && g.stride_h == 2) return launch(Fixed<7>{}, Fixed<2>{});
+  if constexpr (kSliding) {
+    if (g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1)
+      return launch(Fixed<0>{}, Fixed<1>{});
+  }
   return launch(Fixed<0>{}, Fixed<0>{});
 }
 
 bool has_compiled_shape(const ConvGeometry& g) {
   return with_compiled_shape(g, [](auto window, auto) {
            return decltype(window)::value > 0 ? cudaSuccess : cudaErrorNotSupported;
+         }) == cudaSuccess;
+}
+
+// Whether the forward kernels run g with several outputs a thread: compiled in or sliding.
+bool has_row_shape(const ConvGeometry& g) {
+  return with_compiled_shape</*kSliding=*/true>(g, [](auto, auto stride) {
+           return decltype(stride)::value > 0 ? cudaSuccess : cudaErrorNotSupported;
          }) == cudaSuccess;
 }
 
@@ -169,14 +204,29 @@ struct ThreadSplit {
   FastDivisor first, second, third;
 };
 
+// The window and stride of a kernel: compiled in (kWindow > 0: square, stride kStride,
+// no dilation), the window read from the geometry at unit strides and dilations (kWindow 0,
+// kStride 1), or all read from the geometry.
+template <int kWindow, int kStride>
+struct WindowShape {
+  int kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w;
+  __device__ __forceinline__ explicit WindowShape(const ConvGeometry& g) {
+    kernel_h = kWindow > 0 ? kWindow : static_cast<int>(g.kernel_h);
+    kernel_w = kWindow > 0 ? kWindow : static_cast<int>(g.kernel_w);
+    stride_h = kStride > 0 ? kStride : static_cast<int>(g.stride_h);
+    stride_w = kStride > 0 ? kStride : static_cast<int>(g.stride_w);
+    dilation_h = kStride > 0 ? 1 : static_cast<int>(g.dilation_h);
+    dilation_w = kStride > 0 ? 1 : static_cast<int>(g.dilation_w);
+  }
+};
+
 template <typename T, int kWindow, int kStride>
 __global__ void nchw_rows_kernel(const T* __restrict__ input, const T* __restrict__ weight,
                                  const T* __restrict__ bias, T* __restrict__ output,
                                  ConvGeometry g, ThreadSplit split, int total) {
-  static_assert(kWindow > 0);
+  static_assert(kWindow > 0 || kStride == 1);
   using Acc = acc_t<T>;
-  constexpr int kCols = (kRowTile - 1) * kStride + kWindow;
-  constexpr int kInputRows = (kTileRows - 1) * kStride + kWindow;
+  const WindowShape<kWindow, kStride> shape(g);
   const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
   const int out_h = static_cast<int>(g.out_h), out_w = static_cast<int>(g.out_w);
   const int multiplier = static_cast<int>(g.out_channels_per_group());
@@ -185,38 +235,73 @@ __global__ void nchw_rows_kernel(const T* __restrict__ input, const T* __restric
     const auto [plane, group] = split.second.divmod(row_group);
     const auto [n, k] = split.third.divmod(plane);
     const T* in_plane = input + (int64_t{n} * g.in_channels + k / multiplier) * in_h * in_w;
-    const T* filter = weight + k * kWindow * kWindow;
+    const T* filter = weight + k * shape.kernel_h * shape.kernel_w;
     const int oh0 = group * kTileRows, ow0 = segment * kRowTile;
-    const int ih0 = oh0 * kStride - static_cast<int>(g.pad_h);
-    const int iw0 = ow0 * kStride - static_cast<int>(g.pad_w);
-    const uint32_t inside = columns_inside(iw0, in_w, kCols);  // the same for every row
+    const int ih0 = oh0 * shape.stride_h - static_cast<int>(g.pad_h);
+    const int iw0 = ow0 * shape.stride_w - static_cast<int>(g.pad_w);
     const Acc initial = bias ? to_acc(bias[k]) : Acc(0);
     Acc acc[kTileRows][kRowTile];
 #pragma unroll
     for (int o = 0; o < kTileRows; ++o)
 #pragma unroll
       for (int q = 0; q < kRowTile; ++q) acc[o][q] = initial;
+    if constexpr (kWindow > 0) {
+      constexpr int kCols = (kRowTile - 1) * kStride + kWindow;
+      constexpr int kInputRows = (kTileRows - 1) * kStride + kWindow;
+      const uint32_t inside = columns_inside(iw0, in_w, kCols);  // the same for every row
 #pragma unroll
-    for (int e = 0; e < kInputRows; ++e) {
-      const int ih = ih0 + e;
-      if (ih < 0 || ih >= in_h) continue;
-      // Column j at a constant offset from one index, so the loads need no address
-      // arithmetic each.
-      const int64_t first_column = int64_t{ih} * in_w + iw0;
-      Acc x[kCols];
+      for (int e = 0; e < kInputRows; ++e) {
+        const int ih = ih0 + e;
+        if (ih < 0 || ih >= in_h) continue;
+        // Column j at a constant offset from one index, so the loads need no address
+        // arithmetic each.
+        const int64_t first_column = int64_t{ih} * in_w + iw0;
+        Acc x[kCols];
 #pragma unroll
-      for (int j = 0; j < kCols; ++j)
-        x[j] = inside >> j & 1 ? to_acc(in_plane[first_column + j]) : Acc(0);
+        for (int j = 0; j < kCols; ++j)
+          x[j] = inside >> j & 1 ? to_acc(in_plane[first_column + j]) : Acc(0);
 #pragma unroll
-      for (int o = 0; o < kTileRows; ++o) {
-        const int r = e - o * kStride;  // the kernel row through which output row o reads it
-        if (r < 0 || r >= kWindow) continue;
+        for (int o = 0; o < kTileRows; ++o) {
+          const int r = e - o * kStride;  // the kernel row through which output row o reads it
+          if (r < 0 || r >= kWindow) continue;
 #pragma unroll
-        for (int s = 0; s < kWindow; ++s) {
-          const Acc w = to_acc(filter[r * kWindow + s]);
+          for (int s = 0; s < kWindow; ++s) {
+            const Acc w = to_acc(filter[r * kWindow + s]);
 #pragma unroll
-          for (int q = 0; q < kRowTile; ++q) acc[o][q] += x[q * kStride + s] * w;
+            for (int q = 0; q < kRowTile; ++q) acc[o][q] += x[q * kStride + s] * w;
+          }
         }
+      }
+    } else {
+      const int kernel_h = shape.kernel_h, kernel_w = shape.kernel_w;
+      for (int e = 0; e < kTileRows - 1 + kernel_h; ++e) {
+        const int ih = ih0 + e;
+        if (ih < 0 || ih >= in_h) continue;
+        const T* in_row = in_plane + int64_t{ih} * in_w;
+        // Output row o reads this input row through kernel row e - o, where there is one.
+        bool reads[kTileRows];
+        const T* taps[kTileRows];
+#pragma unroll
+        for (int o = 0; o < kTileRows; ++o) {
+          reads[o] = e - o >= 0 && e - o < kernel_h;
+          taps[o] = filter + (reads[o] ? e - o : 0) * kernel_w;
+        }
+        slide_along_row<kRowTile, Acc>(
+            kernel_w,
+            [&](int column) {
+              const int iw = iw0 + column;
+              return static_cast<unsigned>(iw) < static_cast<unsigned>(in_w) ? to_acc(in_row[iw])
+                                                                              : Acc(0);
+            },
+            [&](int s, auto&& at) {
+#pragma unroll
+              for (int o = 0; o < kTileRows; ++o) {
+                if (!reads[o]) continue;
+                const Acc w = to_acc(taps[o][s]);
+#pragma unroll
+                for (int q = 0; q < kRowTile; ++q) acc[o][q] += at(q) * w;
+              }
+            });
       }
     }
 #pragma unroll
@@ -230,22 +315,6 @@ __global__ void nchw_rows_kernel(const T* __restrict__ input, const T* __restric
   }
 }
 
-// The window and stride of a kernel: compiled in (kWindow > 0: square, stride kStride,
-// no dilation) or read from the geometry.
-template <int kWindow, int kStride>
-struct WindowShape {
-  int kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w;
-  __device__ __forceinline__ explicit WindowShape(const ConvGeometry& g) {
-    constexpr bool kFixed = kWindow > 0;
-    kernel_h = kFixed ? kWindow : static_cast<int>(g.kernel_h);
-    kernel_w = kFixed ? kWindow : static_cast<int>(g.kernel_w);
-    stride_h = kFixed ? kStride : static_cast<int>(g.stride_h);
-    stride_w = kFixed ? kStride : static_cast<int>(g.stride_w);
-    dilation_h = kFixed ? 1 : static_cast<int>(g.dilation_h);
-    dilation_w = kFixed ? 1 : static_cast<int>(g.dilation_w);
-  }
-};
-
 template <typename T, int kWindow, int kStride>
 __global__ void channels_last_kernel(const T* __restrict__ input,
                                      const T* __restrict__ weight_rsc,
@@ -253,7 +322,7 @@ __global__ void channels_last_kernel(const T* __restrict__ input,
                                      ConvGeometry g, ThreadSplit split, int total) {
   using V = Vec16<T>;
   using Acc = acc_t<T>;
-  constexpr int kCount = kOuts<kWindow>;
+  constexpr int kCount = kOuts<kWindow, kStride>;
   const WindowShape<kWindow, kStride> shape(g);
   const int in_h = static_cast<int>(g.in_h), in_w = static_cast<int>(g.in_w);
   const int out_h = static_cast<int>(g.out_h), out_w = static_cast<int>(g.out_w);
@@ -299,6 +368,24 @@ __global__ void channels_last_kernel(const T* __restrict__ input,
             for (int j = 0; j < V::kSize; ++j)
               acc[q][j] += to_acc(x[q * kStride + s].v[j]) * to_acc(w.v[j]);
         }
+      } else if constexpr (kStride == 1) {
+        const T* taps = weight_rsc + r * shape.kernel_w * channels + c;
+        const T* first = row + int64_t{iw0} * channels;  // only columns inside are read
+        slide_along_row<kCount, V>(
+            shape.kernel_w,
+            [&](int column) {
+              return static_cast<unsigned>(iw0 + column) < static_cast<unsigned>(in_w)
+                         ? *reinterpret_cast<const V*>(first + column * channels)
+                         : V::zeros();
+            },
+            [&](int s, auto&& at) {
+              const V w = *reinterpret_cast<const V*>(taps + s * channels);
+#pragma unroll
+              for (int q = 0; q < kCount; ++q)
+#pragma unroll
+                for (int j = 0; j < V::kSize; ++j)
+                  acc[q][j] += to_acc(at(q).v[j]) * to_acc(w.v[j]);
+            });
       } else {
         static_assert(kCount == 1);
 #pragma unroll
@@ -452,7 +539,7 @@ int row_groups_of(const ConvGeometry& g) {
 }  // namespace
 
 bool depthwise_nchw_fits(const ConvGeometry& g, int acc_bytes) {
-  if (has_compiled_shape(g) &&
+  if (has_row_shape(g) &&
       g.batch * g.out_channels * row_groups_of(g) * segments_of(g, kRowTile) <= kMaxThreads &&
       g.batch * g.in_channels * g.in_h * g.in_w < (int64_t{1} << 31)) {
     return true;
@@ -474,9 +561,9 @@ bool depthwise_channels_last_fits(const ConvGeometry& g, int element_bytes) {
 template <typename T>
 cudaError_t depthwise_conv2d_forward_nchw(const T* input, const T* weight, const T* bias,
                                           T* output, const ConvGeometry& g, cudaStream_t stream) {
-  return with_compiled_shape(g, [&](auto window, auto stride) {
+  return with_compiled_shape</*kSliding=*/true>(g, [&](auto window, auto stride) {
     constexpr int kWindow = decltype(window)::value, kStride = decltype(stride)::value;
-    if constexpr (kWindow > 0) {
+    if constexpr (kStride > 0) {
       const int segments = segments_of(g, kRowTile), row_groups = row_groups_of(g);
       const int64_t total = g.batch * g.out_channels * row_groups * segments;
       const ThreadSplit split{FastDivisor(segments), FastDivisor(row_groups),
@@ -500,9 +587,9 @@ template <typename T>
 cudaError_t depthwise_conv2d_forward_channels_last(const T* input, const T* weight_rsc,
                                                    const T* bias, T* output, const ConvGeometry& g,
                                                    cudaStream_t stream) {
-  return with_compiled_shape(g, [&](auto window, auto stride) {
+  return with_compiled_shape</*kSliding=*/true>(g, [&](auto window, auto stride) {
     constexpr int kWindow = decltype(window)::value, kStride = decltype(stride)::value;
-    const int segments = segments_of(g, kOuts<kWindow>);
+    const int segments = segments_of(g, kOuts<kWindow, kStride>);
     const int64_t vectors = g.in_channels / Vec16<T>::kSize;
     const int64_t total = g.batch * g.out_h * segments * vectors;
     const ThreadSplit split{FastDivisor(static_cast<uint32_t>(vectors)), FastDivisor(segments),

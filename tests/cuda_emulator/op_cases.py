@@ -60,8 +60,12 @@ CONV_CASES = [
      1, 16, False, False),
     ("depthwise_vectors_wide_padding", "depthwise_conv2d", "float32", "cl", 1, 8, 7, 7, 8, 3, 1,
      3, 1, 8, True, False),
-    ("depthwise_tiles", "depthwise_conv2d", "float16", "nchw", 1, 4, 12, 12, 4, 5, 1, 2, 1, 4,
+    ("depthwise_tiles", "depthwise_conv2d", "float16", "nchw", 1, 4, 13, 12, 4, 5, 2, 2, 1, 4,
      True, True),
+    ("depthwise_sliding", "depthwise_conv2d", "float16", "nchw", 1, 4, 12, 12, 4, 5, 1, 2, 1, 4,
+     True, True),
+    ("depthwise_vectors_sliding", "depthwise_conv2d", "bfloat16", "cl", 1, 16, 9, 11, 16, 5, 1,
+     2, 1, 16, True, False),
     ("depthwise_multiplier", "conv2d", "float32", "nchw", 1, 3, 14, 14, 6, 7, 2, 3, 1, 3, False,
      False),
 ]
