@@ -173,9 +173,13 @@ def test_unbatched_input(device):
     assert torch.equal(out, ref) and torch.equal(idx, ref_idx)
 
 
-def test_window_without_input():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_window_without_input(channels_last):
     # Window 0 covers rows -1 and 1 of a 1-row input: no input element at all.
-    x = torch.randn(1, 2, 1, 6, requires_grad=True)
+    x = torch.randn(1, 2, 1, 6)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
     args = dict(kernel_size=(2, 1), stride=1, padding=(1, 0), dilation=(2, 1))
     out, idx = cf.max_pool2d(x, **args, return_indices=True)
     ref, ref_idx = F.max_pool2d(x, **args, return_indices=True)
@@ -184,3 +188,71 @@ def test_window_without_input():
     # The indices point outside the plane; instead of writing there, backward refuses.
     with pytest.raises(ValueError, match="indices must lie in"):
         out.sum().backward()
+
+
+_POOL_GEOMETRIES = [  # kernel, stride, padding: overlapping windows first
+    ((3, 3), (1, 1), (1, 1)), ((3, 3), (2, 2), (1, 1)), ((2, 3), (1, 2), (1, 0)), ((2, 2), (2, 2), (0, 0)),
+]
+
+
+def _native_pool_backward_pair(x, geometry, make_indices=None, seed=0):
+    """grad_input from our op and from PyTorch's CPU backward for the same grad_output (with
+    some NaN and infinities) and indices (the forward's, or make_indices(forward's))."""
+    kernel, stride, padding = geometry
+    args = (list(kernel), list(stride), list(padding), [1, 1], False)
+    out, indices = torch.ops.aten.max_pool2d_with_indices(x, *args)
+    if make_indices is not None:
+        indices = make_indices(indices)
+    gen = torch.Generator().manual_seed(seed)
+    grad = torch.randn(out.shape, generator=gen).to(x.dtype)
+    # A NaN or infinite gradient reaches only the element its index names.
+    grad.view(-1)[torch.randperm(grad.numel(), generator=gen)[:9]] = torch.tensor(
+        [float("nan"), float("inf"), -float("inf")] * 3, dtype=x.dtype)
+    grad = grad.contiguous(memory_format=memory_format_of(out))
+    ours = torch.ops.classic_ops.max_pool2d_grad_input(grad, x, indices, *args)
+    ref = torch.ops.aten.max_pool2d_with_indices_backward(grad, x, *args, indices)
+    return ours, ref, indices
+
+
+def _assert_same_bits(ours, ref):
+    assert ours.isnan().any()  # the poisoned gradients arrived
+    assert torch.equal(ours.isnan(), ref.isnan())
+    assert torch.equal(ours.nan_to_num(), ref.nan_to_num())
+    assert torch.equal(ours.nan_to_num().signbit(), ref.nan_to_num().signbit())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("geometry", _POOL_GEOMETRIES, ids=str)
+def test_backward_sums_as_pytorch_does_on_cpu(geometry, channels_last, dtype, cpu_path):
+    # Few distinct values tie often, so overlapping windows pick the same element and up to
+    # nine gradients sum into it: PyTorch adds them in output order, rounding each sum to
+    # the dtype, and grad_input must equal its bit for bit. 19 channels leave a tail after
+    # the vectors of eight.
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randint(-2, 3, (2, 19, 11, 13), generator=gen).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ours, ref, indices = _native_pool_backward_pair(x, geometry)
+    plane = x.shape[2] * x.shape[3]
+    shared = torch.stack([torch.bincount(i.flatten(), minlength=plane) for i in indices.flatten(0, 1)])
+    assert geometry[1][0] >= geometry[0][0] or shared.max() >= 3  # the sums this test is about
+    assert memory_format_of(ours) == memory_format_of(ref)
+    _assert_same_bits(ours, ref)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_backward_of_indices_outside_their_windows_scatters_as_pytorch_does(channels_last, cpu_path):
+    # Indices not from a forward pass may name any element of the plane; PyTorch's CPU
+    # backward adds each gradient there, and so must the channels_last gather's fallback.
+    x = torch.randn(2, 19, 9, 10)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(5)
+
+    def anywhere(indices):
+        return torch.randint(0, 90, indices.shape, generator=gen).contiguous(
+            memory_format=memory_format_of(indices))
+
+    ours, ref, _ = _native_pool_backward_pair(x, _POOL_GEOMETRIES[1], anywhere)
+    _assert_same_bits(ours, ref)

@@ -107,6 +107,12 @@ void max_pool2d_inference_avx2(const at::Tensor& input, const at::Tensor& output
 bool max_pool2d_with_indices_avx2(const at::Tensor& input, const at::Tensor& output,
                                   const at::Tensor& indices, const PoolGeometry& g);
 
+// float32 max-pooling grad_input on AVX2 over channels_last, for indices that each lie in
+// their own window (as the forward pass writes them); returns false for anything else,
+// having done nothing or written grad_input only in part.
+bool max_pool2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& indices,
+                                const at::Tensor& grad_input, const PoolGeometry& g);
+
 void max_pool2d_forward(const at::Tensor& input, const at::Tensor& output,
                         const at::Tensor& indices, const PoolGeometry& g);
 void max_pool2d_grad_input(const at::Tensor& grad_output, const at::Tensor& indices,

@@ -172,6 +172,10 @@ void max_pool2d_forward(const at::Tensor& input, const at::Tensor& output,
 
 void max_pool2d_grad_input(const at::Tensor& grad_output, const at::Tensor& indices,
                            const at::Tensor& grad_input, const PoolGeometry& g) {
+  if (grad_output.scalar_type() == at::kFloat && use_avx2() &&
+      max_pool2d_grad_input_avx2(grad_output, indices, grad_input, g)) {
+    return;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
                                   "classic_ops_max_pool2d_grad_input",
                                   [&] { grad_input_impl<scalar_t>(grad_output, indices, grad_input, g); });

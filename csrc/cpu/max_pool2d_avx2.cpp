@@ -14,10 +14,19 @@
 // vectors, in the same order as the scalar kernel (so ties and NaNs pick the same index);
 // outputs whose window starts in the left padding run scalar, and the last few of a row
 // as one vector whose extra lanes are dropped.
+//
+// The channels_last backward gathers: each input pixel sums, over the windows that hold it
+// in ascending output order (the order of PyTorch's scatter, so the sums round alike), the
+// gradients of the channels whose index names it, eight channels per instruction. Every
+// element is written once, with no zeroing pass and no scattered read-modify-write, and
+// rows of pixels are the tasks, so a batch of one spreads over the threads too. An index
+// outside its own window (not from a forward pass) matches nowhere; the count of matches
+// shows it, and the portable scatter then runs instead.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -249,7 +258,102 @@ void indexed_planes(const at::Tensor& input, const at::Tensor& output, const at:
   });
 }
 
+// For each input position along one axis, the outputs whose windows hold it, ascending:
+// outputs[first[pos]] to outputs[first[pos + 1] - 1].
+struct CoveringOutputs {
+  std::vector<int64_t> first{0}, outputs;
+  CoveringOutputs(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+                  int64_t dilation) {
+    for (int64_t pos = 0; pos < in; ++pos) {
+      for (int64_t k = kernel - 1; k >= 0; --k) {  // the output rises as the tap falls
+        const int64_t start = pos + pad - k * dilation;
+        if (start >= 0 && start % stride == 0 && start / stride < out) {
+          outputs.push_back(start / stride);
+        }
+      }
+      first.push_back(static_cast<int64_t>(outputs.size()));
+    }
+  }
+};
+
+// pixel[c], c < channels, is the sum in window order of grad[windows[w] + c] over the
+// windows w < window_count whose indices[windows[w] + c] is position; returns how many
+// were. Windows that miss add +0, which leaves the sum as it was: it starts at +0, and a
+// sum is -0 only when both terms are.
+__attribute__((target("avx2"))) int64_t gather_pixel(
+    float* pixel, const int64_t* indices, const float* grad, const int64_t* windows,
+    int64_t window_count, int64_t position, int64_t channels) {
+  const __m256i target = _mm256_set1_epi64x(position);
+  // The 32-bit halves of the two 64-bit compares, interleaved by the blend, back in order.
+  const __m256i halves_in_order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  __m256i minus_matched = _mm256_setzero_si256();  // a hit lane adds -1
+  int64_t c = 0;
+  for (; c + 8 <= channels; c += 8) {
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t w = 0; w < window_count; ++w) {
+      const int64_t* idx = indices + windows[w] + c;
+      const __m256i low =
+          _mm256_cmpeq_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)), target);
+      const __m256i high =
+          _mm256_cmpeq_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + 4)), target);
+      const __m256i hit = _mm256_permutevar8x32_epi32(_mm256_blend_epi32(low, high, 0xAA),
+                                                      halves_in_order);
+      const __m256 added = _mm256_loadu_ps(grad + windows[w] + c);
+      sum = _mm256_add_ps(sum, _mm256_and_ps(_mm256_castsi256_ps(hit), added));
+      minus_matched = _mm256_add_epi32(minus_matched, hit);
+    }
+    _mm256_storeu_ps(pixel + c, sum);
+  }
+  alignas(32) int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), minus_matched);
+  int64_t matched = 0;
+  for (const int32_t lane : lanes) matched -= lane;
+  for (; c < channels; ++c) {
+    float sum = 0.0f;
+    for (int64_t w = 0; w < window_count; ++w) {
+      const bool hit = indices[windows[w] + c] == position;
+      sum += hit ? grad[windows[w] + c] : 0.0f;
+      matched += hit;
+    }
+    pixel[c] = sum;
+  }
+  return matched;
+}
+
 }  // namespace
+
+bool max_pool2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor& indices,
+                                const at::Tensor& grad_input, const PoolGeometry& g) {
+  if (grad_input.suggest_memory_format() != at::MemoryFormat::ChannelsLast) return false;
+  const float* gout = grad_output.const_data_ptr<float>();
+  const int64_t* idx = indices.const_data_ptr<int64_t>();
+  float* gin = grad_input.mutable_data_ptr<float>();
+  const int64_t channels = g.channels, out_image = g.out_h * g.out_w * channels;
+  const CoveringOutputs rows(g.in_h, g.out_h, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h);
+  const CoveringOutputs cols(g.in_w, g.out_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
+  std::atomic<int64_t> matched{0};
+  at::parallel_for(0, g.batch * g.in_h, grain_for(2 * g.in_w * channels), [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> windows(g.kernel_h * g.kernel_w);  // offsets of a pixel's windows
+    int64_t task_matched = 0;
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / g.in_h, h = row % g.in_h;
+      for (int64_t w = 0; w < g.in_w; ++w) {
+        int64_t window_count = 0;
+        for (int64_t i = rows.first[h]; i < rows.first[h + 1]; ++i) {
+          for (int64_t j = cols.first[w]; j < cols.first[w + 1]; ++j) {
+            windows[window_count++] = (rows.outputs[i] * g.out_w + cols.outputs[j]) * channels;
+          }
+        }
+        const int64_t position = h * g.in_w + w;
+        task_matched += gather_pixel(gin + (n * g.in_h * g.in_w + position) * channels,
+                                     idx + n * out_image, gout + n * out_image, windows.data(),
+                                     window_count, position, channels);
+      }
+    }
+    matched += task_matched;
+  });
+  return matched.load() == g.batch * out_image;
+}
 
 bool max_pool2d_with_indices_avx2(const at::Tensor& input, const at::Tensor& output,
                                   const at::Tensor& indices, const PoolGeometry& g) {
