@@ -279,6 +279,24 @@ def test_cuda_tensors_on_a_second_device():
         assert out.device == torch.device("cuda", 1)
 
 
+def test_cuda_depthwise_weight_past_two_to_the_31():
+    # A 31x31 window over 2 channels with multiplier 1,117,319: the weight passes 2^31
+    # elements while the input, the output and the row kernel's thread count stay small,
+    # so only the weight's offset can wrap. The window covers the whole input, so output
+    # k is the dot product of weight k with its input plane.
+    multiplier, taps = 1_117_319, 31 * 31
+    x = torch.randn(1, 2, 31, 31, device="cuda", dtype=torch.float16)
+    w = torch.randn(2 * multiplier, 1, 31, 31, device="cuda", dtype=torch.float16)
+    assert w.numel() > 2**31
+    out = cf.conv2d(x, w, groups=2).view(2, multiplier)
+    for group in range(2):
+        want = w[group * multiplier:(group + 1) * multiplier].view(multiplier, taps).float() @ \
+            x[0, group].reshape(taps).float()
+        assert relative_error(out[group], want) < RELATIVE_ERROR[torch.float16]
+    del x, w, out
+    torch.cuda.empty_cache()
+
+
 def test_cuda_max_pool_indexes_past_two_to_the_31():
     # Over 2^31 half elements, NCHW (strided kernel) and channels_last with 8 channels
     # (vector kernel): offsets past 2^31 must not wrap.

@@ -235,7 +235,8 @@ __global__ void nchw_rows_kernel(const T* __restrict__ input, const T* __restric
     const auto [plane, group] = split.second.divmod(row_group);
     const auto [n, k] = split.third.divmod(plane);
     const T* in_plane = input + (int64_t{n} * g.in_channels + k / multiplier) * in_h * in_w;
-    const T* filter = weight + k * shape.kernel_h * shape.kernel_w;
+    // The weight may pass 2^31 elements (a large multiplier times a large window).
+    const T* filter = weight + int64_t{k} * shape.kernel_h * shape.kernel_w;
     const int oh0 = group * kTileRows, ow0 = segment * kRowTile;
     const int ih0 = oh0 * shape.stride_h - static_cast<int>(g.pad_h);
     const int iw0 = ow0 * shape.stride_w - static_cast<int>(g.pad_w);
