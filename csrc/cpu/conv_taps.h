@@ -1,13 +1,14 @@
 // The index geometry every CPU convolution and pooling kernel walks: for one kernel tap
 // (r, s), the rows of output positions whose input position lies inside the (unpadded)
 // input (the forward pass, grad_input and grad_weight differ only in what they do with each
-// row), and the taps of one pooling window.
+// row), the taps of one pooling window, and the outputs that read each input position.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "../checks.h"
 
@@ -49,6 +50,32 @@ struct PoolWindow {
   int64_t first_index(const PoolGeometry& g) const {
     return row(g, rows.begin) * g.in_w + col(g, cols.begin);
   }
+};
+
+// Where an input position takes gradient from along one axis: kernel tap `tap` of output
+// position `out` reads it.
+struct TapSource {
+  int64_t tap, out;
+};
+
+// The TapSources of each input position along one axis, those of position i at
+// [first[i], first[i + 1]) of `sources`, by rising tap (so by falling output).
+struct AxisSources {
+  std::vector<TapSource> sources;
+  std::vector<int64_t> first;
+  AxisSources(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+              int64_t dilation) {
+    for (int64_t i = 0; i < in; ++i) {
+      first.push_back(static_cast<int64_t>(sources.size()));
+      for (int64_t k = 0; k < kernel; ++k) {
+        const int64_t o = reading_output(i, k, stride, pad, dilation, out);
+        if (o >= 0) sources.push_back({k, o});
+      }
+    }
+    first.push_back(static_cast<int64_t>(sources.size()));
+  }
+  const TapSource* begin(int64_t i) const { return sources.data() + first[i]; }
+  const TapSource* end(int64_t i) const { return sources.data() + first[i + 1]; }
 };
 
 // NaN wins, as in PyTorch: a NaN in a window is the window's max (the last NaN, for the

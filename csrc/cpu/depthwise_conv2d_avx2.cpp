@@ -676,32 +676,6 @@ constexpr auto kTapIndices = std::make_integer_sequence<int, kGradientRows * kGr
 const std::array<TapGradients, kGradientRows * kGradientTaps> kTapGradients[2] = {
     tap_gradients_for<false>(kTapIndices), tap_gradients_for<true>(kTapIndices)};
 
-// Where an input position takes gradient from along one axis: kernel tap `tap` of output
-// position `out` reads it.
-struct TapSource {
-  int64_t tap, out;
-};
-
-// The TapSources of each input position along one axis, those of position i at
-// [first[i], first[i + 1]) of `sources`.
-struct AxisSources {
-  std::vector<TapSource> sources;
-  std::vector<int64_t> first;
-  AxisSources(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
-              int64_t dilation) {
-    for (int64_t i = 0; i < in; ++i) {
-      first.push_back(static_cast<int64_t>(sources.size()));
-      for (int64_t k = 0; k < kernel; ++k) {
-        const int64_t o = reading_output(i, k, stride, pad, dilation, out);
-        if (o >= 0) sources.push_back({k, o});
-      }
-    }
-    first.push_back(static_cast<int64_t>(sources.size()));
-  }
-  const TapSource* begin(int64_t i) const { return sources.data() + first[i]; }
-  const TapSource* end(int64_t i) const { return sources.data() + first[i + 1]; }
-};
-
 // out[c] = (kAdd ? out[c] : 0) + a[c] * b[c] for the `channels` channels of a pixel.
 template <bool kAdd>
 __attribute__((target("avx2,fma"))) inline void multiply_channels(const float* a, const float* b,

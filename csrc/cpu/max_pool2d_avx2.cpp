@@ -258,24 +258,6 @@ void indexed_planes(const at::Tensor& input, const at::Tensor& output, const at:
   });
 }
 
-// For each input position along one axis, the outputs whose windows hold it, ascending:
-// outputs[first[pos]] to outputs[first[pos + 1] - 1].
-struct CoveringOutputs {
-  std::vector<int64_t> first{0}, outputs;
-  CoveringOutputs(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
-                  int64_t dilation) {
-    for (int64_t pos = 0; pos < in; ++pos) {
-      for (int64_t k = kernel - 1; k >= 0; --k) {  // the output rises as the tap falls
-        const int64_t start = pos + pad - k * dilation;
-        if (start >= 0 && start % stride == 0 && start / stride < out) {
-          outputs.push_back(start / stride);
-        }
-      }
-      first.push_back(static_cast<int64_t>(outputs.size()));
-    }
-  }
-};
-
 // pixel[c], c < channels, is the sum in window order of grad[windows[w] + c] over the
 // windows w < window_count whose indices[windows[w] + c] is position; returns how many
 // were. Windows that miss add +0, which leaves the sum as it was: it starts at +0, and a
@@ -329,8 +311,8 @@ bool max_pool2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor&
   const int64_t* idx = indices.const_data_ptr<int64_t>();
   float* gin = grad_input.mutable_data_ptr<float>();
   const int64_t channels = g.channels, out_image = g.out_h * g.out_w * channels;
-  const CoveringOutputs rows(g.in_h, g.out_h, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h);
-  const CoveringOutputs cols(g.in_w, g.out_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
+  const AxisSources rows(g.in_h, g.out_h, g.kernel_h, g.stride_h, g.pad_h, g.dilation_h);
+  const AxisSources cols(g.in_w, g.out_w, g.kernel_w, g.stride_w, g.pad_w, g.dilation_w);
   std::atomic<int64_t> matched{0};
   at::parallel_for(0, g.batch * g.in_h, grain_for(2 * g.in_w * channels), [&](int64_t begin, int64_t end) {
     std::vector<int64_t> windows(g.kernel_h * g.kernel_w);  // offsets of a pixel's windows
@@ -338,10 +320,11 @@ bool max_pool2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tensor&
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / g.in_h, h = row % g.in_h;
       for (int64_t w = 0; w < g.in_w; ++w) {
+        // Sources come by rising tap, so by falling output: backwards, outputs rise.
         int64_t window_count = 0;
-        for (int64_t i = rows.first[h]; i < rows.first[h + 1]; ++i) {
-          for (int64_t j = cols.first[w]; j < cols.first[w + 1]; ++j) {
-            windows[window_count++] = (rows.outputs[i] * g.out_w + cols.outputs[j]) * channels;
+        for (const TapSource* r = rows.end(h); r-- != rows.begin(h);) {
+          for (const TapSource* c = cols.end(w); c-- != cols.begin(w);) {
+            windows[window_count++] = (r->out * g.out_w + c->out) * channels;
           }
         }
         const int64_t position = h * g.in_w + w;
