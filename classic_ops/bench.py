@@ -17,7 +17,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -142,6 +142,17 @@ def quick_layers():
     return layers + [vgg_pool, resnet_pool]
 
 
+def with_depthwise_kernel(layer, size):
+    """A depthwise layer with its window widened (or narrowed) to size x size, padded to keep
+    its output size: the MobileNet layers at the larger windows that later networks use
+    (7x7 in ConvNeXt, up to 31x31 in RepLKNet). Other layers are returned as they are."""
+    if layer.operator != "depthwise":
+        return layer
+    pad = tuple(d * (size - 1) // 2 for d in layer.dilation)
+    return replace(layer, weight_shape=(*layer.weight_shape[:2], size, size), kernel_size=(size, size),
+                   padding=pad)
+
+
 # ---------------------------------------------------------------- what is timed
 
 
@@ -173,15 +184,21 @@ def _pair_of_calls(layer, batch, dtype, device, memory_format, pass_):
     w = w.contiguous(memory_format=memory_format)
     conv = (list(layer.stride), list(layer.padding), list(layer.dilation), layer.groups)
     flops = 2 * layer.macs(batch)
+    out_bytes = batch * layer.weight_shape[0] * math.prod(layer.output_hw()) * x.element_size()
+    # Depthwise layers are bound by memory, not arithmetic: what each op must read and write
+    # at least (each tensor once; backward is two ops, each reading grad) measures them
+    # against the copy bandwidth.
+    depthwise = layer.operator == "depthwise"
+    tensor_bytes = x.numel() * x.element_size() + w.numel() * w.element_size() + out_bytes
     if pass_ == "forward":
         return (lambda: cf.conv2d(x, w, None, *conv),
-                lambda: F.conv2d(x, w, None, *conv), flops, None)
+                lambda: F.conv2d(x, w, None, *conv), flops, tensor_bytes if depthwise else None)
     grad = torch.randn((batch, layer.weight_shape[0], *layer.output_hw()), generator=gen, device=device).to(dtype)
     grad = grad.contiguous(memory_format=memory_format)
     return (lambda: (ops.conv2d_grad_input(grad, x, w, *conv), ops.conv2d_grad_weight(grad, x, w, *conv)),
             lambda: aten.convolution_backward(grad, x, w, None, *conv[:3], False, [0, 0], conv[3],
                                               [True, True, False]),
-            2 * flops, None)
+            2 * flops, 2 * tensor_bytes if depthwise else None)
 
 
 def _median_seconds(fn, min_run_time, device):
@@ -286,7 +303,7 @@ def run(layers, batches, passes, dtype, device, memory_format, rounds, min_run_t
         if flops:
             row.update(gflops=flops / ours_s / 1e9, native_gflops=flops / native_s / 1e9)
             row["fraction_of_peak"] = row["gflops"] / peak if peak else None
-        else:
+        if moved:  # memory-bound: the fraction is of the copy bandwidth
             row.update(gbs=moved / ours_s / 1e9, native_gbs=moved / native_s / 1e9)
             row["fraction_of_peak"] = row["gbs"] / copy_bandwidth
         results.append(row)
@@ -314,7 +331,7 @@ def format_table(results, means):
             f"{'native ms':>9} {'speedup':>8} {'ours rate':>12} {'% peak':>7}")
     lines = [head, "-" * len(head)]
     for r in results:
-        rate = f"{r['gflops']:7.1f} GF/s" if "gflops" in r else f"{r['gbs']:7.1f} GB/s"
+        rate = f"{r['gbs']:7.1f} GB/s" if "gbs" in r else f"{r['gflops']:7.1f} GF/s"
         frac = f"{100 * r['fraction_of_peak']:6.1f}%" if r["fraction_of_peak"] is not None else "    n/a"
         lines.append(f"{r['network']:12} {r['layer'][:22]:22} {r['operator']:10} {r['shape']:22} {r['batch']:>3} "
                      f"{r['pass_']:15} {r['ours_ms']:9.3f} {r['native_ms']:9.3f} {r['speedup']:7.2f}x "
@@ -357,6 +374,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="alternating measurements per side")
     parser.add_argument("--min-run-time", type=float, default=0.1, help="seconds per measurement")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads")
+    parser.add_argument("--depthwise-kernel", type=int, metavar="K",
+                        help="run the depthwise layers with K x K windows (odd K), padded to keep their outputs")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a speedup chart here (needs matplotlib)")
     parser.add_argument("--graph", action="store_true",
@@ -364,6 +383,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.graph and args.device != "cuda":
         parser.error("--graph needs --device cuda")
+    if args.depthwise_kernel is not None and (args.depthwise_kernel < 1 or args.depthwise_kernel % 2 == 0):
+        parser.error("--depthwise-kernel must be odd and positive, to keep the layers' output sizes")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -374,6 +395,8 @@ def main(argv=None):
         names = list(NETWORKS) if "all" in args.suite else args.suite
         layers = [layer for name in names for layer in network_layers(name)]
     layers = [layer for layer in layers if layer.operator in args.operator]
+    if args.depthwise_kernel is not None:
+        layers = [with_depthwise_kernel(layer, args.depthwise_kernel) for layer in layers]
     dtype = getattr(torch, args.dtype)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
 

@@ -42,6 +42,39 @@ def test_bench_runs_and_writes_json(tmp_path, capsys):
     assert all(r["ours_ms"] > 0 and r["native_ms"] > 0 for r in data["results"])
 
 
+def test_depthwise_layers_at_a_wider_window_keep_their_outputs():
+    for layer in bench.network_layers("mobilenet_v2"):
+        wide = bench.with_depthwise_kernel(layer, 7)
+        if layer.operator != "depthwise":
+            assert wide == layer
+            continue
+        assert wide.weight_shape == (*layer.weight_shape[:2], 7, 7) and wide.kernel_size == (7, 7)
+        assert wide.output_hw() == layer.output_hw() and wide.macs(1) == layer.macs(1) * 49 // 9
+
+
+def test_depthwise_is_measured_against_the_copy_bandwidth(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    bench.main(["--suite", "mobilenet_v1", "--operator", "depthwise", "--depthwise-kernel", "7",
+                "--pass", "both", "--rounds", "1", "--min-run-time", "0.01", "--json", str(out)])
+    assert "GB/s" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    bandwidth = data["machine"]["copy_bandwidth_gbs"]
+    for row in data["results"]:
+        assert " k7s" in row["shape"]
+        c, h, w = map(int, row["shape"].split("->")[0].split("x"))
+        layer_bytes = 4 * (c * h * w + c * h * w // (1 if " k7s1" in row["shape"] else 4) + 49 * c)
+        passes = 2 if row["pass_"] == "backward" else 1
+        assert row["gbs"] == pytest.approx(passes * layer_bytes / row["ours_ms"] / 1e6)
+        assert row["fraction_of_peak"] == pytest.approx(row["gbs"] / bandwidth)
+
+
+@pytest.mark.parametrize("size", ["4", "0", "-3"])
+def test_depthwise_kernel_must_be_odd_and_positive(size, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--suite", "mobilenet_v1", "--depthwise-kernel", size])
+    assert "--depthwise-kernel must be odd and positive" in capsys.readouterr().err
+
+
 def test_plot(tmp_path):
     pytest.importorskip("matplotlib")
     rows = [dict(network="n", layer="l", pass_="forward", batch=1, speedup=s) for s in (0.5, 2.0)]
