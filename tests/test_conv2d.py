@@ -305,18 +305,19 @@ def test_relu_option_is_relu_of_the_convolution(name, channels_last, dtype, devi
         torch.testing.assert_close(got, expected, **tolerances(dtype))
 
 
+@pytest.mark.parametrize("kernel", [3, 7])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_depthwise_infinities_follow_native(stride, cpu_path):
+def test_depthwise_infinities_follow_native(stride, kernel, cpu_path):
     # The NCHW kernels read whole vectors past a row's end and mask the lanes outside it: an
     # infinity under those lanes (the input's last columns, the next grad_output row's
     # first) must not meet a masked zero and turn a sum into NaN. (No padding: the AVX2
     # kernels multiply explicit padding zeros, which native kernels skip, so an infinity
     # next to padding gives NaN in grad_weight where native's is finite.)
     torch.manual_seed(stride)
-    x = torch.randn(1, 8, 9, 14)
+    x = torch.randn(1, 8, 6 + kernel * stride, 14)
     x[0, 1, 3, 13] = float("inf")
     x = x.requires_grad_()
-    w = torch.randn(8, 1, 3, 3).requires_grad_()
+    w = torch.randn(8, 1, kernel, kernel).requires_grad_()
     got = cf.depthwise_conv2d(x, w, stride=stride)
     want = F.conv2d(x, w, stride=stride, groups=8)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
@@ -359,6 +360,38 @@ def test_depthwise_planes_of_several_bands_match_native(stride, dilation, multip
     got = cf.depthwise_conv2d(x, w, b, **kwargs)
     want = F.conv2d(x.double(), w.double(), b.double(), groups=2, **kwargs).float()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("window, stride, dilation, size, multiplier", [
+    ((7, 7), 1, 1, (30, 37), 1),  # groups of four output rows, the last one overlapping; a 5-column tail
+    ((7, 7), 1, 1, (150, 112), 2),  # several bands of output rows
+    ((7, 7), 2, 1, (29, 16), 1),  # stride 2: 3 x 2 rows before and after those all output rows read
+    ((6, 6), 2, 1, (20, 33), 1),  # only the paired rows, none read by all
+    ((3, 5), 1, 1, (11, 17), 1),  # the same at stride 1
+    ((7, 1), 1, 1, (12, 9), 1),
+    ((31, 31), 1, 1, (40, 41), 1),
+    ((5, 5), 2, 1, (21, 21), 1),  # one output row at a time: too few kernel rows for stride 2
+    ((7, 7), 1, 2, (26, 26), 1),  # and with dilation down the columns
+    ((1, 7), 1, 1, (9, 20), 1),
+    ((7, 7), 1, 1, (9, 24), 1),  # three output rows: fewer than a group
+])
+def test_depthwise_nchw_windows_beyond_3x3_match_native(window, stride, dilation, size, multiplier, cpu_path):
+    # Windows other than 3x3 run kSharedRows output rows at a time where the rows allow it,
+    # each input vector loaded once for the output rows that read it, and one row at a time
+    # otherwise.
+    torch.manual_seed(window[0] * 100 + window[1] + stride)
+    channels = 3
+    x = torch.randn(2, channels, *size).requires_grad_()
+    w = torch.randn(channels * multiplier, 1, *window).requires_grad_()
+    b = torch.randn(channels * multiplier)
+    padding = tuple(dilation * (k - 1) // 2 for k in window)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation)
+    got = cf.depthwise_conv2d(x, w, b, **kwargs)
+    want = F.conv2d(x.double(), w.double(), b.double(), groups=channels, **kwargs)
+    torch.testing.assert_close(got, want.float(), rtol=1e-4, atol=1e-4)
+    grad = torch.randn_like(got)
+    for g, e in zip(torch.autograd.grad(got, (x, w), grad), torch.autograd.grad(want, (x, w), grad.double())):
+        torch.testing.assert_close(g, e.float(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -466,77 +466,249 @@ class PhaseSplitter {
   std::vector<uint32_t> inside_;  // one or two phases: all ones where column j - pad is in the row
 };
 
-// kVectors (1 or 2) vectors of outputs of one row. `row` is the first scratch row the
-// window covers, at the pass's first output column. `writable`: floats from `out` to the
-// end of the output plane; whole vectors are stored where they fit, as what they write past
-// the row's end belongs to rows written later (a 14-column row would be mostly tail).
-template <int kWindow, bool kAdjacentTaps, int kVectors>
-__attribute__((target("avx2,fma"))) inline void output_pass(
-    const float* row, int64_t row_step, const int64_t* column_of_tap, const __m256* held,
-    const float* w, int64_t kernel_h, int64_t kernel_w, float bias, float* out,
-    int64_t writable) {
-  constexpr bool kFixed = kWindow > 0;
-  if constexpr (kFixed) kernel_h = kernel_w = kWindow;
+// Stores one row's kVectors vectors of outputs at `out`: whole vectors where `writable`
+// floats (to the end of the output plane) take them, else only the first `writable`.
+template <int kVectors>
+__attribute__((target("avx2"), always_inline)) inline void store_row_vectors(const __m256 (&acc)[kVectors],
+                                                                             float* out, int64_t writable) {
+  if (writable >= kVectors * kLanes) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) _mm256_storeu_ps(out + v * kLanes, acc[v]);
+    return;
+  }
+  alignas(32) float tail[kColumnsPerPass];
+#pragma GCC unroll 4
+  for (int v = 0; v < kVectors; ++v) _mm256_store_ps(tail + v * kLanes, acc[v]);
+  copy_row(tail, writable, out);
+}
+
+// kVectors (1 or 2) vectors of outputs of one row, for a compiled 3x3 window whose weights
+// are held in registers. `row` is the first scratch row the window covers, at the pass's
+// first output column. `writable`: floats from `out` to the end of the output plane; whole
+// vectors are stored where they fit, as what they write past the row's end belongs to
+// columns of the next row that are written later (a 14-column row would be mostly tail).
+template <bool kAdjacentTaps, int kVectors>
+__attribute__((target("avx2,fma"))) inline void three_by_three_pass(
+    const float* row, int64_t row_step, const int64_t* column_of_tap, const __m256 (&held)[9],
+    float bias, float* out, int64_t writable) {
   __m256 acc[kVectors];
+#pragma GCC unroll 4
   for (int v = 0; v < kVectors; ++v) acc[v] = _mm256_set1_ps(bias);
-#pragma GCC unroll 7
-  for (int64_t r = 0; r < kernel_h; ++r, row += row_step) {
-#pragma GCC unroll 7
-    for (int64_t s = 0; s < kernel_w; ++s) {
+#pragma GCC unroll 3
+  for (int r = 0; r < 3; ++r, row += row_step) {
+#pragma GCC unroll 3
+    for (int s = 0; s < 3; ++s) {
       const float* x = row + (kAdjacentTaps ? s : column_of_tap[s]);
-      const __m256 wv = kFixed ? held[r * kernel_w + s] : _mm256_set1_ps(w[r * kernel_w + s]);
+#pragma GCC unroll 4
       for (int v = 0; v < kVectors; ++v)
-        acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(x + v * kLanes), wv, acc[v]);
+        acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(x + v * kLanes), held[r * 3 + s], acc[v]);
     }
   }
-  if (writable >= kVectors * kLanes) {
-    for (int v = 0; v < kVectors; ++v) _mm256_storeu_ps(out + v * kLanes, acc[v]);
+  store_row_vectors<kVectors>(acc, out, writable);
+}
+
+// Output rows computed together by the pass of other windows.
+constexpr int kSharedRows = 4;
+
+// acc[i] += the taps of padded input row `xa` (at the pass's first column) for each output
+// row i in kReadersA, and those of row `xb` for each in kReadersB, each vector of the rows
+// loaded once for all of them; output row i weights row a by the kernel row at
+// wa - i * w_step, row b by the one at wb - i * w_step.
+template <bool kAdjacentTaps, int kReadersA, int kReadersB, int kVectors>
+__attribute__((target("avx2,fma"), always_inline)) inline void add_input_rows(
+    const float* xa, const float* wa, const float* xb, const float* wb, int64_t w_step,
+    const int64_t* column_of_tap, int64_t kernel_w, __m256 (&acc)[kSharedRows][kVectors]) {
+#pragma GCC unroll 7
+  for (int64_t s = 0; s < kernel_w; ++s) {
+    const int64_t column = kAdjacentTaps ? s : column_of_tap[s];
+    __m256 a[kVectors], b[kVectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) {
+      if (kReadersA != 0) a[v] = _mm256_loadu_ps(xa + column + v * kLanes);
+      if (kReadersB != 0) b[v] = _mm256_loadu_ps(xb + column + v * kLanes);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < kSharedRows; ++i) {
+      if (kReadersA >> i & 1) {
+        const __m256 wv = _mm256_broadcast_ss(wa - i * w_step + s);
+#pragma GCC unroll 4
+        for (int v = 0; v < kVectors; ++v) acc[i][v] = _mm256_fmadd_ps(a[v], wv, acc[i][v]);
+      }
+      if (kReadersB >> i & 1) {
+        const __m256 wv = _mm256_broadcast_ss(wb - i * w_step + s);
+#pragma GCC unroll 4
+        for (int v = 0; v < kVectors; ++v) acc[i][v] = _mm256_fmadd_ps(b[v], wv, acc[i][v]);
+      }
+    }
+  }
+}
+
+// f(std::integral_constant<int, I>()) for I = 0, 1, ..., N - 1.
+template <typename F, int... I>
+__attribute__((target("avx2,fma"), always_inline)) inline void for_each_index(F&& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>()), ...);
+}
+
+// Bits [lo, hi] of a mask.
+constexpr int bits(int lo, int hi) { return lo > hi ? 0 : ((2 << hi) - 1) & ~((1 << lo) - 1); }
+
+// kVectors vectors of outputs in each of kSharedRows output rows, for a window read from g
+// with kStride rows between output rows, no dilation down the columns and at least
+// 3 * kStride kernel rows. The pass walks the input rows that the output rows read, each
+// input vector loaded serving every output row whose window covers its row: one load feeds
+// up to kSharedRows x kVectors FMAs, one into each sum. The rows all output rows read come
+// first; then the first and last 3 * kStride input rows in pairs (d, kernel_h + d), which
+// are read by complementary sets of output rows (i <= d / kStride and the others), so every
+// sum takes one FMA per tap throughout and their dependent chains run side by side. (Kernel
+// row by kernel row, one output row at a time, a 7x7 window took a load and a broadcast per
+// FMA, half of them split across cache lines, and its 49 dependent FMAs per vector were
+// more than the CPU looks ahead: 54% of the FMA peak on MobileNet's 32x112x112 layer at
+// 7x7, one thread; the input rows in order, the last output row's sums started three rows
+// after the first's: 66%.) Which output rows read a row is known at compile time, so the
+// sums stay in registers. `row`: scratch row 0 of the first output row's window, at the
+// pass's first column; `writable` as in three_by_three_pass.
+template <int kStride, bool kAdjacentTaps, int kVectors>
+__attribute__((target("avx2,fma"))) inline void shared_rows_pass(
+    const float* row, int64_t row_floats, int64_t kernel_h, const int64_t* column_of_tap, const float* w,
+    int64_t kernel_w, float bias, float* out, int64_t out_w, int64_t writable) {
+  __m256 acc[kSharedRows][kVectors];
+#pragma GCC unroll 4
+  for (int i = 0; i < kSharedRows; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) acc[i][v] = _mm256_set1_ps(bias);
+  }
+  constexpr int kRamp = (kSharedRows - 1) * kStride;
+  constexpr int kAll = bits(0, kSharedRows - 1);
+  const int64_t w_step = kStride * kernel_w;
+  for (int64_t j = kRamp; j < kernel_h; ++j) {
+    const float* x = row + j * row_floats;
+    add_input_rows<kAdjacentTaps, kAll, 0, kVectors>(x, w + j * kernel_w, x, w, w_step, column_of_tap, kernel_w,
+                                                     acc);
+  }
+  for_each_index([&](auto d) __attribute__((target("avx2,fma"), always_inline)) {
+    constexpr int kFirst = bits(0, decltype(d)::value / kStride);
+    const int64_t j = kernel_h + d;
+    add_input_rows<kAdjacentTaps, kFirst, kAll & ~kFirst, kVectors>(
+        row + d * row_floats, w + d * kernel_w, row + j * row_floats, w + j * kernel_w, w_step, column_of_tap,
+        kernel_w, acc);
+  }, std::make_integer_sequence<int, kRamp>{});
+#pragma GCC unroll 4
+  for (int i = 0; i < kSharedRows; ++i) store_row_vectors<kVectors>(acc[i], out + i * out_w, writable - i * out_w);
+}
+
+// The same for one output row and any window, two kernel rows at a time: the even rows
+// into sums 0, the odd ones into sums 1 (with w_step 0 both read the weights given), so
+// that twice as many sums are in flight; added at the end.
+template <bool kAdjacentTaps, int kVectors>
+__attribute__((target("avx2,fma"))) inline void single_row_pass(
+    const float* row, int64_t row_step, int64_t kernel_h, const int64_t* column_of_tap, const float* w,
+    int64_t kernel_w, float bias, float* out, int64_t writable) {
+  __m256 acc[kSharedRows][kVectors];
+#pragma GCC unroll 4
+  for (int v = 0; v < kVectors; ++v) {
+    acc[0][v] = _mm256_set1_ps(bias);
+    acc[1][v] = _mm256_setzero_ps();
+  }
+  int64_t r = 0;
+  for (; r + 2 <= kernel_h; r += 2) {
+    add_input_rows<kAdjacentTaps, 1, 2, kVectors>(row + r * row_step, w + r * kernel_w, row + (r + 1) * row_step,
+                                                  w + (r + 1) * kernel_w, 0, column_of_tap, kernel_w, acc);
+  }
+  if (r < kernel_h) {
+    const float* x = row + r * row_step;
+    add_input_rows<kAdjacentTaps, 1, 0, kVectors>(x, w + r * kernel_w, x, w, 0, column_of_tap, kernel_w, acc);
+  }
+#pragma GCC unroll 4
+  for (int v = 0; v < kVectors; ++v) acc[0][v] = _mm256_add_ps(acc[0][v], acc[1][v]);
+  store_row_vectors<kVectors>(acc[0], out, writable);
+}
+
+// pass(std::integral_constant<int, vectors>(), ow) over one output row's columns. Passes
+// over several rows go kLastPassFirst: the last pass, which may write past the rows' ends,
+// first, so that the columns it writes in each next row are written again by that row's
+// own passes. One row's passes go in order (the 3x3 kernel's nine weights stayed in
+// registers only so: MobileNet's 1024x7x7 layer 42 against 56-60 us, one thread).
+template <bool kLastPassFirst, typename Pass>
+__attribute__((target("avx2,fma"), always_inline)) inline void over_columns(int64_t out_w, Pass&& pass) {
+  int64_t ow = 0;
+  if constexpr (kLastPassFirst) {
+    const int64_t last = (out_w - 1) / kColumnsPerPass * kColumnsPerPass;
+    if (out_w - last > kLanes) {
+      pass(std::integral_constant<int, 2>(), last);
+    } else {
+      pass(std::integral_constant<int, 1>(), last);
+    }
+    for (; ow < last; ow += kColumnsPerPass) pass(std::integral_constant<int, 2>(), ow);
   } else {
-    alignas(32) float tail[kColumnsPerPass];
-    for (int v = 0; v < kVectors; ++v) _mm256_store_ps(tail + v * kLanes, acc[v]);
-    copy_row(tail, writable, out);
+    for (; ow + kLanes < out_w; ow += kColumnsPerPass) pass(std::integral_constant<int, 2>(), ow);
+    if (ow < out_w) pass(std::integral_constant<int, 1>(), ow);
   }
 }
 
 // Rows `out_rows` of one output plane from the scratch of the padded input rows they read
-// (scratch row 0: padded row out_rows.begin * stride_h). kWindow > 0 compiles in a square
-// window of that size (its weights stay in registers); 0 reads the window from g.
-// column_of_tap[s]: where tap s of output column 0 reads, within a padded scratch row;
-// kAdjacentTaps: column s (stride and dilation 1), so that one register addresses a row's
-// taps (9 row pointers did not fit in registers beside the weights: 172-186 against
-// 170-179 us on MobileNet's 32x112x112 layer, 189 against 180 on 128x56x56, one thread).
-template <int kWindow, bool kAdjacentTaps>
+// (scratch row 0: padded row out_rows.begin * stride_h). kThreeByThree compiles in a 3x3
+// window, its weights held in registers; other windows are read from g, kSharedRows output
+// rows at a time where shared_rows_pass takes them. column_of_tap[s]: where tap s of output
+// column 0 reads, within a padded scratch row; kAdjacentTaps: column s (stride and
+// dilation 1), so that one register addresses a row's taps (9 row pointers did not fit in
+// registers beside the weights: 172-186 against 170-179 us on MobileNet's 32x112x112 layer,
+// 189 against 180 on 128x56x56, one thread).
+template <bool kThreeByThree, bool kAdjacentTaps>
 __attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const PhasePlane& p,
                                                     const int64_t* column_of_tap, const float* w,
                                                     float bias, float* out, const ConvGeometry& g,
                                                     Span out_rows) {
-  constexpr bool kFixed = kWindow > 0;
-  const int64_t width = p.row_floats();
-  constexpr int kHeld = kFixed ? kWindow * kWindow : 1;
-  __m256 held[kHeld];
-  if constexpr (kFixed) {
-    for (int i = 0; i < kHeld; ++i) held[i] = _mm256_set1_ps(w[i]);
-  }
   // Geometry in locals: the output stores may alias anything, so it would be reloaded
   // after each one.
-  const int64_t row_step = g.dilation_h * width, out_h = g.out_h, out_w = g.out_w;
-  const int64_t input_row_step = g.stride_h * width, kernel_h = g.kernel_h, kernel_w = g.kernel_w;
-  int64_t held_columns[kFixed ? kWindow : 1];
-  if constexpr (kFixed) {
-    std::copy_n(column_of_tap, kWindow, held_columns);
-    column_of_tap = held_columns;
-  }
-  for (int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
-    const float* row = scratch + (oh - out_rows.begin) * input_row_step;
-    float* out_row = out + oh * out_w;
-    int64_t ow = 0;
-    for (; ow + kLanes < out_w; ow += kColumnsPerPass) {
-      output_pass<kWindow, kAdjacentTaps, 2>(row + ow, row_step, column_of_tap, held, w, kernel_h,
-                                             kernel_w, bias, out_row + ow, (out_h - oh) * out_w - ow);
+  const int64_t width = p.row_floats(), out_h = g.out_h, out_w = g.out_w;
+  const int64_t input_row_step = g.stride_h * width, kernel_w = g.kernel_w;
+  if constexpr (kThreeByThree) {
+    __m256 held[9];
+    for (int i = 0; i < 9; ++i) held[i] = _mm256_set1_ps(w[i]);
+    int64_t columns[3];
+    std::copy_n(column_of_tap, 3, columns);
+    const int64_t row_step = g.dilation_h * width;
+    for (int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
+      const float* row = scratch + (oh - out_rows.begin) * input_row_step;
+      float* out_row = out + oh * out_w;
+      over_columns<false>(out_w, [&](auto vectors, int64_t ow) __attribute__((target("avx2,fma"), always_inline)) {
+        three_by_three_pass<kAdjacentTaps, decltype(vectors)::value>(row + ow, row_step, columns, held, bias,
+                                                                   out_row + ow, (out_h - oh) * out_w - ow);
+      });
     }
-    if (ow < out_w) {
-      output_pass<kWindow, kAdjacentTaps, 1>(row + ow, row_step, column_of_tap, held, w, kernel_h,
-                                             kernel_w, bias, out_row + ow, (out_h - oh) * out_w - ow);
+  } else {
+    const int64_t kernel_h = g.kernel_h, row_step = g.dilation_h * width;
+    const bool shared = g.dilation_h == 1 && g.stride_h <= 2 && kernel_h >= (kSharedRows - 1) * g.stride_h &&
+                        out_rows.end - out_rows.begin >= kSharedRows;
+    if (!shared) {
+      for (int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
+        const float* row = scratch + (oh - out_rows.begin) * input_row_step;
+        float* out_row = out + oh * out_w;
+        over_columns<false>(out_w, [&](auto vectors, int64_t ow) __attribute__((target("avx2,fma"), always_inline)) {
+          single_row_pass<kAdjacentTaps, decltype(vectors)::value>(row + ow, row_step, kernel_h, column_of_tap, w,
+                                                                   kernel_w, bias, out_row + ow,
+                                                                   (out_h - oh) * out_w - ow);
+        });
+      }
+      return;
+    }
+    // Groups of kSharedRows output rows; a last group that would be short ends at the last
+    // row instead, computing some rows again (to the same values).
+    for (int64_t next = out_rows.begin; next < out_rows.end; next += kSharedRows) {
+      const int64_t oh = std::min(next, out_rows.end - kSharedRows);
+      const float* row = scratch + (oh - out_rows.begin) * input_row_step;
+      float* out_row = out + oh * out_w;
+      const int64_t writable = (out_h - oh) * out_w;
+      over_columns<true>(out_w, [&](auto vectors, int64_t ow) __attribute__((target("avx2,fma"), always_inline)) {
+        constexpr int kVectors = decltype(vectors)::value;
+        if (g.stride_h == 1) {
+          shared_rows_pass<1, kAdjacentTaps, kVectors>(row + ow, width, kernel_h, column_of_tap, w, kernel_w, bias,
+                                                       out_row + ow, out_w, writable - ow);
+        } else {
+          shared_rows_pass<2, kAdjacentTaps, kVectors>(row + ow, width, kernel_h, column_of_tap, w, kernel_w, bias,
+                                                       out_row + ow, out_w, writable - ow);
+        }
+      });
     }
   }
 }
@@ -768,8 +940,12 @@ void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tenso
   const int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
   const bool three_by_three = g.kernel_h == 3 && g.kernel_w == 3;
   const std::vector<int64_t> column_of_tap = columns_of_taps(g, p);
+  const bool adjacent = p.phases == 1 && g.dilation_w == 1;
+  const auto run_plane = three_by_three ? (adjacent ? nchw_plane<true, true> : nchw_plane<true, false>)
+                                        : (adjacent ? nchw_plane<false, true> : nchw_plane<false, false>);
   const PhaseSplitter splitter(g, p);
-  const int64_t band = output_rows_per_band(g, p);
+  int64_t band = output_rows_per_band(g, p);
+  if (!three_by_three && band > kSharedRows) band -= band % kSharedRows;  // whole groups of rows
   const Span first_band = padded_rows_of(g, {0, std::min(band, g.out_h)});
   at::parallel_for(0, g.batch * g.in_channels, grain_for(in_plane + multiplier * out_plane),
                    [&](int64_t begin, int64_t end) {
@@ -783,13 +959,7 @@ void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tenso
           const float bias_k = bp ? bp[k] : 0.0f;
           float* out_k = out + (n * g.out_channels + k) * out_plane;
           const float* w_k = wp + k * taps;
-          if (three_by_three && p.phases == 1 && g.dilation_w == 1) {
-            nchw_plane<3, true>(scratch, p, column_of_tap.data(), w_k, bias_k, out_k, g, out_rows);
-          } else if (three_by_three) {
-            nchw_plane<3, false>(scratch, p, column_of_tap.data(), w_k, bias_k, out_k, g, out_rows);
-          } else {
-            nchw_plane<0, false>(scratch, p, column_of_tap.data(), w_k, bias_k, out_k, g, out_rows);
-          }
+          run_plane(scratch, p, column_of_tap.data(), w_k, bias_k, out_k, g, out_rows);
         }
       }
     }
