@@ -36,7 +36,6 @@ namespace classic_ops::cpu {
 namespace {
 
 constexpr int64_t kLanes = 8;
-constexpr int64_t kPixels = 4;
 
 // (C, 1, R, S) -> (R, S, C): the weights of one tap are contiguous over channels.
 at::Tensor taps_outer(const at::Tensor& weight) {
@@ -53,84 +52,31 @@ __attribute__((target("avx2"))) inline __m256 load(const float* p, bool masked, 
   return masked ? _mm256_maskload_ps(p, mask) : _mm256_loadu_ps(p);
 }
 
-// The general case: output pixels [ow, ow + P) of row (n, oh), channels from
-// first_channel on, eight at a time, with only the taps inside the input. Masked loads and
-// stores (slow on some CPUs) only for the last, partial block of channels.
-template <int P>
-__attribute__((target("avx2,fma"))) void pixels(const float* in, const float* w, const float* bias,
-                                                float* out, const ConvGeometry& g, int64_t n,
-                                                int64_t oh, int64_t ow, Span rows,
-                                                int64_t first_channel = 0) {
-  const int64_t channels = g.in_channels;
-  Span cols[P];
-#pragma GCC unroll 4
-  for (int p = 0; p < P; ++p) {
-    cols[p] = window_taps((ow + p) * g.stride_w - g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
-  }
-  float* out_px = out + ((n * g.out_h + oh) * g.out_w + ow) * channels;
-  for (int64_t c = first_channel; c < channels; c += kLanes) {
-    const bool masked = c + kLanes > channels;
-    const __m256i mask = first_lanes(channels - c);
-    __m256 acc[P];
-    const __m256 init = bias ? load(bias + c, masked, mask) : _mm256_setzero_ps();
-#pragma GCC unroll 4
-    for (int p = 0; p < P; ++p) acc[p] = init;
-    for (int64_t r = rows.begin; r < rows.end; ++r) {
-      const int64_t ih = oh * g.stride_h - g.pad_h + r * g.dilation_h;
-      const float* in_row = in + (n * g.in_h + ih) * g.in_w * channels + c;
-      for (int64_t s = 0; s < g.kernel_w; ++s) {
-        const __m256 wv = load(w + (r * g.kernel_w + s) * channels + c, masked, mask);
-#pragma GCC unroll 4
-        for (int p = 0; p < P; ++p) {
-          if (s < cols[p].begin || s >= cols[p].end) continue;
-          const int64_t iw = (ow + p) * g.stride_w - g.pad_w + s * g.dilation_w;
-          acc[p] = _mm256_fmadd_ps(load(in_row + iw * channels, masked, mask), wv, acc[p]);
-        }
-      }
-    }
-#pragma GCC unroll 4
-    for (int p = 0; p < P; ++p) {
-      if (masked) {
-        _mm256_maskstore_ps(out_px + p * channels + c, mask, acc[p]);
-      } else {
-        _mm256_storeu_ps(out_px + p * channels + c, acc[p]);
-      }
-    }
-  }
+// f(std::integral_constant<int, I>()) for each I of the sequence.
+template <typename F, int... I>
+__attribute__((target("avx2,fma"), always_inline)) inline void for_each_index(F&& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>()), ...);
 }
 
-// The fast case: P pixels whose windows lie inside the input rows `rows` and all columns,
-// full blocks of eight channels; no bounds checks, no masks.
-template <int P>
-__attribute__((target("avx2,fma"))) void interior_pixels(const float* in, const float* w,
-                                                         const float* bias, float* out,
-                                                         const ConvGeometry& g, int64_t n,
-                                                         int64_t oh, int64_t ow, Span rows,
-                                                         int64_t full_channels) {
+// One output pixel (n, oh, ow) of a 3x3 sweep's channels past its whole blocks of eight,
+// read in place, with only the taps inside the input (masked loads and stores).
+__attribute__((target("avx2,fma"))) void partial_block_pixel(const float* in, const float* w, const float* bias,
+                                                              float* out, const ConvGeometry& g, int64_t n,
+                                                              int64_t oh, int64_t ow, Span rows, int64_t c) {
   const int64_t channels = g.in_channels;
-  const int64_t pixel_step = g.stride_w * channels, tap_step = g.dilation_w * channels;
-  const float* in_first = in + (n * g.in_h * g.in_w + ow * g.stride_w - g.pad_w) * channels;
-  float* out_px = out + ((n * g.out_h + oh) * g.out_w + ow) * channels;
-  for (int64_t c = 0; c < full_channels; c += kLanes) {
-    __m256 acc[P];
-    const __m256 init = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
-#pragma GCC unroll 4
-    for (int p = 0; p < P; ++p) acc[p] = init;
-    for (int64_t r = rows.begin; r < rows.end; ++r) {
-      const int64_t ih = oh * g.stride_h - g.pad_h + r * g.dilation_h;
-      const float* x = in_first + ih * g.in_w * channels + c;
-      const float* wr = w + r * g.kernel_w * channels + c;
-      for (int64_t s = 0; s < g.kernel_w; ++s) {
-        const __m256 wv = _mm256_loadu_ps(wr + s * channels);
-#pragma GCC unroll 4
-        for (int p = 0; p < P; ++p) {
-          acc[p] = _mm256_fmadd_ps(_mm256_loadu_ps(x + p * pixel_step + s * tap_step), wv, acc[p]);
-        }
-      }
+  const Span cols = window_taps(ow * g.stride_w - g.pad_w, g.kernel_w, g.dilation_w, g.in_w);
+  const __m256i mask = first_lanes(channels - c);
+  __m256 acc = bias ? _mm256_maskload_ps(bias + c, mask) : _mm256_setzero_ps();
+  for (int64_t r = rows.begin; r < rows.end; ++r) {
+    const int64_t ih = oh * g.stride_h - g.pad_h + r * g.dilation_h;
+    const float* in_row = in + (n * g.in_h + ih) * g.in_w * channels + c;
+    for (int64_t s = cols.begin; s < cols.end; ++s) {
+      const int64_t iw = ow * g.stride_w - g.pad_w + s * g.dilation_w;
+      acc = _mm256_fmadd_ps(_mm256_maskload_ps(in_row + iw * channels, mask),
+                            _mm256_maskload_ps(w + (r * g.kernel_w + s) * channels + c, mask), acc);
     }
-#pragma GCC unroll 4
-    for (int p = 0; p < P; ++p) _mm256_storeu_ps(out_px + p * channels + c, acc[p]);
   }
+  _mm256_maskstore_ps(out + ((n * g.out_h + oh) * g.out_w + ow) * channels + c, mask, acc);
 }
 
 // MobileNet's windows (3x3, stride 1 or 2, no dilation along the row) for one block of
@@ -264,60 +210,169 @@ bool sweeps(const ConvGeometry& g) {
   return g.kernel_h == 3 && g.kernel_w == 3 && g.dilation_w == 1 && g.stride_w <= 2;
 }
 
-// `x`: image n's rows as the sweeps read them.
-void run_row(const float* in, const InputRows& x, const float* w, const float* bias, float* out,
-             const ConvGeometry& g, int64_t n, int64_t oh) {
-  const Span rows = window_taps(oh * g.stride_h - g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
-  const int64_t full_channels = g.in_channels / kLanes * kLanes;
-  if (sweeps(g) && rows.end > rows.begin) {
-    kSweepRows[g.stride_w - 1][rows.end - rows.begin - 1](x, w, bias, out, g, n, oh, rows, full_channels);
-    if (full_channels == g.in_channels) return;
-    for (int64_t ow = 0; ow < g.out_w; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
-    return;
+// P output pixels [ow, ow + P) of row oh, one block of eight channels from channel c
+// (kMasked: the last, partial block, its first `mask` lanes), read from rows whose pixels are
+// whole blocks of eight floats and whose padding columns are copied in as zeros, so that
+// every tap is inside them: P sums in flight, each weight vector loaded serving P FMAs.
+template <int P, bool kMasked>
+__attribute__((target("avx2,fma"))) void window_pixels(const InputRows& x, const float* w, const float* bias,
+                                                       float* out_px, const ConvGeometry& g, int64_t oh,
+                                                       int64_t ow, Span rows, int64_t c, __m256i mask) {
+  const int64_t channels = g.in_channels, kernel_w = g.kernel_w;
+  const int64_t pixel_step = g.stride_w * x.pixel_stride, tap_step = g.dilation_w * x.pixel_stride;
+  const __m256 init = bias ? load(bias + c, kMasked, mask) : _mm256_setzero_ps();
+  __m256 acc[P];
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) acc[p] = init;
+  for (int64_t r = rows.begin; r < rows.end; ++r) {
+    const float* x_row = x.row(oh * g.stride_h - g.pad_h + r * g.dilation_h) +
+                         (ow * g.stride_w - g.pad_w) * x.pixel_stride + c;
+    const float* w_row = w + r * kernel_w * channels + c;
+    for (int64_t s = 0; s < kernel_w; ++s, x_row += tap_step) {
+      const __m256 wv = load(w_row + s * channels, kMasked, mask);
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p) acc[p] = _mm256_fmadd_ps(_mm256_loadu_ps(x_row + p * pixel_step), wv, acc[p]);
+    }
   }
-  // Output columns whose every tap lies inside the input.
-  const Span inner = valid_outputs(g.in_w, g.out_w, g.stride_w, g.pad_w, 0);
-  const Span inner_last = valid_outputs(g.in_w, g.out_w, g.stride_w, g.pad_w, (g.kernel_w - 1) * g.dilation_w);
-  const int64_t first = inner.begin, last = std::max(first, inner_last.end);
-  int64_t ow = 0;
-  for (; ow < first; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows);
-  for (; ow + kPixels <= last; ow += kPixels) {
-    interior_pixels<kPixels>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) {
+    if (kMasked) {
+      _mm256_maskstore_ps(out_px + p * channels + c, mask, acc[p]);
+    } else {
+      _mm256_storeu_ps(out_px + p * channels + c, acc[p]);
+    }
   }
-  for (; ow < last; ++ow) interior_pixels<1>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
-  for (; ow < g.out_w; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows);
-  if (full_channels == g.in_channels) return;
-  // The last, partial block of channels of the interior pixels.
-  for (ow = first; ow < last; ++ow) pixels<1>(in, w, bias, out, g, n, oh, ow, rows, full_channels);
 }
 
-// Copies of input rows with pixels one cache line further apart than in the input, in a
-// ring of as many rows as a window spans: as a task's output rows move down, each input
-// row is copied once.
-class RestridedRows {
+// window_pixels for full blocks of channels and rows of kTaps taps at stride kStride and
+// dilation 1 along the row: each kernel row's kTaps weight vectors held in registers, each
+// input column loaded once and added into every output pixel whose window covers it (a
+// 7x7 window at stride 1: 13 loads per 49 FMAs, against 56 in window_pixels, which left
+// MobileNet's 32x112x112 layer at 60 GFLOP/s, one thread; 93 so).
+template <int P, int kTaps, int kStride>
+__attribute__((target("avx2,fma"))) void sliding_pixels(const InputRows& x, const float* w, const float* bias,
+                                                        float* out_px, const ConvGeometry& g, int64_t oh,
+                                                        int64_t ow, Span rows, int64_t c, __m256i) {
+  const int64_t channels = g.in_channels, step = x.pixel_stride;
+  const __m256 init = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
+  __m256 acc[P];
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) acc[p] = init;
+  for (int64_t r = rows.begin; r < rows.end; ++r) {
+    const float* x_row =
+        x.row(oh * g.stride_h - g.pad_h + r * g.dilation_h) + (ow * kStride - g.pad_w) * step + c;
+    __m256 taps[kTaps];
+#pragma GCC unroll 8
+    for (int s = 0; s < kTaps; ++s) taps[s] = _mm256_loadu_ps(w + (r * kTaps + s) * channels + c);
+#pragma GCC unroll 32
+    for (int j = 0; j < (P - 1) * kStride + kTaps; ++j) {
+      const __m256 column = _mm256_loadu_ps(x_row + j * step);
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p) {
+        const int s = j - p * kStride;
+        if (s >= 0 && s < kTaps) acc[p] = _mm256_fmadd_ps(column, taps[s], acc[p]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int p = 0; p < P; ++p) _mm256_storeu_ps(out_px + p * channels + c, acc[p]);
+}
+
+using PixelsKernel = void (*)(const InputRows&, const float*, const float*, float*, const ConvGeometry&, int64_t,
+                              int64_t, Span, int64_t, __m256i);
+
+// The kernel for P pixels of a full block of channels.
+template <int P>
+PixelsKernel full_block_pixels(const ConvGeometry& g) {
+  if (g.dilation_w == 1 && g.stride_w <= 2 && (g.kernel_w == 5 || g.kernel_w == 7)) {
+    if (g.kernel_w == 5) return g.stride_w == 1 ? sliding_pixels<P, 5, 1> : sliding_pixels<P, 5, 2>;
+    return g.stride_w == 1 ? sliding_pixels<P, 7, 1> : sliding_pixels<P, 7, 2>;
+  }
+  return window_pixels<P, false>;
+}
+
+// Output pixels at a time of window_pixels: eight sums in flight hide the FMAs' latency
+// (four pixels at a time, with the borders read in place one pixel at a time, ran a 7x7
+// window at 0.2-0.6x of native).
+constexpr int kWindowPixels = 8;
+
+// `x`: image n's rows as the sweeps read them, and for other windows as window_pixels does
+// (which a row whose window holds no input row, all bias, does not read).
+__attribute__((target("avx2,fma"))) void run_row(const float* in, const InputRows& x, const float* w,
+                                                 const float* bias, float* out, const ConvGeometry& g, int64_t n,
+                                                 int64_t oh) {
+  const Span rows = window_taps(oh * g.stride_h - g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
+  const int64_t channels = g.in_channels, full_channels = channels / kLanes * kLanes;
+  if (sweeps(g) && rows.end > rows.begin) {
+    kSweepRows[g.stride_w - 1][rows.end - rows.begin - 1](x, w, bias, out, g, n, oh, rows, full_channels);
+    if (full_channels == channels) return;
+    for (int64_t ow = 0; ow < g.out_w; ++ow) {
+      partial_block_pixel(in, w, bias, out, g, n, oh, ow, rows, full_channels);
+    }
+    return;
+  }
+  float* out_row = out + (n * g.out_h + oh) * g.out_w * channels;
+  const __m256i mask = first_lanes(channels - full_channels);
+  const auto pixels = [&](auto count, int64_t ow) __attribute__((target("avx2,fma"))) {
+    constexpr int P = decltype(count)::value;
+    const PixelsKernel kernel = full_block_pixels<P>(g);
+    for (int64_t c = 0; c < full_channels; c += kLanes) {
+      kernel(x, w, bias, out_row + ow * channels, g, oh, ow, rows, c, mask);
+    }
+    if (full_channels < channels) {
+      window_pixels<P, true>(x, w, bias, out_row + ow * channels, g, oh, ow, rows, full_channels, mask);
+    }
+  };
+  int64_t ow = 0;
+  for (; ow + kWindowPixels <= g.out_w; ow += kWindowPixels) {
+    pixels(std::integral_constant<int, kWindowPixels>(), ow);
+  }
+  // The rest of the row in one call, so that its sums are all in flight (MobileNet's 7-wide
+  // rows are nothing else).
+  const int64_t rest = g.out_w - ow;
+  for_each_index([&](auto count) __attribute__((target("avx2,fma"))) {
+    if (count + 1 == rest) pixels(std::integral_constant<int, count + 1>(), ow);
+  }, std::make_integer_sequence<int, kWindowPixels - 1>{});
+}
+
+// Copies of the input rows a task's output rows read, in a ring of as many rows as a
+// window spans (as the output rows move down, each input row is copied once): pixels
+// `pixel_stride` floats apart, the lanes past the channels zero, and `pad` zero pixels
+// before and after each row.
+class CopiedRows {
  public:
-  explicit RestridedRows(const ConvGeometry& g)
-      : g_(g), ring_((g.kernel_h - 1) * g.dilation_h + 1), pixel_stride_(g.in_channels + 64 / sizeof(float)),
-        row_stride_(g.in_w * pixel_stride_), held_(ring_, -1),
-        rows_(scratch(Scratch::kInput, {ring_ * row_stride_}).data_ptr<float>()) {}
+  CopiedRows(const ConvGeometry& g, int64_t pad, int64_t pixel_stride)
+      : g_(g), ring_((g.kernel_h - 1) * g.dilation_h + 1), pad_(pad), pixel_stride_(pixel_stride),
+        row_stride_((g.in_w + 2 * pad) * pixel_stride), held_(ring_, -1),
+        rows_(scratch(Scratch::kInput, {ring_ * row_stride_}).data_ptr<float>()) {
+    for (int64_t slot = 0; slot < ring_; ++slot) {
+      float* row = rows_ + slot * row_stride_;
+      std::fill_n(row, pad * pixel_stride, 0.0f);
+      std::fill_n(row + (pad + g.in_w) * pixel_stride, pad * pixel_stride, 0.0f);
+    }
+  }
 
   // The rows of image n that output row oh reads, copied where not yet held.
   InputRows for_output_row(const float* in, int64_t n, int64_t oh) {
+    const int64_t channels = g_.in_channels, lanes = (channels + kLanes - 1) / kLanes * kLanes;
     const Span rows = window_taps(oh * g_.stride_h - g_.pad_h, g_.kernel_h, g_.dilation_h, g_.in_h);
     for (int64_t r = rows.begin; r < rows.end; ++r) {
       const int64_t ih = oh * g_.stride_h - g_.pad_h + r * g_.dilation_h, key = n * g_.in_h + ih;
       if (held_[ih % ring_] == key) continue;
       held_[ih % ring_] = key;
-      const float* src = in + key * g_.in_w * g_.in_channels;
-      float* dst = rows_ + ih % ring_ * row_stride_;
-      for (int64_t iw = 0; iw < g_.in_w; ++iw) copy_row(src + iw * g_.in_channels, g_.in_channels, dst + iw * pixel_stride_);
+      const float* src = in + key * g_.in_w * channels;
+      float* dst = rows_ + ih % ring_ * row_stride_ + pad_ * pixel_stride_;
+      for (int64_t iw = 0; iw < g_.in_w; ++iw) {
+        copy_row(src + iw * channels, channels, dst + iw * pixel_stride_);
+        std::fill(dst + iw * pixel_stride_ + channels, dst + iw * pixel_stride_ + lanes, 0.0f);
+      }
     }
-    return {rows_, ring_, row_stride_, pixel_stride_};
+    return {rows_ + pad_ * pixel_stride_, ring_, row_stride_, pixel_stride_};
   }
 
  private:
   const ConvGeometry& g_;
-  int64_t ring_, pixel_stride_, row_stride_;
+  int64_t ring_, pad_, pixel_stride_, row_stride_;
   std::vector<int64_t> held_;  // per slot: n * in_h + the input row it holds, or -1
   float* rows_;
 };
@@ -541,12 +596,6 @@ __attribute__((target("avx2,fma"), always_inline)) inline void add_input_rows(
       }
     }
   }
-}
-
-// f(std::integral_constant<int, I>()) for I = 0, 1, ..., N - 1.
-template <typename F, int... I>
-__attribute__((target("avx2,fma"), always_inline)) inline void for_each_index(F&& f, std::integer_sequence<int, I...>) {
-  (f(std::integral_constant<int, I>()), ...);
 }
 
 // Bits [lo, hi] of a mask.
@@ -907,15 +956,18 @@ void forward_channels_last(const at::Tensor& input, const at::Tensor& w, const a
   // of channels reads their other halves, and where the input sits at the output's
   // address modulo the pixel, every load lands on the 4 KB page offset of a store just
   // issued, which the CPU holds it for (4K aliasing). The sweeps then read copies of the
-  // rows with pixels one cache line further apart (RestridedRows). One thread, over every
-  // placement of the input: 256x28x28 86 us (77, or 148 aliased, read in place),
-  // 512x14x14 48 (64, or 89-113), 1024x7x7 32 (37-40, or 54-71). The output keeps its
-  // 1 KB pixels: 248 channels take 60 us.
+  // rows with pixels one cache line further apart. One thread, over every placement of the
+  // input: 256x28x28 86 us (77, or 148 aliased, read in place), 512x14x14 48 (64, or
+  // 89-113), 1024x7x7 32 (37-40, or 54-71). The output keeps its 1 KB pixels: 248 channels
+  // take 60 us. Other windows always read copies, padded for window_pixels.
   const int64_t pixel_bytes = g.in_channels * static_cast<int64_t>(sizeof(float));
-  const bool restride = sweeps(g) && std::gcd(pixel_bytes, int64_t{4096}) >= 1024;
+  const bool aliased = std::gcd(pixel_bytes, int64_t{4096}) >= 1024;
+  const bool copied = !sweeps(g) || aliased;
+  const int64_t pixel_stride =
+      (g.in_channels + kLanes - 1) / kLanes * kLanes + (aliased ? 64 / sizeof(float) : 0);
   at::parallel_for(0, g.batch * g.out_h, grain_for(row_elements), [&](int64_t begin, int64_t end) {
-    std::optional<RestridedRows> copies;
-    if (restride) copies.emplace(g);
+    std::optional<CopiedRows> copies;
+    if (copied) copies.emplace(g, sweeps(g) ? 0 : g.pad_w, pixel_stride);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t n = row / g.out_h, oh = row % g.out_h;
       const InputRows x = copies ? copies->for_output_row(in, n, oh)
