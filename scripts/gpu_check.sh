@@ -86,6 +86,11 @@ bench bf16_conv_wgmma --suite vgg16 resnet50 --operator conv2d pointwise --batch
 bench tf32_conv_wgmma --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --channels-last
 unset CLASSIC_OPS_WGMMA
 bench bf16_depthwise --suite mobilenet_v1 mobilenet_v2 --operator depthwise --batch 32 --dtype bfloat16
+# The depthwise target's other windows, dtypes and layouts (MobileNet's layers at 7x7).
+bench bf16_depthwise_7x7 --suite mobilenet_v1 mobilenet_v2 --operator depthwise --batch 32 --dtype bfloat16 \
+  --depthwise-kernel 7
+bench fp32_depthwise_cl_7x7 --suite mobilenet_v1 mobilenet_v2 --operator depthwise --batch 32 --channels-last \
+  --depthwise-kernel 7
 bench fp16_backward --suite resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last --pass backward
 bench bf16_depthwise_cl_backward --suite mobilenet_v2 --operator depthwise --batch 32 --dtype bfloat16 --channels-last --pass backward
 bench fp32_pool --suite vgg16 resnet50 googlenet --operator max_pool2d --batch 32 --pass forward forward_indices
@@ -93,27 +98,15 @@ bench tf32_conv --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --
 bench fp32_depthwise_cl --suite mobilenet_v1 mobilenet_v2 --operator depthwise --batch 32 --channels-last
 bench bf16_conv --suite vgg16 resnet50 --operator conv2d pointwise --batch 32 --dtype bfloat16 --channels-last
 bench fp16_pool_cl --suite vgg16 resnet50 googlenet --operator max_pool2d --batch 32 --dtype float16 --channels-last
+bench fp32_depthwise --suite mobilenet_v1 mobilenet_v2 --operator depthwise --batch 32
+bench bf16_depthwise_cl --suite mobilenet_v1 mobilenet_v2 --operator depthwise --batch 32 --dtype bfloat16 --channels-last
 # GPU time without the host's launch cost (CUDA graphs), where small layers' wall-clock
 # times measure the host instead of the kernels.
 bench fp16_conv_graph --suite resnet50 --operator conv2d pointwise --batch 32 --dtype float16 --channels-last --graph
 bench bf16_depthwise_graph --suite mobilenet_v2 --operator depthwise --batch 32 --dtype bfloat16 --graph
 
 stamp "summary"
-"$python" - "$out" "$build_rc" "$tests_rc" "$memcheck_rc" <<'PY'
-import glob, json, os, sys
-out, build_rc, tests_rc, memcheck_rc = sys.argv[1], *sys.argv[2:]
-print(f"{'benchmark':18} {'operator':11} {'pass':16} {'layers':>6} {'geomean':>8} {'best % peak':>11}")
-for path in sorted(glob.glob(os.path.join(out, "bench_*.json"))):
-    data = json.load(open(path))
-    name = os.path.basename(path)[6:-5]
-    for m in data["geometric_means"]:
-        if m["network"] == "all":
-            rows = [r for r in data["results"] if r["operator"] == m["operator"] and r["pass_"] == m["pass_"]]
-            best = max((r["fraction_of_peak"] or 0) for r in rows)
-            print(f"{name:18} {m['operator']:11} {m['pass_']:16} {m['layers']:>6} "
-                  f"{m['geomean_speedup']:7.2f}x {100 * best:10.1f}%")
-print(f"build exit {build_rc}, CUDA tests exit {tests_rc}, memcheck exit {memcheck_rc}")
-PY
+"$python" "$repo/scripts/gpu_summary.py" "$out" "$build_rc" "$tests_rc" "$memcheck_rc"
 
 # PACK_OUT=1: leave one archive (logs.tgz) and this run's console log in $OUT, for machines
 # that hand back only a few files.

@@ -1,5 +1,8 @@
 """The microbenchmark suite runs, covers the networks' real layers, and writes its outputs."""
+import importlib.util
 import json
+import pathlib
+import subprocess
 
 import pytest
 import torch
@@ -108,3 +111,40 @@ def test_graph_timing_on_cuda(tmp_path):
     data = json.loads(out.read_text())
     assert data["timing"] == f"CUDA graphs of {bench.GRAPH_CALLS} calls"
     assert all(r["ours_ms"] > 0 and r["native_ms"] > 0 for r in data["results"])
+
+
+def load_gpu_summary():
+    path = pathlib.Path(__file__).parent.parent / "scripts" / "gpu_summary.py"
+    spec = importlib.util.spec_from_file_location("gpu_summary", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_summary_holds_each_file_to_its_target(tmp_path):
+    def write(name, dtype, rows):
+        results = [dict(operator=op, pass_=p, shape=shape, speedup=speedup, fraction_of_peak=fraction)
+                   for op, p, shape, speedup, fraction in rows]
+        (tmp_path / f"bench_{name}.json").write_text(json.dumps(dict(dtype=dtype, results=results)))
+
+    # 3x3 convolutions only count toward the convolution target; depthwise needs both the
+    # speedup and the bandwidth; a pass without a target gets none.
+    write("fp16_conv", "float16", [("conv2d", "forward", "64x56x56->64 k3s1", 1.0, 0.5),
+                                   ("conv2d", "forward", "3x224x224->64 k7s2", 0.1, 0.1),
+                                   ("pointwise", "forward", "64x56x56->256 k1s1", 0.81, 0.3)])
+    write("bf16_depthwise", "bfloat16", [("depthwise", "forward", "32x112x112->32 k3s1", 4.0, 0.8),
+                                         ("depthwise", "forward", "1024x7x7->1024 k3s1", 1.0, 0.6)])
+    write("fp32_pool", "float32", [("max_pool2d", "forward_indices", "64x112x112 k3s2", 1.0, 0.5)])
+    lines = {tuple(line.split()[:2]): line for line in load_gpu_summary().summary(str(tmp_path)).splitlines()[1:]}
+    conv = lines[("fp16_conv", "conv2d")].split()
+    assert conv[2:5] == ["3x3", "forward", "1"] and conv[5] == "1.00x" and conv[-1] == "yes"
+    assert lines[("fp16_conv", "pointwise")].split()[-1] == "no"  # 0.81x against 0.9x
+    depthwise = lines[("bf16_depthwise", "depthwise")].split()
+    assert depthwise[4] == "2.00x" and depthwise[5] == "69.3%" and depthwise[-1] == "no"  # sqrt(0.48) < 70%
+    pool = lines[("fp32_pool", "max_pool2d")].split()
+    assert pool[2] == "forward_indices" and pool[-1] == "50.0%"  # no target: nothing after the fractions
+
+
+def test_gpu_check_script_parses():
+    script = pathlib.Path(__file__).parent.parent / "scripts" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
