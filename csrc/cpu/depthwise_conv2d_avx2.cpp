@@ -3,16 +3,18 @@
 // channels_last (channel multiplier 1): eight channels per instruction. 3x3 windows with
 // stride 1 or 2 along the row (MobileNet's) sweep one block of channels along a segment of
 // an output row with its nine weights in registers, each input column loaded once for all
-// the outputs it serves. Other windows go four output pixels per pass, so each weight
-// vector loaded serves four FMAs, all channels of those pixels before moving on. Border
-// pixels take only their valid taps.
+// the outputs it serves. Other windows read copies of the input rows padded with zeros,
+// so that every pixel takes every tap, eight output pixels per call, all channels of
+// those pixels before moving on; rows of 5 or 7 taps at stride 1 or 2 slide like the 3x3
+// sweeps, a kernel row's weights in registers.
 //
 // NCHW (any multiplier): the planes as they are, eight output columns per instruction,
 // sixteen per pass, a band of output rows at a time. The input rows a band reads are first
 // copied, zero-padded, into scratch split by column phase (column x of phase q holds
 // padded column x * stride_w + q), so every tap of eight neighbouring outputs is one
 // contiguous load whatever the stride and dilation, and the inner loop has no bounds
-// checks.
+// checks. 3x3 windows hold their weights in registers; others go four output rows per
+// pass, each input vector loaded once for all the rows that read it.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
