@@ -371,16 +371,18 @@ def test_depthwise_planes_of_several_bands_match_native(stride, dilation, multip
     ((3, 5), 1, 1, (11, 17), 1, 12),  # the same at stride 1
     ((7, 1), 1, 1, (12, 9), 1, 12),
     ((31, 31), 1, 1, (40, 41), 1, 12),
-    ((5, 5), 2, 1, (21, 21), 1, 12),  # one output row at a time: too few kernel rows for stride 2
-    ((7, 7), 1, 2, (26, 26), 1, 12),  # and with dilation down the columns
-    ((1, 7), 1, 1, (9, 20), 1, 12),
+    ((5, 5), 2, 1, (21, 21), 1, 12),  # three output rows a pass: too few kernel rows for four at stride 2
+    ((2, 5), 1, 1, (10, 19), 1, 12),  # three at stride 1
+    ((1, 7), 1, 1, (9, 20), 1, 12),  # two
+    ((7, 7), 1, 2, (26, 26), 1, 12),  # one output row at a time: dilation down the columns
+    ((1, 5), 2, 1, (9, 20), 1, 12),  # and one kernel row at stride 2
     ((7, 7), 1, 1, (9, 24), 1, 12),  # three output rows: fewer than a group
     ((7, 7), 1, 1, (10, 13), 1, 256),  # channels_last: pixels of 1 KB, copied a cache line apart
     ((9, 9), 3, 1, (25, 30), 1, 20),  # channels_last: the general pixels kernel
 ])
 def test_depthwise_windows_beyond_3x3_match_native(window, stride, dilation, size, multiplier, channels,
                                                     channels_last, cpu_path):
-    # Windows other than 3x3 run, over NCHW, kSharedRows output rows at a time where the
+    # Windows other than 3x3 run, over NCHW, two to four output rows at a time where the
     # rows allow it (each input vector loaded once for the output rows that read it) and one
     # row at a time otherwise; over channels_last, from zero-padded copies of the input
     # rows, eight pixels at a time (rows of 5 or 7 taps at stride 1 or 2 sliding, their

@@ -564,17 +564,27 @@ __attribute__((target("avx2,fma"))) inline void three_by_three_pass(
   store_row_vectors<kVectors>(acc, out, writable);
 }
 
-// Output rows computed together by the pass of other windows.
+// Output rows computed together, at most, by the pass of other windows: 4 x 2 vectors of
+// sums, 2 + 2 vectors of input and a weight fill 13 of the 16 registers.
 constexpr int kSharedRows = 4;
+
+// Output rows shared_rows_pass computes together for g: as many as at most kSharedRows
+// whose windows all reach the kernel rows of every other's (kernel_h >= (rows - 1) *
+// stride_h); fewer than 2, none (single_row_pass).
+int shared_rows(const ConvGeometry& g) {
+  if (g.dilation_h != 1 || g.stride_h > 2) return 0;
+  const int64_t rows = std::min<int64_t>(kSharedRows, g.kernel_h / g.stride_h + 1);
+  return rows >= 2 ? static_cast<int>(rows) : 0;
+}
 
 // acc[i] += the taps of padded input row `xa` (at the pass's first column) for each output
 // row i in kReadersA, and those of row `xb` for each in kReadersB, each vector of the rows
 // loaded once for all of them; output row i weights row a by the kernel row at
 // wa - i * w_step, row b by the one at wb - i * w_step.
-template <bool kAdjacentTaps, int kReadersA, int kReadersB, int kVectors>
+template <bool kAdjacentTaps, int kReadersA, int kReadersB, int kRows, int kVectors>
 __attribute__((target("avx2,fma"), always_inline)) inline void add_input_rows(
     const float* xa, const float* wa, const float* xb, const float* wb, int64_t w_step,
-    const int64_t* column_of_tap, int64_t kernel_w, __m256 (&acc)[kSharedRows][kVectors]) {
+    const int64_t* column_of_tap, int64_t kernel_w, __m256 (&acc)[kRows][kVectors]) {
 #pragma GCC unroll 7
   for (int64_t s = 0; s < kernel_w; ++s) {
     const int64_t column = kAdjacentTaps ? s : column_of_tap[s];
@@ -585,7 +595,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void add_input_rows(
       if (kReadersB != 0) b[v] = _mm256_loadu_ps(xb + column + v * kLanes);
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < kSharedRows; ++i) {
+    for (int i = 0; i < kRows; ++i) {
       if (kReadersA >> i & 1) {
         const __m256 wv = _mm256_broadcast_ss(wa - i * w_step + s);
 #pragma GCC unroll 4
@@ -603,12 +613,13 @@ __attribute__((target("avx2,fma"), always_inline)) inline void add_input_rows(
 // Bits [lo, hi] of a mask.
 constexpr int bits(int lo, int hi) { return lo > hi ? 0 : ((2 << hi) - 1) & ~((1 << lo) - 1); }
 
-// kVectors vectors of outputs in each of kSharedRows output rows, for a window read from g
-// with kStride rows between output rows, no dilation down the columns and at least
-// 3 * kStride kernel rows. The pass walks the input rows that the output rows read, each
-// input vector loaded serving every output row whose window covers its row: one load feeds
-// up to kSharedRows x kVectors FMAs, one into each sum. The rows all output rows read come
-// first; then the first and last 3 * kStride input rows in pairs (d, kernel_h + d), which
+// kVectors vectors of outputs in each of kRows output rows, for a window read from g with
+// kStride rows between output rows, no dilation down the columns and at least
+// (kRows - 1) * kStride kernel rows. The pass walks the input rows that the output rows
+// read, each input vector loaded serving every output row whose window covers its row: one
+// load feeds up to kRows x kVectors FMAs, one into each sum. The rows all output rows read
+// come first; then the first and last (kRows - 1) * kStride input rows in pairs (d,
+// kernel_h + d), which
 // are read by complementary sets of output rows (i <= d / kStride and the others), so every
 // sum takes one FMA per tap throughout and their dependent chains run side by side. (Kernel
 // row by kernel row, one output row at a time, a 7x7 window took a load and a broadcast per
@@ -618,33 +629,32 @@ constexpr int bits(int lo, int hi) { return lo > hi ? 0 : ((2 << hi) - 1) & ~((1
 // after the first's: 66%.) Which output rows read a row is known at compile time, so the
 // sums stay in registers. `row`: scratch row 0 of the first output row's window, at the
 // pass's first column; `writable` as in three_by_three_pass.
-template <int kStride, bool kAdjacentTaps, int kVectors>
+template <int kStride, int kRows, bool kAdjacentTaps, int kVectors>
 __attribute__((target("avx2,fma"))) inline void shared_rows_pass(
     const float* row, int64_t row_floats, int64_t kernel_h, const int64_t* column_of_tap, const float* w,
     int64_t kernel_w, float bias, float* out, int64_t out_w, int64_t writable) {
-  __m256 acc[kSharedRows][kVectors];
+  __m256 acc[kRows][kVectors];
 #pragma GCC unroll 4
-  for (int i = 0; i < kSharedRows; ++i) {
+  for (int i = 0; i < kRows; ++i) {
 #pragma GCC unroll 4
     for (int v = 0; v < kVectors; ++v) acc[i][v] = _mm256_set1_ps(bias);
   }
-  constexpr int kRamp = (kSharedRows - 1) * kStride;
-  constexpr int kAll = bits(0, kSharedRows - 1);
+  constexpr int kRamp = (kRows - 1) * kStride;
+  constexpr int kAll = bits(0, kRows - 1);
   const int64_t w_step = kStride * kernel_w;
   for (int64_t j = kRamp; j < kernel_h; ++j) {
     const float* x = row + j * row_floats;
-    add_input_rows<kAdjacentTaps, kAll, 0, kVectors>(x, w + j * kernel_w, x, w, w_step, column_of_tap, kernel_w,
-                                                     acc);
+    add_input_rows<kAdjacentTaps, kAll, 0>(x, w + j * kernel_w, x, w, w_step, column_of_tap, kernel_w, acc);
   }
   for_each_index([&](auto d) __attribute__((target("avx2,fma"), always_inline)) {
     constexpr int kFirst = bits(0, decltype(d)::value / kStride);
     const int64_t j = kernel_h + d;
-    add_input_rows<kAdjacentTaps, kFirst, kAll & ~kFirst, kVectors>(
+    add_input_rows<kAdjacentTaps, kFirst, kAll & ~kFirst>(
         row + d * row_floats, w + d * kernel_w, row + j * row_floats, w + j * kernel_w, w_step, column_of_tap,
         kernel_w, acc);
   }, std::make_integer_sequence<int, kRamp>{});
 #pragma GCC unroll 4
-  for (int i = 0; i < kSharedRows; ++i) store_row_vectors<kVectors>(acc[i], out + i * out_w, writable - i * out_w);
+  for (int i = 0; i < kRows; ++i) store_row_vectors<kVectors>(acc[i], out + i * out_w, writable - i * out_w);
 }
 
 // The same for one output row and any window, two kernel rows at a time: the even rows
@@ -654,7 +664,7 @@ template <bool kAdjacentTaps, int kVectors>
 __attribute__((target("avx2,fma"))) inline void single_row_pass(
     const float* row, int64_t row_step, int64_t kernel_h, const int64_t* column_of_tap, const float* w,
     int64_t kernel_w, float bias, float* out, int64_t writable) {
-  __m256 acc[kSharedRows][kVectors];
+  __m256 acc[2][kVectors];
 #pragma GCC unroll 4
   for (int v = 0; v < kVectors; ++v) {
     acc[0][v] = _mm256_set1_ps(bias);
@@ -662,12 +672,12 @@ __attribute__((target("avx2,fma"))) inline void single_row_pass(
   }
   int64_t r = 0;
   for (; r + 2 <= kernel_h; r += 2) {
-    add_input_rows<kAdjacentTaps, 1, 2, kVectors>(row + r * row_step, w + r * kernel_w, row + (r + 1) * row_step,
+    add_input_rows<kAdjacentTaps, 1, 2>(row + r * row_step, w + r * kernel_w, row + (r + 1) * row_step,
                                                   w + (r + 1) * kernel_w, 0, column_of_tap, kernel_w, acc);
   }
   if (r < kernel_h) {
     const float* x = row + r * row_step;
-    add_input_rows<kAdjacentTaps, 1, 0, kVectors>(x, w + r * kernel_w, x, w, 0, column_of_tap, kernel_w, acc);
+    add_input_rows<kAdjacentTaps, 1, 0>(x, w + r * kernel_w, x, w, 0, column_of_tap, kernel_w, acc);
   }
 #pragma GCC unroll 4
   for (int v = 0; v < kVectors; ++v) acc[0][v] = _mm256_add_ps(acc[0][v], acc[1][v]);
@@ -698,8 +708,8 @@ __attribute__((target("avx2,fma"), always_inline)) inline void over_columns(int6
 
 // Rows `out_rows` of one output plane from the scratch of the padded input rows they read
 // (scratch row 0: padded row out_rows.begin * stride_h). kThreeByThree compiles in a 3x3
-// window, its weights held in registers; other windows are read from g, kSharedRows output
-// rows at a time where shared_rows_pass takes them. column_of_tap[s]: where tap s of output
+// window, its weights held in registers; other windows are read from g, shared_rows(g)
+// output rows at a time where shared_rows_pass takes them. column_of_tap[s]: where tap s of output
 // column 0 reads, within a padded scratch row; kAdjacentTaps: column s (stride and
 // dilation 1), so that one register addresses a row's taps (9 row pointers did not fit in
 // registers beside the weights: 172-186 against 170-179 us on MobileNet's 32x112x112 layer,
@@ -729,9 +739,8 @@ __attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const 
     }
   } else {
     const int64_t kernel_h = g.kernel_h, row_step = g.dilation_h * width;
-    const bool shared = g.dilation_h == 1 && g.stride_h <= 2 && kernel_h >= (kSharedRows - 1) * g.stride_h &&
-                        out_rows.end - out_rows.begin >= kSharedRows;
-    if (!shared) {
+    const int shared = out_rows.end - out_rows.begin >= shared_rows(g) ? shared_rows(g) : 0;
+    if (shared == 0) {
       for (int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
         const float* row = scratch + (oh - out_rows.begin) * input_row_step;
         float* out_row = out + oh * out_w;
@@ -743,22 +752,21 @@ __attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const 
       }
       return;
     }
-    // Groups of kSharedRows output rows; a last group that would be short ends at the last
-    // row instead, computing some rows again (to the same values).
-    for (int64_t next = out_rows.begin; next < out_rows.end; next += kSharedRows) {
-      const int64_t oh = std::min(next, out_rows.end - kSharedRows);
+    // Groups of `shared` output rows; a last group that would be short ends at the last row
+    // instead, computing some rows again (to the same values).
+    for (int64_t next = out_rows.begin; next < out_rows.end; next += shared) {
+      const int64_t oh = std::min(next, out_rows.end - shared);
       const float* row = scratch + (oh - out_rows.begin) * input_row_step;
       float* out_row = out + oh * out_w;
       const int64_t writable = (out_h - oh) * out_w;
       over_columns<true>(out_w, [&](auto vectors, int64_t ow) __attribute__((target("avx2,fma"), always_inline)) {
-        constexpr int kVectors = decltype(vectors)::value;
-        if (g.stride_h == 1) {
-          shared_rows_pass<1, kAdjacentTaps, kVectors>(row + ow, width, kernel_h, column_of_tap, w, kernel_w, bias,
-                                                       out_row + ow, out_w, writable - ow);
-        } else {
-          shared_rows_pass<2, kAdjacentTaps, kVectors>(row + ow, width, kernel_h, column_of_tap, w, kernel_w, bias,
-                                                       out_row + ow, out_w, writable - ow);
-        }
+        for_each_index([&](auto stride) __attribute__((target("avx2,fma"), always_inline)) {
+          for_each_index([&](auto rows) __attribute__((target("avx2,fma"), always_inline)) {
+            if (g.stride_h != stride || shared != rows) return;
+            shared_rows_pass<stride, rows, kAdjacentTaps, decltype(vectors)::value>(
+                row + ow, width, kernel_h, column_of_tap, w, kernel_w, bias, out_row + ow, out_w, writable - ow);
+          }, std::integer_sequence<int, 2, 3, kSharedRows>{});
+        }, std::integer_sequence<int, 1, 2>{});
       });
     }
   }
@@ -999,7 +1007,8 @@ void depthwise_conv2d_forward_nchw_avx2(const at::Tensor& input, const at::Tenso
                                         : (adjacent ? nchw_plane<false, true> : nchw_plane<false, false>);
   const PhaseSplitter splitter(g, p);
   int64_t band = output_rows_per_band(g, p);
-  if (!three_by_three && band > kSharedRows) band -= band % kSharedRows;  // whole groups of rows
+  const int group = three_by_three ? 0 : shared_rows(g);
+  if (group > 0 && band > group) band -= band % group;  // whole groups of rows
   const Span first_band = padded_rows_of(g, {0, std::min(band, g.out_h)});
   at::parallel_for(0, g.batch * g.in_channels, grain_for(in_plane + multiplier * out_plane),
                    [&](int64_t begin, int64_t end) {
