@@ -9,17 +9,20 @@ import json
 import math
 import os
 import sys
+from collections import namedtuple
 
-# (operator, pass, dtypes or None for any, only 3x3 windows) -> (least speedup, least
-# fraction of the copy bandwidth or None), as the issue states them.
+# The issue's targets: for an operator's pass in some dtypes (None: any), over its 3x3
+# layers only or all, the least geometric-mean speedup and the least geometric-mean
+# fraction of the copy bandwidth (None: no bandwidth target).
+Target = namedtuple("Target", "operator pass_ dtypes only_3x3 speedup bandwidth")
 TARGETS = [
-    ("conv2d", "forward", {"float16", "bfloat16"}, True, 0.9, None),
-    ("conv2d", "forward", {"float32"}, True, 0.8, None),
-    ("pointwise", "forward", None, False, 0.9, None),
-    ("depthwise", "forward", {"float32", "bfloat16"}, False, 2.0, 0.7),
-    ("max_pool2d", "forward", None, False, 1.5, 0.8),
-    ("conv2d", "backward", None, False, 0.7, None),
-    ("pointwise", "backward", None, False, 0.7, None),
+    Target("conv2d", "forward", {"float16", "bfloat16"}, True, 0.9, None),
+    Target("conv2d", "forward", {"float32"}, True, 0.8, None),
+    Target("pointwise", "forward", None, False, 0.9, None),
+    Target("depthwise", "forward", {"float32", "bfloat16"}, False, 2.0, 0.7),
+    Target("max_pool2d", "forward", None, False, 1.5, 0.8),
+    Target("conv2d", "backward", None, False, 0.7, None),
+    Target("pointwise", "backward", None, False, 0.7, None),
 ]
 
 
@@ -28,7 +31,7 @@ def geomean(values):
 
 
 def rows_of(path):
-    """(benchmark name, dtype, [(operator, pass, the target's rows, target or None)])."""
+    """(benchmark name, [(operator, pass, the rows its target counts, Target or None)])."""
     data = json.load(open(path))
     name = os.path.basename(path)[len("bench_"):-len(".json")]
     groups = {}
@@ -36,12 +39,12 @@ def rows_of(path):
         groups.setdefault((row["operator"], row["pass_"]), []).append(row)
     out = []
     for (operator, pass_), rows in sorted(groups.items()):
-        target = next((t for t in TARGETS if t[:2] == (operator, pass_) and (t[2] is None or data["dtype"] in t[2])),
-                      None)
-        if target and target[3]:
+        target = next((t for t in TARGETS if (t.operator, t.pass_) == (operator, pass_)
+                       and (t.dtypes is None or data["dtype"] in t.dtypes)), None)
+        if target and target.only_3x3:
             rows = [r for r in rows if " k3s" in r["shape"]]
         if rows:
-            out.append((operator + (" 3x3" if target and target[3] else ""), pass_, rows, target))
+            out.append((operator + (" 3x3" if target and target.only_3x3 else ""), pass_, rows, target))
     return name, out
 
 
@@ -56,9 +59,9 @@ def summary(out_dir):
             fraction = geomean(fractions) if min(fractions) > 0 else 0.0
             wanted, met = "", ""
             if target:
-                least_speedup, least_fraction = target[4], target[5]
-                wanted = f">={least_speedup}x" + (f", {100 * least_fraction:.0f}%" if least_fraction else "")
-                met = "yes" if speedup >= least_speedup and (least_fraction is None or fraction >= least_fraction) else "no"
+                wanted = f">={target.speedup}x" + (f", {100 * target.bandwidth:.0f}%" if target.bandwidth else "")
+                reached = speedup >= target.speedup and (target.bandwidth is None or fraction >= target.bandwidth)
+                met = "yes" if reached else "no"
             lines.append(f"{name:26} {operator:14} {pass_:15} {len(rows):>6} {speedup:7.2f}x {100 * fraction:6.1f}% "
                          f"{100 * max(fractions):6.1f}% {wanted:>14} {met:>4}")
     return "\n".join(lines)

@@ -39,6 +39,8 @@ namespace {
 
 constexpr int64_t kLanes = 8;
 
+int64_t whole_vectors(int64_t floats) { return (floats + kLanes - 1) / kLanes * kLanes; }
+
 // (C, 1, R, S) -> (R, S, C): the weights of one tap are contiguous over channels.
 at::Tensor taps_outer(const at::Tensor& weight) {
   return weight.reshape({weight.size(0), weight.size(2) * weight.size(3)}).t().contiguous();
@@ -356,7 +358,7 @@ class CopiedRows {
 
   // The rows of image n that output row oh reads, copied where not yet held.
   InputRows for_output_row(const float* in, int64_t n, int64_t oh) {
-    const int64_t channels = g_.in_channels, lanes = (channels + kLanes - 1) / kLanes * kLanes;
+    const int64_t channels = g_.in_channels, lanes = whole_vectors(channels);
     const Span rows = window_taps(oh * g_.stride_h - g_.pad_h, g_.kernel_h, g_.dilation_h, g_.in_h);
     for (int64_t r = rows.begin; r < rows.end; ++r) {
       const int64_t ih = oh * g_.stride_h - g_.pad_h + r * g_.dilation_h, key = n * g_.in_h + ih;
@@ -388,8 +390,6 @@ struct PhasePlane {
 };
 
 constexpr int64_t kColumnsPerPass = 2 * kLanes;
-
-int64_t whole_vectors(int64_t floats) { return (floats + kLanes - 1) / kLanes * kLanes; }
 
 PhasePlane phase_plane(const ConvGeometry& g) {
   const int64_t passes = (g.out_w + kColumnsPerPass - 1) / kColumnsPerPass;
@@ -739,7 +739,8 @@ __attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const 
     }
   } else {
     const int64_t kernel_h = g.kernel_h, row_step = g.dilation_h * width;
-    const int shared = out_rows.end - out_rows.begin >= shared_rows(g) ? shared_rows(g) : 0;
+    const int rows_together = shared_rows(g);
+    const int shared = out_rows.end - out_rows.begin >= rows_together ? rows_together : 0;
     if (shared == 0) {
       for (int64_t oh = out_rows.begin; oh < out_rows.end; ++oh) {
         const float* row = scratch + (oh - out_rows.begin) * input_row_step;
@@ -974,7 +975,7 @@ void forward_channels_last(const at::Tensor& input, const at::Tensor& w, const a
   const bool aliased = std::gcd(pixel_bytes, int64_t{4096}) >= 1024;
   const bool copied = !sweeps(g) || aliased;
   const int64_t pixel_stride =
-      (g.in_channels + kLanes - 1) / kLanes * kLanes + (aliased ? 64 / sizeof(float) : 0);
+      whole_vectors(g.in_channels) + (aliased ? 64 / sizeof(float) : 0);
   at::parallel_for(0, g.batch * g.out_h, grain_for(row_elements), [&](int64_t begin, int64_t end) {
     std::optional<CopiedRows> copies;
     if (copied) copies.emplace(g, sweeps(g) ? 0 : g.pad_w, pixel_stride);
