@@ -17,5 +17,14 @@ def build_info() -> str:
             kernels += "; no GPU visible, CUDA kernels idle"
     else:
         kernels = "CPU kernels only (built without CUDA)"
-    return (f"classic_ops: {kernels}; built against torch {_C.torch_version}, "
-            f"running torch {torch.__version__}")
+    return (f"classic_ops: {kernels}; CPU vectors: {cpu_vectors()}; built against torch "
+            f"{_C.torch_version}, running torch {torch.__version__}")
+
+
+def cpu_vectors() -> str:
+    """Which vector instructions the CPU kernels run on this machine."""
+    if not _C.cpu_has_avx2_fma():
+        return "none (portable reference kernels)"
+    if _C.cpu_has_avx512():
+        return "AVX2/FMA, AVX-512 in the dense convolution"
+    return "AVX2/FMA"

@@ -254,7 +254,7 @@ def measure_peaks(device, dtype=torch.float32):
             torch.backends.cuda.matmul.allow_tf32 = previous
         del a, b
     else:
-        flops = _C.measure_fma_peak_gflops(0.5)
+        flops = _C.measure_fma_peak_gflops(0.5)  # of the widest vectors the CPU has
     src = torch.empty(64 * 2**20, dtype=torch.float32, device=device).uniform_()  # 256 MiB
     dst = torch.empty_like(src)
     seconds = _median_seconds(lambda: dst.copy_(src), 0.5, device)
@@ -406,7 +406,8 @@ def main(argv=None):
     machine = dict(device=args.device, name=machine_name(args.device), threads=torch.get_num_threads(),
                    fma_peak_gflops=fma_peak, copy_bandwidth_gbs=bandwidth, torch=torch.__version__,
                    build=classic_ops.build_info())
-    peak_source = "matrix product" if args.device == "cuda" else "FMA loop"
+    peak_source = ("matrix product" if args.device == "cuda"
+                   else f"FMA loop, {'AVX-512' if _C.cpu_has_avx512() else 'AVX2'}")
     print(f"{machine['name']}, {machine['threads']} threads; measured peak {fma_peak:.1f} GFLOP/s "
           f"({peak_source}), "
           f"copy bandwidth {bandwidth:.1f} GB/s; {args.dtype}, "

@@ -38,8 +38,19 @@ static PyObject* set_avx2_enabled(PyObject*, PyObject* args) {
   return PyBool_FromLong(classic_ops::cpu::use_avx2());
 }
 
+static PyObject* set_avx512_enabled(PyObject*, PyObject* args) {
+  int enabled = 1;
+  if (!PyArg_ParseTuple(args, "p", &enabled)) return nullptr;
+  classic_ops::cpu::set_avx512_enabled(enabled != 0);
+  return PyBool_FromLong(classic_ops::cpu::use_avx512());
+}
+
 static PyObject* cpu_has_avx2_fma(PyObject*, PyObject*) {
   return PyBool_FromLong(classic_ops::cpu::cpu_has_avx2_fma());
+}
+
+static PyObject* cpu_has_avx512(PyObject*, PyObject*) {
+  return PyBool_FromLong(classic_ops::cpu::cpu_has_avx512());
 }
 
 static PyObject* empty_cpu_cache(PyObject*, PyObject*) {
@@ -75,7 +86,11 @@ static PyMethodDef methods[] = {
     {"set_avx2_enabled", set_avx2_enabled, METH_VARARGS,
      "set_avx2_enabled(flag): allow (True) or forbid (False) the AVX2/FMA CPU kernels; "
      "returns whether they will run"},
+    {"set_avx512_enabled", set_avx512_enabled, METH_VARARGS,
+     "set_avx512_enabled(flag): allow (True) or forbid (False) the dense convolution's AVX-512 "
+     "microkernels; returns whether they will run"},
     {"cpu_has_avx2_fma", cpu_has_avx2_fma, METH_NOARGS, "whether this CPU has AVX2 and FMA"},
+    {"cpu_has_avx512", cpu_has_avx512, METH_NOARGS, "whether this CPU has AVX2, FMA and AVX-512F"},
     {"empty_cpu_cache", empty_cpu_cache, METH_NOARGS,
      "empty_cpu_cache(): releases to the system the freed CPU blocks of 32 MB or more that "
      "classic_ops keeps for reuse (see set_cpu_cache_limit); returns their bytes"},

@@ -19,6 +19,7 @@ def test_build_info_says_what_was_built():
     info = classic_ops.build_info()
     assert ("CPU and CUDA kernels" in info) == classic_ops.built_with_cuda()
     assert f"built against torch {torch.__version__}" in info
+    assert ("AVX-512" in info) == classic_ops._C.cpu_has_avx512()
     has_cuda_kernels = torch._C._dispatch_has_kernel_for_dispatch_key("classic_ops::conv2d", "CUDA")
     assert has_cuda_kernels == classic_ops.built_with_cuda()
 

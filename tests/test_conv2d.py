@@ -144,6 +144,21 @@ def test_conv2d_with_many_channels_matches_native(case, device, cpu_path):
                          lambda x, w, b, kw: cf.conv2d(x, w, b, groups=case.groups, **kw))
 
 
+# Channel counts around the CPU register tiles' lane groups (16 channels of AVX2 tiles, 64 of
+# AVX-512 ones: several groups, the last one partial and its last vector ragged), on either
+# side (grad_input runs the same kernel with the channels swapped), and output rows of one
+# tile or several of unequal widths; 3 input channels over NCHW at stride 1 take the planar
+# kernel, its tiles of positions (32 or 64) across rows or, 70 wide, along each row.
+TILE_EDGES = [ConvCase(2, c, 1, 1, k, 7, width, (3, 3), (stride, stride), 1, (1, 1), True, cl, False)
+              for c, k in [(8, 100), (100, 8), (17, 65), (65, 17), (24, 130), (3, 100)]
+              for width, stride in [(5, 1), (13, 1), (25, 2), (70, 1)] for cl in [False, True]]
+
+
+@pytest.mark.parametrize("case", TILE_EDGES, ids=str)
+def test_dense_register_tile_edges_match_native(case, cpu_path):
+    check_against_native(case, torch.float32, "cpu", lambda x, w, b, kw: cf.conv2d(x, w, b, **kw))
+
+
 DEPTHWISE = [c for c in GRID if c.groups == c.in_channels][:60]
 POINTWISE = [ConvCase(n, c, 1, 1, k, h, w, (1, 1), (s, s), 0, (1, 1), bias, cl, nc)
              for (n, c, k, h, w, s, bias, cl, nc) in [

@@ -1,13 +1,14 @@
-// Dense float32 convolution on AVX2/FMA, in the style of oneDNN's AVX2 direct kernel: one
-// microkernel holds a register tile of up to 6 "pixels" x 16 lanes (12 ymm accumulators)
-// and, per reduction step, loads two lane vectors and broadcasts one value per pixel
-// against them. It runs in two orientations:
-// - channels_last rows (forward_dense): pixels along an output row, lanes 16 output
-//   channels of a weight repacked into blocks of 8 (cached while the weight is unchanged);
-//   any kernel size, stride, dilation and padding.
+// Dense float32 convolution on AVX2/FMA, in the style of oneDNN's direct kernels: one
+// microkernel (dense_microkernel.h) holds a register tile of up to 6 "pixels" x 2 vectors
+// of 8 lanes (12 ymm accumulators), or on CPUs with AVX-512 6 x 4 vectors of 16 lanes (24
+// zmm accumulators), and per reduction step loads the lane vectors and broadcasts one
+// value per pixel against them. It runs in two orientations:
+// - channels_last rows (forward_dense): pixels along an output row, lanes output channels
+//   of a weight repacked into blocks of a vector's lanes (cached while the weight is
+//   unchanged); any kernel size, stride, dilation and padding.
 // - NCHW planes (planar_conv): pixels 6 output channels broadcast from the weight where
-//   it lies, lanes 16 pixels of a padded plane; stride 1, with strided convolutions split
-//   by stride phase.
+//   it lies, lanes pixels of a padded plane; stride 1, with strided convolutions split by
+//   stride phase.
 // grad_input runs phase by phase of the stride (grad_input_as_forward.h), each phase in
 // whichever orientation suits its rows and channels. grad_weight runs it with output
 // channels broadcast and input channels as lanes; the 1x1 grad_weight over large planes
@@ -18,10 +19,13 @@
 #include <c10/util/strides.h>
 #include <immintrin.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "../grad_input_as_forward.h"
 #include "avx2_vectors.h"
+#include "dense_microkernel.h"
+#include "isa.h"
 #include "kernels.h"
 #include "scratch.h"
 #include "weight_cache.h"
@@ -29,9 +33,11 @@
 namespace classic_ops::cpu {
 namespace {
 
-constexpr int64_t kLanes = 8;       // output channels per ymm register: one channel block
-constexpr int kTilePixels = 6;      // output pixels along a row per microkernel call
-constexpr int kTileBlocks = 2;      // channel blocks per microkernel call
+// Lanes of a ymm register: the 8x8 transposes and gathers that pack weights and move
+// layouts work in groups of them, whichever microkernels run.
+constexpr int64_t kLanes = kAvx2Tile.lanes;
+// The widest vector any microkernel set reads, for the slack past buffers.
+constexpr int64_t kMostLanes = kAvx512Tile.lanes;
 
 // A convolution's weight read where it lies: coefficient (o, i, r, s) (output channel,
 // input channel, kernel row and column of the convolution it serves) at
@@ -72,12 +78,13 @@ __attribute__((target("avx2"), always_inline)) inline void transpose8x8(__m256 (
 
 // The taps of 8 lanes of input channels i and i + 1 (two: each tap's vectors for them fill
 // a 64-byte line, which one at a time were written in halves) into their packed places,
-// out + j * tap_stride (+ 8 for i + 1) for tap j, where a lane's taps lie together in
+// out + j * tap_stride (+ channel_step for i + 1) for tap j, where a lane's taps lie together in
 // memory, tap j at first + direction * j (direction +-1): 8x8 transposes of 8 taps at a
 // time, the last 8 overlapping where the taps are not a multiple of 8 (at least 8 of them).
 __attribute__((target("avx2"))) void transpose_taps(const float* first, int64_t lane_stride,
                                                     int64_t channel_stride, int64_t taps,
-                                                    int64_t direction, float* out, int64_t tap_stride) {
+                                                    int64_t direction, float* out, int64_t tap_stride,
+                                                    int64_t channel_step) {
   const float* lowest = direction > 0 ? first : first - (taps - 1);
   for (int64_t a = 0; a < taps; a += kLanes) {
     const int64_t start = std::min(a, taps - kLanes);  // in memory order
@@ -91,45 +98,48 @@ __attribute__((target("avx2"))) void transpose_taps(const float* first, int64_t 
     for (int q = 0; q < kLanes; ++q) {
       float* tap = out + (direction > 0 ? start + q : taps - 1 - start - q) * tap_stride;
       _mm256_storeu_ps(tap, m[0][q]);
-      _mm256_storeu_ps(tap + kLanes, m[1][q]);
+      _mm256_storeu_ps(tap + channel_step, m[1][q]);
     }
   }
 }
 
-// The weight as the channels_last microkernel reads it, (ceil(O / 8), R, S, I, 8), output
-// channels past O zero, for `w` of O output and I input channels and R x S taps. One pass
-// over the weight: backward packs on every call, and a large layer's weight (512x512x3x3:
-// 9 MB) costs as much to move as its convolution of a 7x7 plane. `packed` is of
-// packed_sizes(O, I, R, S).
+// The weight as the channels_last microkernel reads it, (ceil(O / L), R, S, I, L) for
+// vectors of L lanes (8 or 16), output channels past O zero, for `w` of O output and I
+// input channels and R x S taps. One pass over the weight: backward packs on every call,
+// and a large layer's weight (512x512x3x3: 9 MB) costs as much to move as its convolution
+// of a 7x7 plane. `packed` is of packed_sizes(O, I, R, S, L).
 void pack_weight(const PlanarWeight& w, int64_t out_ch, const at::Tensor& packed) {
   const int64_t blocks = packed.size(0), kernel_h = packed.size(1), kernel_w = packed.size(2);
-  const int64_t in_ch = packed.size(3);
+  const int64_t in_ch = packed.size(3), lanes = packed.size(4);
   TORCH_CHECK(w.out <= std::numeric_limits<int32_t>::max() / kLanes, "weight too large to pack: ", w.out,
               " floats per output channel");
   float* dst = packed.mutable_data_ptr<float>();
-  // Where a lane's taps lie together in memory (a whole filter, flipped or not), whole lane
-  // blocks go by transposes, else by a gather per tap. Tasks of 8 input channels x 1 lane
-  // block, in the order of the packed layout, write each tap's lines whole and in turn.
-  // (A 256x256x3x3 grad_input filter: 125 us with gathers in weight order, 82 us so.)
+  // Where a lane's taps lie together in memory (a whole filter, flipped or not), whole
+  // groups of 8 lanes go by transposes, else by a gather per tap. Tasks of 8 input channels
+  // x 1 lane block, in the order of the packed layout, write each tap's lines whole and in
+  // turn. (A 256x256x3x3 grad_input filter: 125 us with gathers in weight order, 82 us so.)
   const int64_t taps = kernel_h * kernel_w;
   const bool contiguous_taps = (w.col == 1 || w.col == -1) && w.row == w.col * kernel_w && taps >= kLanes;
   const int64_t i_chunks = (in_ch + kLanes - 1) / kLanes;
   at::parallel_for(0, blocks * i_chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t block = task / i_chunks, i0 = task % i_chunks * kLanes;
-      const int64_t lanes = std::min(kLanes, out_ch - block * kLanes), i1 = std::min(in_ch, i0 + kLanes);
-      const float* src = w.base + block * kLanes * w.out;
-      float* out = dst + block * taps * in_ch * kLanes;
-      for (int64_t i = i0; i < i1; ++i) {
-        if (contiguous_taps && lanes == kLanes && i + 1 < i1) {
-          transpose_taps(src + i * w.in, w.out, w.in, taps, w.col, out + i * kLanes, in_ch * kLanes);
-          ++i;
-          continue;
-        }
-        for (int64_t r = 0; r < kernel_h; ++r) {
-          for (int64_t s = 0; s < kernel_w; ++s) {
-            gather_lanes(src + i * w.in + r * w.row + s * w.col, static_cast<int32_t>(w.out), lanes,
-                         out + ((r * kernel_w + s) * in_ch + i) * kLanes);
+      const int64_t block = task / i_chunks, i0 = task % i_chunks * kLanes, i1 = std::min(in_ch, i0 + kLanes);
+      for (int64_t group = 0; group < lanes; group += kLanes) {
+        const int64_t o0 = block * lanes + group;
+        const int64_t group_lanes = std::clamp<int64_t>(out_ch - o0, 0, kLanes);
+        const float* src = w.base + o0 * w.out;
+        float* out = dst + block * taps * in_ch * lanes + group;
+        for (int64_t i = i0; i < i1; ++i) {
+          if (contiguous_taps && group_lanes == kLanes && i + 1 < i1) {
+            transpose_taps(src + i * w.in, w.out, w.in, taps, w.col, out + i * lanes, in_ch * lanes, lanes);
+            ++i;
+            continue;
+          }
+          for (int64_t r = 0; r < kernel_h; ++r) {
+            for (int64_t s = 0; s < kernel_w; ++s) {
+              gather_lanes(src + i * w.in + r * w.row + s * w.col, static_cast<int32_t>(w.out), group_lanes,
+                           out + ((r * kernel_w + s) * in_ch + i) * lanes);
+            }
           }
         }
       }
@@ -137,8 +147,14 @@ void pack_weight(const PlanarWeight& w, int64_t out_ch, const at::Tensor& packed
   });
 }
 
-std::vector<int64_t> packed_sizes(int64_t out_ch, int64_t in_ch, int64_t kernel_h, int64_t kernel_w) {
-  return {(out_ch + kLanes - 1) / kLanes, kernel_h, kernel_w, in_ch, kLanes};
+std::vector<int64_t> packed_sizes(int64_t out_ch, int64_t in_ch, int64_t kernel_h, int64_t kernel_w,
+                                  int64_t lanes) {
+  return {(out_ch + lanes - 1) / lanes, kernel_h, kernel_w, in_ch, lanes};
+}
+
+// The microkernels the kernels run: the widest set the CPU has.
+const MicrokernelSet& widest_microkernels() {
+  return use_avx512() ? kAvx512Microkernels : kAvx2Microkernels;
 }
 
 // out[i][j] (+)= sum over q < n of a[i * a_row + q] * b[j * b_row + q], for the I x J tile of
@@ -264,120 +280,6 @@ void unpack_tap_sums(const at::Tensor& sums, bool taps_outer, const at::Tensor& 
   });
 }
 
-// Where the microkernel reads and writes, in floats. The tile is P "pixels" (broadcast
-// operands of x) by B blocks of 8 lanes (vector operands of w), reduced over `depth` steps
-// and the kernel taps.
-struct TileSteps {
-  int64_t pixel;      // x: from one tile pixel to the next
-  int64_t tap_row;    // x: from one kernel row to the next
-  int64_t tap_col;    // x: from one kernel column to the next
-  int64_t x_step;     // x: per reduction step
-  int64_t block;      // w: from one lane block to the next
-  int64_t w_tap_row;  // w: from one kernel row to the next
-  int64_t w_tap_col;  // w: from one kernel column to the next
-  int64_t w_step;     // w: per reduction step
-  int64_t out_pixel;  // y: from one pixel to the next
-  int64_t kernel_h, kernel_w, depth;
-  // Reduction steps outside the taps: where one step's coefficients for all taps lie
-  // together (a (K, C, R, S) weight read in place) rather than one tap's for all steps.
-  bool depth_outer = false;
-  // A bias per pixel, broadcast over the lanes, rather than one per lane.
-  bool bias_per_pixel = false;
-};
-
-// acc[p][b] += x[p * pixel] * w[b * block] for one tap and reduction step.
-template <int P, int B>
-__attribute__((target("avx2,fma"), always_inline)) inline void multiply_step(
-    __m256 (&acc)[P][B], const float* x, const float* w, int64_t pixel, int64_t block) {
-  __m256 wv[B];
-#pragma GCC unroll 2
-  for (int b = 0; b < B; ++b) wv[b] = _mm256_loadu_ps(w + b * block);
-#pragma GCC unroll 6
-  for (int p = 0; p < P; ++p) {
-    const __m256 xv = _mm256_broadcast_ss(x + p * pixel);
-#pragma GCC unroll 2
-    for (int b = 0; b < B; ++b) acc[p][b] = _mm256_fmadd_ps(xv, wv[b], acc[p][b]);
-  }
-}
-
-// y[p][b] = init + sum over taps and reduction steps of x * w, where init is `bias` (one
-// vector per block, or with st.bias_per_pixel one value per pixel) or, when bias is null,
-// y itself (accumulation). The last block holds
-// `last_block_lanes` valid lanes: masked loads and stores keep inside them. (Vector values
-// never cross the boundary to code compiled without AVX: its ABI differs.)
-template <int P, int B>
-__attribute__((target("avx2,fma"))) void microkernel(const float* x, const float* w,
-                                                     const float* bias, float* y,
-                                                     const TileSteps& st, int last_block_lanes) {
-  const __m256i store_mask = first_lanes(last_block_lanes);
-  __m256 acc[P][B];
-#pragma GCC unroll 2
-  for (int b = 0; b < B; ++b) {
-    const bool masked = b == B - 1 && last_block_lanes != kLanes;
-#pragma GCC unroll 6
-    for (int p = 0; p < P; ++p) {
-      if (bias && st.bias_per_pixel) {
-        acc[p][b] = _mm256_broadcast_ss(bias + p);
-        continue;
-      }
-      const float* init = bias ? bias + b * kLanes : y + p * st.out_pixel + b * kLanes;
-      acc[p][b] = masked && !bias ? _mm256_maskload_ps(init, store_mask) : _mm256_loadu_ps(init);
-    }
-  }
-  // The tile loops are fully unrolled (multiply_step), so the accumulators live in
-  // registers; the steps are copied to locals, or they are reloaded at every step.
-  const int64_t pixel = st.pixel, block = st.block, x_step = st.x_step, w_step = st.w_step;
-  const int64_t tap_row = st.tap_row, tap_col = st.tap_col;
-  const int64_t w_tap_row = st.w_tap_row, w_tap_col = st.w_tap_col;
-  const int64_t kernel_h = st.kernel_h, kernel_w = st.kernel_w, depth = st.depth;
-  if (st.depth_outer) {
-    for (int64_t c = 0; c < depth; ++c, x += x_step, w += w_step) {
-      for (int64_t r = 0; r < kernel_h; ++r) {
-        for (int64_t s = 0; s < kernel_w; ++s) {
-          multiply_step<P, B>(acc, x + r * tap_row + s * tap_col, w + r * w_tap_row + s * w_tap_col,
-                              pixel, block);
-        }
-      }
-    }
-  } else {
-    for (int64_t r = 0; r < kernel_h; ++r) {
-      for (int64_t s = 0; s < kernel_w; ++s) {
-        const float* xs = x + r * tap_row + s * tap_col;
-        const float* ws = w + r * w_tap_row + s * w_tap_col;
-        for (int64_t c = 0; c < depth; ++c, xs += x_step, ws += w_step) {
-          multiply_step<P, B>(acc, xs, ws, pixel, block);
-        }
-      }
-    }
-  }
-#pragma GCC unroll 6
-  for (int p = 0; p < P; ++p) {
-#pragma GCC unroll 2
-    for (int b = 0; b < B; ++b) {
-      float* out = y + p * st.out_pixel + b * kLanes;
-      if (b == B - 1 && last_block_lanes != kLanes) {
-        _mm256_maskstore_ps(out, store_mask, acc[p][b]);
-      } else {
-        _mm256_storeu_ps(out, acc[p][b]);
-      }
-    }
-  }
-}
-
-using Microkernel = void (*)(const float*, const float*, const float*, float*, const TileSteps&,
-                             int);
-
-template <int B, int... P>
-constexpr std::array<Microkernel, sizeof...(P)> microkernels_for(std::integer_sequence<int, P...>) {
-  return {microkernel<P + 1, B>...};
-}
-
-// kMicrokernels[b - 1][p - 1]: the tile of p pixels and b channel blocks.
-const std::array<Microkernel, kTilePixels> kMicrokernels[kTileBlocks] = {
-    microkernels_for<1>(std::make_integer_sequence<int, kTilePixels>{}),
-    microkernels_for<2>(std::make_integer_sequence<int, kTilePixels>{}),
-};
-
 // The input as NHWC with the padding materialized, so the microkernel needs no bounds checks,
 // followed by `slack` zeros (for vector loads of a partial channel block); in scratch of
 // `use` unless the input is NHWC already and needs neither.
@@ -426,64 +328,68 @@ struct PackedTaps {
 // The convolution g of `x`, its input as NHWC (N, H, W, C) with the padding in place
 // (padded_nhwc; pixels and channels contiguous, rows and images at any strides), into
 // `output` (N, K, H, W) at any strides; `packed` holds its weight as pack_weight lays it
-// out, at `taps`. Where output's channels are not contiguous (NCHW, or a stride phase of
-// it), each task's row tile goes through a buffer of one row that stays in L1 and is
-// written out from there: a whole channels_last result written and then converted cost
-// another pass over memory (VGG-16's 64x224x224 layer: 12.8 MB written, read, written).
+// out, at `taps`, in vectors of as many lanes as one of the microkernel sets. Where
+// output's channels are not contiguous (NCHW, or a stride phase of it), each task's row
+// tile goes through a buffer of one row that stays in L1 and is written out from there: a
+// whole channels_last result written and then converted cost another pass over memory
+// (VGG-16's 64x224x224 layer: 12.8 MB written, read, written).
 void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& bias,
                    const at::Tensor& output, const ConvGeometry& g, const PackedTaps& taps = {}) {
   TORCH_INTERNAL_ASSERT(x.stride(3) == 1 && x.stride(2) == g.in_channels);
-  const int64_t blocks = packed.size(0);
-  at::Tensor bias_padded = at::zeros({blocks * kLanes}, packed.options());
+  const int64_t blocks = packed.size(0), lanes = packed.size(4);
+  const MicrokernelSet& set = lanes == kAvx512Tile.lanes ? kAvx512Microkernels : kAvx2Microkernels;
+  TORCH_INTERNAL_ASSERT(set.tile.lanes == lanes);
+  const int most_pixels = set.tile.pixels, most_blocks = set.tile.blocks;
+  at::Tensor bias_padded = at::zeros({blocks * lanes}, packed.options());
   if (bias.defined()) bias_padded.narrow(0, 0, g.out_channels).copy_(bias);
 
   const bool lanes_contiguous = output.stride(1) == 1;
-  const int64_t row_channels = kTileBlocks * kLanes;  // a buffered row's floats per pixel
+  const int64_t row_channels = most_blocks * lanes;  // a buffered row's floats per pixel
   const int64_t c = g.in_channels, pack_w = packed.size(2), x_row_step = x.stride(1);
   const TileSteps st{/*pixel=*/g.stride_w * c, /*tap_row=*/g.dilation_h * x_row_step,
                      /*tap_col=*/g.dilation_w * c, /*x_step=*/1,
-                     /*block=*/packed.size(1) * pack_w * c * kLanes,
-                     /*w_tap_row=*/taps.row_step * pack_w * c * kLanes,
-                     /*w_tap_col=*/taps.col_step * c * kLanes,
-                     /*w_step=*/kLanes, /*out_pixel=*/lanes_contiguous ? output.stride(3) : row_channels,
+                     /*block=*/packed.size(1) * pack_w * c * lanes,
+                     /*w_tap_row=*/taps.row_step * pack_w * c * lanes,
+                     /*w_tap_col=*/taps.col_step * c * lanes,
+                     /*w_step=*/lanes, /*out_pixel=*/lanes_contiguous ? output.stride(3) : row_channels,
                      g.kernel_h, g.kernel_w, /*depth=*/c};
-  const int last_lanes = static_cast<int>(g.out_channels - (blocks - 1) * kLanes);
-  const int64_t block_pairs = (blocks + kTileBlocks - 1) / kTileBlocks;
+  const int last_lanes = static_cast<int>(g.out_channels - (blocks - 1) * lanes);
+  const int64_t block_groups = (blocks + most_blocks - 1) / most_blocks;
   const int64_t rows = g.batch * g.out_h;
-  // A row in as few tiles as 6 pixels allow, of sizes that differ by one at most, not 6s
-  // and a remainder: a tile of 2 pixels x 2 blocks has 4 chains of dependent FMAs, too few
-  // to cover their latency (14 pixels as 6 + 6 + 2: the 2 took a third as long as the 6s).
-  const int64_t row_tiles = (g.out_w + kTilePixels - 1) / kTilePixels;
+  // A row in as few tiles as the widest tile allows, of sizes that differ by one at most,
+  // not full tiles and a remainder: a tile of 2 pixels x 2 blocks has 4 chains of dependent
+  // FMAs, too few to cover their latency (14 pixels as 6 + 6 + 2: the 2 took a third as
+  // long as the 6s).
+  const int64_t row_tiles = (g.out_w + most_pixels - 1) / most_pixels;
   const int64_t tile_pixels = g.out_w / row_tiles, wider_tiles = g.out_w % row_tiles;
 
   const float* xp = x.const_data_ptr<float>();
-  const float* wp = packed.const_data_ptr<float>() + (taps.row0 * pack_w + taps.col0) * c * kLanes;
+  const float* wp = packed.const_data_ptr<float>() + (taps.row0 * pack_w + taps.col0) * c * lanes;
   const float* bp = bias_padded.const_data_ptr<float>();
   float* yp = output.mutable_data_ptr<float>();
 
   // Tasks run channel-block-major, so one thread's consecutive tasks reuse a weight panel.
-  at::parallel_for(0, block_pairs * rows, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, block_groups * rows, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> buffer(lanes_contiguous ? 0 : g.out_w * row_channels);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t pair = task / rows, row = task % rows;
+      const int64_t group = task / rows, row = task % rows;
       const int64_t n = row / g.out_h, oh = row % g.out_h;
-      const int64_t block0 = pair * kTileBlocks;
-      const int nblocks = static_cast<int>(std::min<int64_t>(kTileBlocks, blocks - block0));
-      const int tile_last_lanes = block0 + nblocks == blocks ? last_lanes : static_cast<int>(kLanes);
+      const int64_t block0 = group * most_blocks;
+      const int nblocks = static_cast<int>(std::min<int64_t>(most_blocks, blocks - block0));
+      const int tile_last_lanes = block0 + nblocks == blocks ? last_lanes : static_cast<int>(lanes);
       const float* x_row = xp + n * x.stride(0) + oh * g.stride_h * x_row_step;
-      float* out_row = yp + n * output.stride(0) + oh * output.stride(2) + block0 * kLanes * output.stride(1);
+      float* out_row = yp + n * output.stride(0) + oh * output.stride(2) + block0 * lanes * output.stride(1);
       float* y_row = lanes_contiguous ? out_row : buffer.data();
       const float* w_blocks = wp + block0 * st.block;
       int64_t ow = 0;
       for (int64_t tile = 0; tile < row_tiles; ++tile) {
         const int pixels = static_cast<int>(tile_pixels + (tile < wider_tiles));
-        kMicrokernels[nblocks - 1][pixels - 1](x_row + ow * st.pixel, w_blocks,
-                                               bp + block0 * kLanes, y_row + ow * st.out_pixel,
-                                               st, tile_last_lanes);
+        set.at(nblocks, pixels)(x_row + ow * st.pixel, w_blocks, bp + block0 * lanes, y_row + ow * st.out_pixel,
+                                st, tile_last_lanes);
         ow += pixels;
       }
       if (!lanes_contiguous) {
-        copy_matrix(y_row, row_channels, 1, g.out_w, (nblocks - 1) * kLanes + tile_last_lanes, out_row,
+        copy_matrix(y_row, row_channels, 1, g.out_w, (nblocks - 1) * lanes + tile_last_lanes, out_row,
                     output.stride(3), output.stride(1));
       }
     }
@@ -491,30 +397,32 @@ void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tens
 }
 
 // Floats a tile may read past the last padded plane: the garbage columns of the last row
-// reach (kernel_w - 1) * dilation_w past it, a partial last lane block 7 more.
-int64_t planar_slack(const ConvGeometry& t) { return (t.kernel_w - 1) * t.dilation_w + kLanes; }
+// reach (kernel_w - 1) * dilation_w past it, a partial last vector up to 15 more.
+int64_t planar_slack(const ConvGeometry& t) { return (t.kernel_w - 1) * t.dilation_w + kMostLanes; }
 
 // Stride-1 convolution over NCHW planes with the pixels of a plane as lanes: the NCHW
 // counterpart of forward_dense (which has channels as lanes), with no transposes and no
 // weight repacking, as the weight is broadcast from wherever its coefficients lie. The
 // input planes are zero-padded and flattened with their padded row width, so every tap is
-// one constant offset. Tiles of 16 positions run across rows where y's rows are as wide as
-// the padded ones (its columns past out_w then come out as garbage, to be dropped), else
-// each row has tiles of its own, the last one masked, and y can be the output itself.
+// one constant offset. Tiles of set.tile.blocks vectors of positions run across rows
+// where y's rows are as wide as the padded ones (its columns past out_w then come out as
+// garbage, to be dropped), else each row has tiles of its own, the last one masked, and y
+// can be the output itself.
 //
 // y (N, O, out_h, padded row width or out_w; pixels contiguous) = init + conv(planes,
 // weight) for stride-1 geometry t, where init is `bias` (O values) or, when bias is null,
 // y itself (accumulation), and planes (N, I, in_h + 2 pad_h, in_w + 2 pad_w) hold the
 // padded input, followed by planar_slack(t) readable floats.
-void planar_accumulate(const at::Tensor& planes, const PlanarWeight& w, const ConvGeometry& t,
-                       const float* bias, const at::Tensor& y) {
+void planar_accumulate(const MicrokernelSet& set, const at::Tensor& planes, const PlanarWeight& w,
+                       const ConvGeometry& t, const float* bias, const at::Tensor& y) {
+  const int64_t lanes = set.tile.lanes, most_channels = set.tile.pixels;
   const int64_t padded_w = planes.size(3), in_plane = planes.size(2) * padded_w;
   const int64_t o_count = t.out_channels, i_count = t.in_channels;
   const int64_t positions = t.out_h * padded_w;
   const bool across_rows = y.size(3) == padded_w && y.stride(2) == padded_w;
   TORCH_INTERNAL_ASSERT(y.stride(3) == 1 && (across_rows || y.size(3) == t.out_w));
   const TileSteps st{/*pixel=*/w.out, /*tap_row=*/w.row, /*tap_col=*/w.col, /*x_step=*/w.in,
-                     /*block=*/kLanes, /*w_tap_row=*/t.dilation_h * padded_w,
+                     /*block=*/lanes, /*w_tap_row=*/t.dilation_h * padded_w,
                      /*w_tap_col=*/t.dilation_w, /*w_step=*/in_plane, /*out_pixel=*/y.stride(1),
                      t.kernel_h, t.kernel_w, /*depth=*/i_count,
                      /*depth_outer=*/t.kernel_h * t.kernel_w > 1, /*bias_per_pixel=*/true};
@@ -523,17 +431,17 @@ void planar_accumulate(const at::Tensor& planes, const PlanarWeight& w, const Co
   // take runs of tasks: a short last chunk left one thread idle). Each chunk sweeps the
   // whole weight, which for a large layer comes from L3: 128 KB chunks swept a stride-2
   // grad_input's 1.2 MB weight twice per phase.
-  const int64_t pixel_step = kTileBlocks * kLanes;
+  const int64_t pixel_step = set.tile.blocks * lanes;
   const int64_t most = std::max<int64_t>(pixel_step, (int64_t{128} << 10) / i_count / pixel_step * pixel_step);
   // Chunks of whole rows where rows have tiles of their own.
   const int64_t chunk_step = across_rows ? pixel_step : padded_w;
   const int64_t chunks = (positions + most - 1) / most;
   const int64_t chunk = ((positions + chunks - 1) / chunks + chunk_step - 1) / chunk_step * chunk_step;
-  const int64_t channel_tiles = (o_count + kTilePixels - 1) / kTilePixels;
+  const int64_t channel_tiles = (o_count + most_channels - 1) / most_channels;
   const float* xp = planes.const_data_ptr<float>();
   float* yp = y.mutable_data_ptr<float>();
-  // Without taps (1x1), a thread copies its chunk once into a panel, each 16-position block
-  // as i_count rows of 16 floats: read in place, every reduction step would start a new
+  // Without taps (1x1), a thread copies its chunk once into a panel, each tile's positions
+  // as i_count rows of pixel_step floats: read in place, every reduction step would start a new
   // cache line of another plane.
   const bool packed = t.kernel_h * t.kernel_w == 1;
   TORCH_INTERNAL_ASSERT(!packed || across_rows);  // a 1x1 convolution's rows are as wide as its input's
@@ -543,7 +451,7 @@ void planar_accumulate(const at::Tensor& planes, const PlanarWeight& w, const Co
     std::vector<float> panel(packed ? chunk * i_count : 0);
     int64_t panel_of = -1;  // the (image, chunk) in the panel
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t o0 = task % channel_tiles * kTilePixels;
+      const int64_t o0 = task % channel_tiles * most_channels;
       const int64_t n = task / (channel_tiles * chunks), first = task / channel_tiles % chunks * chunk;
       const int64_t last = std::min(positions, first + chunk);
       const float* x = xp + n * i_count * in_plane;
@@ -556,14 +464,14 @@ void planar_accumulate(const at::Tensor& planes, const PlanarWeight& w, const Co
         }
         panel_of = task / channel_tiles;
       }
-      const int rows = static_cast<int>(std::min<int64_t>(kTilePixels, o_count - o0));
+      const int rows = static_cast<int>(std::min(most_channels, o_count - o0));
       float* y_channels = yp + n * y.stride(0) + o0 * y.stride(1);
       for (int64_t p0 = first; p0 < last;) {
         const int64_t row = p0 / padded_w, col = p0 % padded_w;
         const int64_t length = std::min(pixel_step, across_rows ? positions - p0 : t.out_w - col);
-        const int nblocks = length > kLanes ? 2 : 1;
-        const int last_lanes = static_cast<int>(length - (nblocks - 1) * kLanes);
-        kMicrokernels[nblocks - 1][rows - 1](
+        const int nblocks = static_cast<int>((length + lanes - 1) / lanes);
+        const int last_lanes = static_cast<int>(length - (nblocks - 1) * lanes);
+        set.at(nblocks, rows)(
             w.base + o0 * w.out, packed ? panel.data() + (p0 - first) * i_count : x + p0,
             bias ? bias + o0 : nullptr, y_channels + row * y.stride(2) + col, packed ? panel_st : st,
             last_lanes);
@@ -581,10 +489,10 @@ void planar_accumulate(const at::Tensor& planes, const PlanarWeight& w, const Co
 // (N, O, out_h, row_width) whose first out_w columns are copied out. (VGG-16's first layer
 // at batch 8: the copy took a third of the time.)
 template <typename Write>
-void planar_output(const at::Tensor& output, int64_t row_width, Write&& write) {
+void planar_output(const MicrokernelSet& set, const at::Tensor& output, int64_t row_width, Write&& write) {
   const bool direct = output.stride(3) == 1 &&
                       (row_width == output.size(3) ? output.stride(2) == row_width
-                                                   : output.size(3) >= kTileBlocks * kLanes);
+                                                   : output.size(3) >= set.tile.blocks * set.tile.lanes);
   const at::Tensor y = direct ? output
                               : scratch(Scratch::kSums, {output.size(0), output.size(1), output.size(2), row_width});
   write(y);
@@ -602,7 +510,9 @@ at::Tensor planar_bias(const at::Tensor& bias, int64_t channels, const at::Tenso
 // padded input, followed by planar_slack(t) readable floats.
 void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const float* init,
                  const at::Tensor& output, const ConvGeometry& t) {
-  planar_output(output, planes.size(3), [&](const at::Tensor& y) { planar_accumulate(planes, w, t, init, y); });
+  const MicrokernelSet& set = widest_microkernels();
+  planar_output(set, output, planes.size(3),
+                [&](const at::Tensor& y) { planar_accumulate(set, planes, w, t, init, y); });
 }
 
 // The weight of a dense convolution, (K, C, R, S), as that of the forward convolution of
@@ -617,14 +527,15 @@ PlanarWeight phase_weight(const at::Tensor& weight, const ConvGeometry& g, const
 }
 
 // The whole weight as the filter of stride-1 grad_input (the phase_weight of its one
-// phase), packed: channels swapped, all taps flipped (into scratch: it is packed on every
-// call, and a 512x512x3x3 filter is 9 MB).
+// phase), packed for the channels_last microkernels: channels swapped, all taps flipped
+// (into scratch: it is packed on every call, and a 512x512x3x3 filter is 9 MB).
 at::Tensor pack_flipped(const at::Tensor& weight, const ConvGeometry& g) {
   const ConvGeometry unit = with_unit_stride(g);
   const StridePhase rows = stride_phase(0, g.in_h, g.kernel_h, 1, g.pad_h);
   const StridePhase cols = stride_phase(0, g.in_w, g.kernel_w, 1, g.pad_w);
   const at::Tensor packed =
-      scratch(Scratch::kPackedFilter, packed_sizes(g.in_channels, g.out_channels, g.kernel_h, g.kernel_w));
+      scratch(Scratch::kPackedFilter, packed_sizes(g.in_channels, g.out_channels, g.kernel_h, g.kernel_w,
+                                                   widest_microkernels().tile.lanes));
   pack_weight(phase_weight(weight, unit, rows, cols), g.in_channels, packed);
   return packed;
 }
@@ -709,7 +620,7 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
   // (a 14x14 plane, not whole vectors, was copied into padded planes first).
   const bool in_place = taps == 1 && !strided && g.pad_h == 0 && g.pad_w == 0;
   const int64_t phases_h = std::min(sh, g.kernel_h), phases_w = std::min(sw, kw);
-  const int64_t slack = ((kw + sw - 1) / sw - 1) * g.dilation_w + kLanes;
+  const int64_t slack = ((kw + sw - 1) / sw - 1) * g.dilation_w + kMostLanes;
   const at::Tensor phases =
       in_place ? input : scratch(Scratch::kPhase, {phases_h * phases_w * phase_floats + slack}).zero_();
   // Phase positions [first, end) whose input position offset + stride * m - pad is inside
@@ -720,7 +631,8 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
     return std::make_pair(first, std::max(first, end));
   };
   const at::Tensor init = planar_bias(bias, g.out_channels, output.options());
-  planar_output(output, cols, [&](const at::Tensor& y) {
+  const MicrokernelSet& set = widest_microkernels();
+  planar_output(set, output, cols, [&](const at::Tensor& y) {
     for (int64_t a = 0; a < phases_h; ++a) {
       for (int64_t b = 0; b < phases_w; ++b) {
         at::Tensor phase = in_place ? input
@@ -741,7 +653,7 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
         t.stride_h = t.stride_w = 1;
         t.pad_h = t.pad_w = 0;
         // The first phase starts from the bias, the others add to what it wrote.
-        planar_accumulate(phase, PlanarWeight{weight.const_data_ptr<float>() + a * kw + b,
+        planar_accumulate(set, phase, PlanarWeight{weight.const_data_ptr<float>() + a * kw + b,
                                               g.in_channels * taps, taps, sh * kw, sw},
                           t, a == 0 && b == 0 ? init.const_data_ptr<float>() : nullptr, y);
       }
@@ -811,20 +723,24 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
   // runs it with the output pixels of a row as reduction steps and a chunk of output rows
   // as its kernel-row loop, so the sums stay in registers over the whole chunk, in one of
   // two orientations:
-  // - per tap, 6 output channels as broadcast "pixels" (of grad_output) and 16 input
-  //   channels as lanes (of the input); sums (K, R, S, C), a 1x1 grad_weight as it is;
-  // - with fewer input channels than a lane block (a first layer's 3 would fill 3 of 16
-  //   lanes), per kernel row, 16 output channels as lanes (of grad_output) and as "pixels"
-  //   6 consecutive floats of an input row, which under one output pixel are the taps
-  //   (s, c) of the kernel row in order (unit column dilation); sums (R, S, C, K).
-  const int64_t k = g.out_channels, c = g.in_channels;
+  // - per tap, 6 output channels as broadcast "pixels" (of grad_output) and a tile's
+  //   vectors of input channels as lanes (of the input); sums (K, R, S, C), a 1x1
+  //   grad_weight as it is;
+  // - with fewer input channels than 8 (a first layer's 3 would fill 3 of 16 lanes), per
+  //   kernel row, output channels as lanes (of grad_output) and as "pixels" 6 consecutive
+  //   floats of an input row, which under one output pixel are the taps (s, c) of the
+  //   kernel row in order (unit column dilation); sums (R, S, C, K).
+  const MicrokernelSet& set = widest_microkernels();
+  const int64_t k = g.out_channels, c = g.in_channels, vector_lanes = set.tile.lanes;
+  const int most_pixels = set.tile.pixels, most_blocks = set.tile.blocks;
   const bool taps_as_pixels = c < kLanes && g.dilation_w == 1 && g.kernel_w > 1;
-  // Vector operands read whole lane blocks: slack past the last one.
-  const at::Tensor x = padded_nhwc(input, g, Scratch::kInput, /*slack=*/taps_as_pixels ? 0 : kLanes);
+  // Vector operands read whole vectors: slack past the last one.
+  const at::Tensor x = padded_nhwc(input, g, Scratch::kInput, /*slack=*/taps_as_pixels ? 0 : vector_lanes);
   ConvGeometry go_geometry = g;  // grad_output as the unpadded input of padded_nhwc
   go_geometry.in_channels = k, go_geometry.in_h = g.out_h, go_geometry.in_w = g.out_w;
   go_geometry.pad_h = go_geometry.pad_w = 0;
-  const at::Tensor go = padded_nhwc(grad_output, go_geometry, Scratch::kGradOutput, /*slack=*/taps_as_pixels ? kLanes : 0);
+  const at::Tensor go =
+      padded_nhwc(grad_output, go_geometry, Scratch::kGradOutput, /*slack=*/taps_as_pixels ? vector_lanes : 0);
   const bool one_tap = g.kernel_h == 1 && g.kernel_w == 1;
   const int64_t taps = g.kernel_h * g.kernel_w;
   const std::vector<int64_t> sums_sizes = taps_as_pixels ? std::vector<int64_t>{taps, c, k}
@@ -832,7 +748,7 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
   at::Tensor sums = one_tap ? grad_weight : scratch(Scratch::kSums, sums_sizes);
   // The first chunk of rows starts the sums from zero "bias" vectors, the others add to
   // them (zeroing a 512x512x3x3 layer's 9 MB of sums first took a tenth of its time).
-  static constexpr float kZeros[kTileBlocks * kLanes] = {};
+  static constexpr float kZeros[MicrokernelSet::kMostBlocks * kMostLanes] = {};
 
   const int64_t padded_h = g.in_h + 2 * g.pad_h, padded_w = g.in_w + 2 * g.pad_w;
   const int64_t x_row_floats = g.stride_h * padded_w * c, go_row_floats = g.out_w * k;
@@ -842,14 +758,14 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
   // Per tap group (a tap, or a kernel row): pixel tiles x lane block pairs.
   const int64_t tap_groups = taps_as_pixels ? g.kernel_h : g.kernel_h * g.kernel_w;
   const int64_t pixels = taps_as_pixels ? g.kernel_w * c : k, lanes = taps_as_pixels ? k : c;
-  const int64_t pixel_tiles = (pixels + kTilePixels - 1) / kTilePixels;
-  const int64_t blocks = (lanes + kLanes - 1) / kLanes;
-  const int64_t block_pairs = (blocks + kTileBlocks - 1) / kTileBlocks;
-  const int last_lanes = static_cast<int>(lanes - (blocks - 1) * kLanes);
+  const int64_t pixel_tiles = (pixels + most_pixels - 1) / most_pixels;
+  const int64_t blocks = (lanes + vector_lanes - 1) / vector_lanes;
+  const int64_t block_groups = (blocks + most_blocks - 1) / most_blocks;
+  const int last_lanes = static_cast<int>(lanes - (blocks - 1) * vector_lanes);
   const float* xp = x.const_data_ptr<float>();
   const float* gp = go.const_data_ptr<float>();
   float* sp = sums.mutable_data_ptr<float>();
-  const int64_t tasks = tap_groups * pixel_tiles * block_pairs;
+  const int64_t tasks = tap_groups * pixel_tiles * block_groups;
   // Each thread owns a range of output tiles and sweeps the rows once for all of them
   // (row chunks outside, tiles inside): a sweep per tile would stream the whole input and
   // grad_output once per tile.
@@ -861,29 +777,29 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
         const float* go_rows = gp + (n * g.out_h + oh0) * go_row_floats;
         const float* x_rows = xp + (n * padded_h + oh0 * g.stride_h) * padded_w * c;
         const TileSteps go_pixels{/*pixel=*/1, /*tap_row=*/go_row_floats, /*tap_col=*/0, /*x_step=*/k,
-                                  /*block=*/kLanes, /*w_tap_row=*/x_row_floats, /*w_tap_col=*/0,
+                                  /*block=*/vector_lanes, /*w_tap_row=*/x_row_floats, /*w_tap_col=*/0,
                                   /*w_step=*/g.stride_w * c, /*out_pixel=*/taps * c, /*kernel_h=*/rows,
                                   /*kernel_w=*/1, /*depth=*/g.out_w};
         const TileSteps x_pixels{/*pixel=*/1, /*tap_row=*/x_row_floats, /*tap_col=*/0,
-                                 /*x_step=*/g.stride_w * c, /*block=*/kLanes,
+                                 /*x_step=*/g.stride_w * c, /*block=*/vector_lanes,
                                  /*w_tap_row=*/go_row_floats, /*w_tap_col=*/0, /*w_step=*/k,
                                  /*out_pixel=*/k, /*kernel_h=*/rows, /*kernel_w=*/1, /*depth=*/g.out_w};
         for (int64_t task = begin; task < end; ++task) {
-          const int64_t pair = task % block_pairs, tile = task / block_pairs % pixel_tiles;
-          const int64_t group = task / (block_pairs * pixel_tiles);
-          const int64_t p0 = tile * kTilePixels, block0 = pair * kTileBlocks;
-          const int tile_pixels = static_cast<int>(std::min<int64_t>(kTilePixels, pixels - p0));
-          const int nblocks = static_cast<int>(std::min<int64_t>(kTileBlocks, blocks - block0));
-          const int tile_last_lanes = block0 + nblocks == blocks ? last_lanes : static_cast<int>(kLanes);
-          const Microkernel kernel = kMicrokernels[nblocks - 1][tile_pixels - 1];
+          const int64_t block_group = task % block_groups, tile = task / block_groups % pixel_tiles;
+          const int64_t group = task / (block_groups * pixel_tiles);
+          const int64_t p0 = tile * most_pixels, lane0 = block_group * most_blocks * vector_lanes;
+          const int tile_pixels = static_cast<int>(std::min<int64_t>(most_pixels, pixels - p0));
+          const int nblocks = static_cast<int>(std::min<int64_t>(most_blocks, blocks - block_group * most_blocks));
+          const int tile_last_lanes = block_group == block_groups - 1 ? last_lanes : static_cast<int>(vector_lanes);
+          const Microkernel kernel = set.at(nblocks, tile_pixels);
           if (taps_as_pixels) {
             // Kernel row `group`; pixel j = s * c + i is tap (group, s), input channel i.
-            kernel(x_rows + group * g.dilation_h * padded_w * c + p0, go_rows + block0 * kLanes, init,
-                   sp + (group * pixels + p0) * k + block0 * kLanes, x_pixels, tile_last_lanes);
+            kernel(x_rows + group * g.dilation_h * padded_w * c + p0, go_rows + lane0, init,
+                   sp + (group * pixels + p0) * k + lane0, x_pixels, tile_last_lanes);
           } else {
             const int64_t r = group / g.kernel_w, s = group % g.kernel_w;
-            kernel(go_rows + p0, x_rows + (r * g.dilation_h * padded_w + s * g.dilation_w) * c + block0 * kLanes,
-                   init, sp + (p0 * taps + group) * c + block0 * kLanes, go_pixels, tile_last_lanes);
+            kernel(go_rows + p0, x_rows + (r * g.dilation_h * padded_w + s * g.dilation_w) * c + lane0,
+                   init, sp + (p0 * taps + group) * c + lane0, go_pixels, tile_last_lanes);
           }
         }
       }
@@ -895,9 +811,11 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
 void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight,
                                const at::Tensor& bias, const at::Tensor& output,
                                const ConvGeometry& g) {
-  const at::Tensor packed = cached_pack(weight, PackedLayout::kDenseBlocks, [](const at::Tensor& w) {
+  const int64_t lanes = widest_microkernels().tile.lanes;
+  const PackedLayout layout = lanes == kLanes ? PackedLayout::kDenseBlocksOf8 : PackedLayout::kDenseBlocksOf16;
+  const at::Tensor packed = cached_pack(weight, layout, [lanes](const at::Tensor& w) {
     const int64_t taps = w.size(2) * w.size(3);
-    const std::vector<int64_t> sizes = packed_sizes(w.size(0), w.size(1), w.size(2), w.size(3));
+    const std::vector<int64_t> sizes = packed_sizes(w.size(0), w.size(1), w.size(2), w.size(3), lanes);
     at::Tensor packed = new_buffer(c10::multiply_integers(sizes)).view(sizes);
     pack_weight(PlanarWeight{w.const_data_ptr<float>(), w.size(1) * taps, taps, w.size(3), 1}, w.size(0), packed);
     return packed;

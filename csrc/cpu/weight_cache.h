@@ -14,7 +14,8 @@ namespace classic_ops::cpu {
 
 // The layouts weights are packed into, so that one weight may have a pack per kernel.
 enum class PackedLayout {
-  kDenseBlocks,             // dense_conv2d_avx2.cpp: (K/8, R, S, C, 8)
+  kDenseBlocksOf8,          // dense_conv2d_avx2.cpp: (K/8, R, S, C, 8), the AVX2 microkernels'
+  kDenseBlocksOf16,         // the same in blocks of 16, the AVX-512 microkernels'
   kDepthwiseTapsByChannel,  // depthwise_conv2d_avx2.cpp: (R, S, C)
   kContiguous,              // backend.cpp: a non-contiguous weight made contiguous
 };

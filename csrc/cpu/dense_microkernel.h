@@ -1,0 +1,68 @@
+// The dense convolution's register-tile microkernel, as the drivers in
+// dense_conv2d_avx2.cpp see it: a tile of P "pixels" (broadcast operands) by B vectors of
+// lanes (vector operands), one table of instantiations per instruction set. The body is
+// dense_microkernel_body.h, compiled once per set in a file of its own
+// (dense_microkernels_avx2.cpp, dense_microkernels_avx512.cpp), each under its own target.
+#pragma once
+
+#include <cstdint>
+
+namespace classic_ops::cpu {
+
+// Where the microkernel reads and writes, in floats. The tile is P "pixels" (broadcast
+// operands of x) by B vectors of lanes (vector operands of w), reduced over `depth` steps
+// and the kernel taps.
+struct TileSteps {
+  int64_t pixel;      // x: from one tile pixel to the next
+  int64_t tap_row;    // x: from one kernel row to the next
+  int64_t tap_col;    // x: from one kernel column to the next
+  int64_t x_step;     // x: per reduction step
+  int64_t block;      // w: from one lane vector to the next
+  int64_t w_tap_row;  // w: from one kernel row to the next
+  int64_t w_tap_col;  // w: from one kernel column to the next
+  int64_t w_step;     // w: per reduction step
+  int64_t out_pixel;  // y: from one pixel to the next
+  int64_t kernel_h, kernel_w, depth;
+  // Reduction steps outside the taps: where one step's coefficients for all taps lie
+  // together (a (K, C, R, S) weight read in place) rather than one tap's for all steps.
+  bool depth_outer = false;
+  // A bias per pixel, broadcast over the lanes, rather than one per lane.
+  bool bias_per_pixel = false;
+};
+
+// y[p][b] = init + sum over taps and reduction steps of x * w, where init is `bias` (one
+// vector per block, or with st.bias_per_pixel one value per pixel) or, when bias is null,
+// y itself (accumulation). The last vector holds `last_block_lanes` valid lanes: masked
+// loads and stores keep inside them.
+using Microkernel = void (*)(const float* x, const float* w, const float* bias, float* y,
+                             const TileSteps& st, int last_block_lanes);
+
+// The largest tile of an instruction set: `pixels` x `blocks` vectors of `lanes` floats.
+struct TileShape {
+  int lanes, pixels, blocks;
+};
+
+// AVX2/FMA: 6 pixels x 2 vectors of 8 lanes (12 of the 16 ymm registers accumulate).
+constexpr TileShape kAvx2Tile{8, 6, 2};
+// AVX-512: 6 pixels x 4 vectors of 16 lanes (24 of the 32 zmm registers accumulate). On
+// CPUs whose FMA units are 512 bits wide (AMD Zen 5, Intel's server cores) twice the
+// arithmetic of AVX2 per instruction and per cycle.
+constexpr TileShape kAvx512Tile{16, 6, 4};
+
+// One instruction set's microkernels: at(b, p) is the tile of p <= tile.pixels pixels by
+// b <= tile.blocks vectors of tile.lanes floats. fma_chains is the loop that measures the
+// set's peak (calibration.cpp): `iterations` steps of as many independent FMA chains as a
+// whole tile has accumulators, flops_per_iteration() floating-point operations a step.
+struct MicrokernelSet {
+  static constexpr int kMostBlocks = 4, kMostPixels = 6;
+  TileShape tile;
+  Microkernel kernels[kMostBlocks][kMostPixels];
+  float (*fma_chains)(int64_t iterations);
+  Microkernel at(int b, int p) const { return kernels[b - 1][p - 1]; }
+  int64_t flops_per_iteration() const { return int64_t{2} * tile.pixels * tile.blocks * tile.lanes; }
+};
+
+extern const MicrokernelSet kAvx2Microkernels;
+extern const MicrokernelSet kAvx512Microkernels;
+
+}  // namespace classic_ops::cpu

@@ -1,0 +1,135 @@
+// The body of dense_microkernel.h's microkernel, for one instruction set: included once,
+// by that set's file, after it defines
+// - DENSE_MICROKERNEL_TARGET, the function attribute its code is compiled under, and
+// - a vector type V: V::Vec, V::Mask, V::kLanes and load, broadcast, fma, store,
+//   mask(n) (the first n lanes), load_masked, store_masked (inline, under that target).
+// Each pixel's broadcast meets B weight vectors, each weight vector P pixels: per
+// reduction step B vector loads and P broadcasts feed P x B independent FMA chains.
+#pragma once
+
+#include <array>
+#include <utility>
+
+#include "dense_microkernel.h"
+
+namespace classic_ops::cpu {
+namespace {
+
+// acc[p][b] += x[p * pixel] * w[b * block] for one tap and reduction step.
+template <typename V, int P, int B>
+DENSE_MICROKERNEL_TARGET __attribute__((always_inline)) inline void multiply_step(
+    typename V::Vec (&acc)[P][B], const float* x, const float* w, int64_t pixel, int64_t block) {
+  typename V::Vec wv[B];
+#pragma GCC unroll 4
+  for (int b = 0; b < B; ++b) wv[b] = V::load(w + b * block);
+#pragma GCC unroll 6
+  for (int p = 0; p < P; ++p) {
+    const typename V::Vec xv = V::broadcast(x + p * pixel);
+#pragma GCC unroll 4
+    for (int b = 0; b < B; ++b) acc[p][b] = V::fma(xv, wv[b], acc[p][b]);
+  }
+}
+
+// dense_microkernel.h's Microkernel for the tile of P pixels by B vectors. (Vector values
+// never cross the boundary to code compiled for another target: the ABIs differ.)
+template <typename V, int P, int B>
+DENSE_MICROKERNEL_TARGET void microkernel(const float* x, const float* w, const float* bias, float* y,
+                                          const TileSteps& st, int last_block_lanes) {
+  const typename V::Mask store_mask = V::mask(last_block_lanes);
+  typename V::Vec acc[P][B];
+#pragma GCC unroll 4
+  for (int b = 0; b < B; ++b) {
+    const bool masked = b == B - 1 && last_block_lanes != V::kLanes;
+#pragma GCC unroll 6
+    for (int p = 0; p < P; ++p) {
+      if (bias && st.bias_per_pixel) {
+        acc[p][b] = V::broadcast(bias + p);
+        continue;
+      }
+      const float* init = bias ? bias + b * V::kLanes : y + p * st.out_pixel + b * V::kLanes;
+      acc[p][b] = masked && !bias ? V::load_masked(init, store_mask) : V::load(init);
+    }
+  }
+  // The tile loops are fully unrolled (multiply_step), so the accumulators live in
+  // registers; the steps are copied to locals, or they are reloaded at every step.
+  const int64_t pixel = st.pixel, block = st.block, x_step = st.x_step, w_step = st.w_step;
+  const int64_t tap_row = st.tap_row, tap_col = st.tap_col;
+  const int64_t w_tap_row = st.w_tap_row, w_tap_col = st.w_tap_col;
+  const int64_t kernel_h = st.kernel_h, kernel_w = st.kernel_w, depth = st.depth;
+  if (st.depth_outer) {
+    for (int64_t c = 0; c < depth; ++c, x += x_step, w += w_step) {
+      for (int64_t r = 0; r < kernel_h; ++r) {
+        for (int64_t s = 0; s < kernel_w; ++s) {
+          multiply_step<V, P, B>(acc, x + r * tap_row + s * tap_col, w + r * w_tap_row + s * w_tap_col,
+                                 pixel, block);
+        }
+      }
+    }
+  } else {
+    for (int64_t r = 0; r < kernel_h; ++r) {
+      for (int64_t s = 0; s < kernel_w; ++s) {
+        const float* xs = x + r * tap_row + s * tap_col;
+        const float* ws = w + r * w_tap_row + s * w_tap_col;
+        for (int64_t c = 0; c < depth; ++c, xs += x_step, ws += w_step) {
+          multiply_step<V, P, B>(acc, xs, ws, pixel, block);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 6
+  for (int p = 0; p < P; ++p) {
+#pragma GCC unroll 4
+    for (int b = 0; b < B; ++b) {
+      float* out = y + p * st.out_pixel + b * V::kLanes;
+      if (b == B - 1 && last_block_lanes != V::kLanes) {
+        V::store_masked(out, store_mask, acc[p][b]);
+      } else {
+        V::store(out, acc[p][b]);
+      }
+    }
+  }
+}
+
+// `iterations` steps of kChains independent chains of FMAs, for MicrokernelSet::fma_chains.
+template <typename V, int kChains>
+DENSE_MICROKERNEL_TARGET float fma_chains(int64_t iterations) {
+  const float scale = 0.999999f, shift = 1e-7f;
+  const typename V::Vec scales = V::broadcast(&scale), shifts = V::broadcast(&shift);
+  typename V::Vec acc[kChains];
+  for (int i = 0; i < kChains; ++i) {
+    const float start = 1.0f + i * 1e-3f;
+    acc[i] = V::broadcast(&start);
+  }
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 24
+    for (int i = 0; i < kChains; ++i) acc[i] = V::fma(acc[i], scales, shifts);
+  }
+  // The sum of the chains, so that none of them is optimized away.
+  for (int i = 1; i < kChains; ++i) acc[0] = V::fma(acc[i], scales, acc[0]);
+  float lanes[V::kLanes];
+  V::store(lanes, acc[0]);
+  return lanes[0];
+}
+
+template <typename V, int B, int... P>
+void fill_tiles_of_blocks(MicrokernelSet& set, std::integer_sequence<int, P...>) {
+  ((set.kernels[B - 1][P] = microkernel<V, P + 1, B>), ...);
+}
+
+template <typename V, int kPixels, int... B>
+MicrokernelSet microkernel_set(std::integer_sequence<int, B...>) {
+  MicrokernelSet set{{V::kLanes, kPixels, static_cast<int>(sizeof...(B))}, {},
+                     fma_chains<V, kPixels * static_cast<int>(sizeof...(B))>};
+  (fill_tiles_of_blocks<V, B + 1>(set, std::make_integer_sequence<int, kPixels>{}), ...);
+  return set;
+}
+
+// The tiles of vector type V up to kPixels x kBlocks.
+template <typename V, int kPixels, int kBlocks>
+MicrokernelSet microkernel_set() {
+  static_assert(kPixels <= MicrokernelSet::kMostPixels && kBlocks <= MicrokernelSet::kMostBlocks);
+  return microkernel_set<V, kPixels>(std::make_integer_sequence<int, kBlocks>{});
+}
+
+}  // namespace
+}  // namespace classic_ops::cpu
