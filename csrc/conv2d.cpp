@@ -94,7 +94,10 @@ at::Tensor conv2d_grad_weight(const at::Tensor& grad_output, const at::Tensor& i
   const at::MemoryFormat format = conv2d_output_format(input, weight);
   if (g.batch == 0) return at::empty(weight.sizes(), weight.options(), format).zero_();
   const ConvKernels& kernels = conv_kernels(route_conv2d(g), g, input);
-  at::Tensor grad_weight = kernels_for(input).empty(weight.sizes(), weight.options(), kernels.weight_layout);
+  // A channels_last grad_weight converted from NCHW afterwards: ATen's transposing copy of a
+  // 512x512x3x3 weight took as long as computing it, 7x7 planes' backward on one thread.
+  const at::MemoryFormat layout = kernels.grad_weight_in_either_layout ? format : kernels.weight_layout;
+  at::Tensor grad_weight = kernels_for(input).empty(weight.sizes(), weight.options(), layout);
   kernels.grad_weight(grad_output.contiguous(kernels.backward_layout),
                       input.contiguous(kernels.backward_layout), grad_weight, g);
   return grad_weight.contiguous(format);

@@ -4,7 +4,8 @@
 //
 // Convolution kernels see the forward pass's input and output contiguous in their
 // forward_layout, the weight contiguous in weight_layout, and grad_output, input and the
-// gradients of the backward passes contiguous in backward_layout (each NCHW or
+// gradients of the backward passes contiguous in backward_layout, but grad_weight in
+// weight_layout or, where grad_weight_in_either_layout, the format returned (each NCHW or
 // channels_last; a channels_last weight is the (K, R, S, C) order of an implicit GEMM).
 // Max-pool kernels see tensors that are each contiguous in NCHW or in channels_last (the
 // same format for the input and everything derived from it) and index them by strides.
@@ -31,6 +32,9 @@ struct ConvKernels {
                        const at::Tensor& output, const ConvGeometry& g) = nullptr;
   at::MemoryFormat weight_layout = at::MemoryFormat::Contiguous;
   at::MemoryFormat backward_layout = at::MemoryFormat::Contiguous;
+  // grad_weight writes a weight gradient contiguous in either format, and the op layer
+  // hands it the one it returns rather than one in weight_layout to convert afterwards.
+  bool grad_weight_in_either_layout = false;
 };
 
 struct MaxPoolKernels {

@@ -53,7 +53,8 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
       cpu::dense_conv2d_grad_weight_avx2,
       /*forward_relu=*/nullptr,
       /*weight_layout=*/kNCHW,
-      /*backward_layout=*/kChannelsLast};
+      /*backward_layout=*/kChannelsLast,
+      /*grad_weight_in_either_layout=*/true};
   constexpr auto depthwise_grad_input =
       grad_input_avx2_or<cpu::depthwise_conv2d_grad_input_avx2, cpu::grouped_conv2d_grad_input>;
   static const ConvKernels depthwise_avx2 = {kChannelsLast,
@@ -78,11 +79,23 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   static const ConvKernels pointwise_nchw_avx2 = {kNCHW, cpu::dense_conv2d_forward_planar_avx2,
                                                   pointwise_avx2.grad_input,
                                                   pointwise_avx2.grad_weight};
-  static const ConvKernels dense_planar_avx2 = {kNCHW, cpu::dense_conv2d_forward_planar_avx2,
-                                                dense_avx2.grad_input, dense_avx2.grad_weight};
+  static const ConvKernels dense_planar_avx2 = {kNCHW,
+                                                cpu::dense_conv2d_forward_planar_avx2,
+                                                dense_avx2.grad_input,
+                                                dense_avx2.grad_weight,
+                                                /*forward_relu=*/nullptr,
+                                                /*weight_layout=*/kNCHW,
+                                                /*backward_layout=*/kNCHW,
+                                                /*grad_weight_in_either_layout=*/true};
   // The channels_last kernel over NCHW tensors, which it converts itself.
-  static const ConvKernels dense_nchw_avx2 = {kNCHW, cpu::dense_conv2d_forward_avx2, dense_avx2.grad_input,
-                                              dense_avx2.grad_weight};
+  static const ConvKernels dense_nchw_avx2 = {kNCHW,
+                                              cpu::dense_conv2d_forward_avx2,
+                                              dense_avx2.grad_input,
+                                              dense_avx2.grad_weight,
+                                              /*forward_relu=*/nullptr,
+                                              /*weight_layout=*/kNCHW,
+                                              /*backward_layout=*/kNCHW,
+                                              /*grad_weight_in_either_layout=*/true};
   const bool avx2 = dtype == at::kFloat && cpu::use_avx2();
   const bool nchw = input_format == at::MemoryFormat::Contiguous;
   switch (route) {

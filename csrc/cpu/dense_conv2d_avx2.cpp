@@ -266,20 +266,24 @@ __attribute__((target("avx2"))) void copy_matrix(const float* src, int64_t src_a
   }
 }
 
-// grad_weight (K, C, R, S) from the microkernel's sums: (K, R, S, C), or (R, S, C, K) with
-// `taps_outer`. Per output channel, a transpose of R*S rows, by 8x8 blocks where there are 8
-// taps and channels or more. (512x512x3x3: 0.75 ms one float at a time from (R, S, K, C),
-// whose rows for one output channel lie 1 MB apart, all in one cache set; 0.5 ms so.)
+// grad_weight (K, C, R, S), contiguous NCHW or channels_last, from the microkernel's sums:
+// (K, R, S, C), or (R, S, C, K) with `taps_outer`. Per output channel, into NCHW a transpose
+// of R*S rows, by 8x8 blocks where there are 8 taps and channels or more (512x512x3x3:
+// 0.75 ms one float at a time from (R, S, K, C), whose rows for one output channel lie
+// 1 MB apart, all in one cache set; 0.5 ms so), into channels_last row copies.
 void unpack_tap_sums(const at::Tensor& sums, bool taps_outer, const at::Tensor& grad_weight) {
   const int64_t k = grad_weight.size(0), c = grad_weight.size(1);
   const int64_t taps = grad_weight.size(2) * grad_weight.size(3);
+  // grad_weight is contiguous NCHW or channels_last: its taps, r * S + s, are one stride apart.
+  TORCH_INTERNAL_ASSERT(grad_weight.stride(2) == grad_weight.size(3) * grad_weight.stride(3));
+  const int64_t dst_o = grad_weight.stride(0), dst_i = grad_weight.stride(1), dst_t = grad_weight.stride(3);
   const float* src = sums.const_data_ptr<float>();
   float* dst = grad_weight.mutable_data_ptr<float>();
   // Sum (tap t, channel i) of output channel o.
   const int64_t o_step = taps_outer ? 1 : taps * c, t_step = taps_outer ? c * k : c, i_step = taps_outer ? k : 1;
   at::parallel_for(0, k, 1, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
-      copy_matrix(src + o * o_step, t_step, i_step, taps, c, dst + o * c * taps, 1, taps);
+      copy_matrix(src + o * o_step, t_step, i_step, taps, c, dst + o * dst_o, dst_t, dst_i);
     }
   });
 }
