@@ -18,7 +18,6 @@ enum class Scratch {
   kGradOutput,    // grad_output, padded or transposed
   kPhase,         // stride phases of an input or grad_output
   kPackedFilter,  // a weight packed for the kernel that reads it
-  kPhaseFilter,   // a stride phase's filter, copied for the kernel that reads it
   kSums,          // partial sums, or an output with columns still to drop
   kCount
 };
