@@ -17,6 +17,14 @@ at::Tensor weight_for(const ConvKernels& kernels, const at::Tensor& weight) {
   return kernels_for(weight).contiguous_weight(weight, kernels.weight_layout);
 }
 
+at::Tensor forward_weight(const ConvKernels& kernels, const at::Tensor& weight) {
+  if (kernels.forward_weight_in_either_layout &&
+      (weight.is_contiguous() || weight.is_contiguous(at::MemoryFormat::ChannelsLast))) {
+    return weight;
+  }
+  return weight_for(kernels, weight);
+}
+
 at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor& input,
                        const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                        bool relu) {
@@ -28,7 +36,7 @@ at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor&
     const at::Tensor bias_contiguous =
         bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
     const at::Tensor x = input.contiguous(kernels.forward_layout);
-    const at::Tensor w = weight_for(kernels, weight);
+    const at::Tensor w = forward_weight(kernels, weight);
     if (relu && kernels.forward_relu != nullptr) {
       kernels.forward_relu(x, w, bias_contiguous, output, g);
     } else {

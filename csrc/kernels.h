@@ -3,10 +3,12 @@
 // a kernel only computes, and writes every element of its output.
 //
 // Convolution kernels see the forward pass's input and output contiguous in their
-// forward_layout, the weight contiguous in weight_layout, and grad_output, input and the
-// gradients of the backward passes contiguous in backward_layout, but grad_weight in
-// weight_layout or, where grad_weight_in_either_layout, the format returned (each NCHW or
-// channels_last; a channels_last weight is the (K, R, S, C) order of an implicit GEMM).
+// forward_layout, the weight contiguous in weight_layout (the forward pass's, where
+// forward_weight_in_either_layout, in whichever of the two formats it is, if either), and
+// grad_output, input and the gradients of the backward passes contiguous in
+// backward_layout, but grad_weight in weight_layout or, where grad_weight_in_either_layout,
+// the format returned (each NCHW or channels_last; a channels_last weight is the
+// (K, R, S, C) order of an implicit GEMM).
 // Max-pool kernels see tensors that are each contiguous in NCHW or in channels_last (the
 // same format for the input and everything derived from it) and index them by strides.
 #pragma once
@@ -35,6 +37,10 @@ struct ConvKernels {
   // grad_weight writes a weight gradient contiguous in either format, and the op layer
   // hands it the one it returns rather than one in weight_layout to convert afterwards.
   bool grad_weight_in_either_layout = false;
+  // forward reads the weight by its strides, and the op layer hands it the weight as it is
+  // where it is contiguous in either format, rather than a copy in weight_layout (which the
+  // CPU backend keeps in its weight cache and compares with the weight on every call).
+  bool forward_weight_in_either_layout = false;
 };
 
 struct MaxPoolKernels {

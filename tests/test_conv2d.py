@@ -594,21 +594,27 @@ def test_many_channels_and_long_rows_match_native(kernel, stride, padding, width
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4, msg=lambda m: f"grad of {name}: {m}")
 
 
+@pytest.mark.parametrize("input_format, weight_format", [
+    (torch.contiguous_format, torch.contiguous_format), (torch.contiguous_format, torch.channels_last),
+    (torch.channels_last, torch.channels_last), (torch.channels_last, torch.contiguous_format)])
 @pytest.mark.parametrize("dilation", [1, 2])
-def test_large_filters_over_short_rows_match_native(dilation):
-    # Over NCHW, stride 1, rows under 12 pixels and a filter of 4 MB or more (1M floats)
-    # run the planar kernel (pixels of a plane as lanes), forward and grad_input; smaller
-    # filters the channels_last one.
+def test_large_filters_over_short_rows_match_native(dilation, input_format, weight_format):
+    # Stride 1, rows under 12 pixels and a filter of 4 MB or more (1M floats) run the planar
+    # kernel (pixels of a plane as lanes), forward and grad_input, over NCHW or through NCHW
+    # copies of channels_last tensors, reading the weight where it lies in either format;
+    # smaller filters the channels_last one.
     torch.manual_seed(dilation)
     x = torch.randn(2, 256, 9, 7, dtype=torch.float64)
     w = torch.randn(520, 256, 3, 3, dtype=torch.float64)
     b = torch.randn(520, dtype=torch.float64)
     want = F.conv2d(x, w, b, padding=dilation, dilation=dilation)
-    got = cf.conv2d(x.float(), w.float(), b.float(), padding=dilation, dilation=dilation)
+    x32 = x.float().contiguous(memory_format=input_format)
+    w32 = w.float().contiguous(memory_format=weight_format)
+    got = cf.conv2d(x32, w32, b.float(), padding=dilation, dilation=dilation)
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-3)
     grad = torch.randn_like(want)
     args = ([1, 1], [dilation] * 2, [dilation] * 2, 1)
-    got_grads = _our_grads(grad.float(), x.float(), w.float(), args)
+    got_grads = _our_grads(grad.float().contiguous(memory_format=input_format), x32, w32, args)
     for name, g, e in zip(["input", "weight"], got_grads, _native_grads(grad, x, w, args)):
         torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad of {name}: {m}")
 
@@ -619,8 +625,9 @@ def test_large_filters_over_short_rows_match_native(dilation):
     (1, 3, 64, 190, 241, 3, 1, 1, 1),  # rows in two chunks, six output channels a tile and four
     (1, 5, 9, 20, 16, (3, 5), 1, (1, 2), 1),  # one whole tile a row
     (2, 3, 7, 17, 35, 3, (2, 1), 1, 1)])  # grad_input's row phases: every other row, in place
+@pytest.mark.parametrize("weight_format", [torch.contiguous_format, torch.channels_last], ids=["nchw_weight", "cl_weight"])
 def test_few_input_channels_write_nchw_rows_in_place(batch, channels, out_channels, height, width, kernel,
-                                                     stride, padding, dilation):
+                                                     stride, padding, dilation, weight_format):
     # Over NCHW with stride 1 and fewer than 8 input channels (first layers) the planar
     # kernel runs and, on rows of 16 pixels or more, gives each output row tiles of its own
     # and writes the output in place; so does grad_input (each stride phase whose pixels are
@@ -631,14 +638,16 @@ def test_few_input_channels_write_nchw_rows_in_place(batch, channels, out_channe
     w = torch.randn(out_channels, channels, *kernel, dtype=torch.float64)
     b = torch.randn(out_channels, dtype=torch.float64)
     want = F.conv2d(x, w, b, stride, padding, dilation)
-    got = cf.conv2d(x.float(), w.float(), b.float(), stride, padding, dilation)
+    # A channels_last weight is read where it lies, taps a channel block apart.
+    got = cf.conv2d(x.float(), w.float().contiguous(memory_format=weight_format), b.float(), stride, padding,
+                    dilation)
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
     # grad_input of the convolution the other way round, out_channels -> channels.
     x2 = torch.randn(batch, out_channels, height, width, dtype=torch.float64)
     w2 = torch.randn(channels, out_channels, *kernel, dtype=torch.float64)
     grad = torch.randn(batch, channels, *want.shape[2:], dtype=torch.float64)
     args = (list(stride), list(padding), list(dilation), 1)
-    got_grads = _our_grads(grad.float(), x2.float(), w2.float(), args)
+    got_grads = _our_grads(grad.float(), x2.float(), w2.float().contiguous(memory_format=weight_format), args)
     for name, g, e in zip(["input", "weight"], got_grads, _native_grads(grad, x2, w2, args)):
         torch.testing.assert_close(g.double(), e, rtol=1e-4, atol=1e-3, msg=lambda m: f"grad of {name}: {m}")
 

@@ -79,6 +79,9 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   static const ConvKernels pointwise_nchw_avx2 = {kNCHW, cpu::dense_conv2d_forward_planar_avx2,
                                                   pointwise_avx2.grad_input,
                                                   pointwise_avx2.grad_weight};
+  // The planar forward kernel reads the weight where it lies, either format. (grad_input
+  // takes an NCHW one: gathered from a channels_last weight, a step's 6 coefficients of a tap
+  // come a line each, and ResNet-18's 512x7x7 -> 512 took 3.6 against 3.0 ms, 2 threads.)
   static const ConvKernels dense_planar_avx2 = {kNCHW,
                                                 cpu::dense_conv2d_forward_planar_avx2,
                                                 dense_avx2.grad_input,
@@ -86,7 +89,21 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                                 /*forward_relu=*/nullptr,
                                                 /*weight_layout=*/kNCHW,
                                                 /*backward_layout=*/kNCHW,
-                                                /*grad_weight_in_either_layout=*/true};
+                                                /*grad_weight_in_either_layout=*/true,
+                                                /*forward_weight_in_either_layout=*/true};
+  // The planar kernel for channels_last tensors, forward through NCHW copies (small: it
+  // serves short rows), backward as the channels_last set (whose grad_input takes the planar
+  // kernel for these geometries too). ResNet-18's 512x7x7 -> 512 forward, 2 threads:
+  // 1.2-1.7 ms on the channels_last kernel, 0.84-0.96 ms so (same machine and hour).
+  static const ConvKernels dense_planar_channels_last_avx2 = {kNCHW,
+                                                              cpu::dense_conv2d_forward_planar_avx2,
+                                                              dense_avx2.grad_input,
+                                                              dense_avx2.grad_weight,
+                                                              /*forward_relu=*/nullptr,
+                                                              /*weight_layout=*/kNCHW,
+                                                              /*backward_layout=*/kChannelsLast,
+                                                              /*grad_weight_in_either_layout=*/true,
+                                                              /*forward_weight_in_either_layout=*/true};
   // The channels_last kernel over NCHW tensors, which it converts itself.
   static const ConvKernels dense_nchw_avx2 = {kNCHW,
                                               cpu::dense_conv2d_forward_avx2,
@@ -115,7 +132,7 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   // writes NCHW rows itself (strided first layers, whose planar stride phases each pass over
   // the whole output: MobileNet's 3x3/2 0.23 against 0.37 ms, AlexNet's 11x11/4 0.77 against
   // 1.19 ms, ResNet's 7x7/2 1.21 against 1.55 ms).
-  if (!nchw) return dense_avx2;
+  if (!nchw) return cpu::prefers_planar(g) ? dense_planar_channels_last_avx2 : dense_avx2;
   constexpr int64_t kLaneBlock = 8;
   const bool first_layer = g.in_channels < kLaneBlock && g.stride_h == 1 && g.stride_w == 1;
   return first_layer || cpu::prefers_planar(g) ? dense_planar_avx2 : dense_nchw_avx2;

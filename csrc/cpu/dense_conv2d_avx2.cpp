@@ -52,6 +52,13 @@ struct PlanarWeight {
   int64_t out, in, row, col;
 };
 
+// The weight (K, C, R, S) of a dense convolution, contiguous NCHW or channels_last, read
+// where it lies with taps (r0 + r * row_step, s0 + s * col_step).
+PlanarWeight weight_taps(const at::Tensor& weight, int64_t r0, int64_t s0, int64_t row_step, int64_t col_step) {
+  return {weight.const_data_ptr<float>() + r0 * weight.stride(2) + s0 * weight.stride(3), weight.stride(0),
+          weight.stride(1), row_step * weight.stride(2), col_step * weight.stride(3)};
+}
+
 // out[lane] = src[lane * stride] for the first `lanes` of 8 lanes, zero in the others.
 __attribute__((target("avx2"))) void gather_lanes(const float* src, int32_t stride, int64_t lanes,
                                                   float* out) {
@@ -475,14 +482,16 @@ void planar_accumulate(const MicrokernelSet& set, const at::Tensor& planes, cons
                      /*x_step=*/tile_weight.in, /*block=*/lanes, /*w_tap_row=*/t.dilation_h * padded_w,
                      /*w_tap_col=*/t.dilation_w, /*w_step=*/in_plane, /*out_pixel=*/y.stride(1),
                      t.kernel_h, t.kernel_w, /*depth=*/i_count,
-                     /*depth_outer=*/taps > 1, /*bias_per_pixel=*/true};
+                     /*depth_outer=*/taps > 1 && std::abs(tile_weight.col) < tile_weight.in,
+                     /*bias_per_pixel=*/true};
   std::vector<int64_t> tap_offsets;
   for (int64_t r = 0; r < t.kernel_h; ++r) {
     for (int64_t s = 0; s < t.kernel_w; ++s) tap_offsets.push_back(r * w.row + s * w.col);
   }
   // Copies output channels [o0, o0 + rows) of w into `tile`. The coefficients of the steps
   // ahead lie filters apart, where the hardware prefetchers do not look: they are fetched
-  // 16 steps in advance (4 and 64 steps ran slower).
+  // 16 steps in advance (4 and 64 steps ran slower), a line per channel (a step's taps of a
+  // channel lie together in the (K, C, R, S) weights the kernels are handed).
   const auto gather_tile = [&](int64_t o0, int64_t rows, float* tile) {
     constexpr int64_t kStepsAhead = 16;
     for (int64_t i = 0; i < i_count; ++i) {
@@ -597,10 +606,10 @@ void planar_conv(const at::Tensor& planes, const PlanarWeight& w, const float* i
 // the taps tap0, tap0 + stride, ... the last first.
 PlanarWeight phase_weight(const at::Tensor& weight, const ConvGeometry& g, const StridePhase& ph,
                           const StridePhase& pw) {
-  const int64_t kw = g.kernel_w, taps = g.kernel_h * kw;
-  return {weight.const_data_ptr<float>() + (ph.tap0 + (ph.taps - 1) * g.stride_h) * kw + pw.tap0 +
-              (pw.taps - 1) * g.stride_w,
-          taps, g.in_channels * taps, -g.stride_h * kw, -g.stride_w};
+  PlanarWeight w = weight_taps(weight, ph.tap0 + (ph.taps - 1) * g.stride_h, pw.tap0 + (pw.taps - 1) * g.stride_w,
+                               -g.stride_h, -g.stride_w);
+  std::swap(w.out, w.in);
+  return w;
 }
 
 // The whole weight as the filter of stride-1 grad_input (the phase_weight of its one
@@ -730,9 +739,7 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
         t.stride_h = t.stride_w = 1;
         t.pad_h = t.pad_w = 0;
         // The first phase starts from the bias, the others add to what it wrote.
-        planar_accumulate(set, phase, PlanarWeight{weight.const_data_ptr<float>() + a * kw + b,
-                                              g.in_channels * taps, taps, sh * kw, sw},
-                          t, a == 0 && b == 0 ? init.const_data_ptr<float>() : nullptr, y);
+        planar_accumulate(set, phase, weight_taps(weight, a, b, sh, sw), t, a == 0 && b == 0 ? init.const_data_ptr<float>() : nullptr, y);
       }
     }
   });
