@@ -230,18 +230,32 @@ const std::array<DotTile, kDotCols> kDotTiles[kDotRows] = {
     dot_tiles_for<3>(std::make_integer_sequence<int, kDotCols>{}),
 };
 
-// dst[j * dst_row + i] = src[i * src_row + j] for i < rows and j < cols, both at least 8:
-// 8x8 transposes, the last block along each overlapping the one before.
+// dst[j * dst_row + i] = src[i * src_row + j] for i < rows and j < cols, cols at least 8:
+// 8x8 transposes, the last block along each overlapping the one before; fewer than 8 rows
+// (a first layer's 3 channels) fill the rest of their block with zeros and store `rows`
+// lanes (element by element, NCHW -> NHWC of MobileNet's 3x224x224 input took a quarter as
+// long as the convolution after it).
 __attribute__((target("avx2"))) void transpose(const float* src, int64_t src_row, int64_t rows, int64_t cols,
                                                float* dst, int64_t dst_row) {
+  const int64_t block_rows = std::min(rows, kLanes);
+  const __m256i row_lanes = first_lanes(block_rows);
   for (int64_t i = 0; i < rows; i += kLanes) {
-    const int64_t i0 = std::min(i, rows - kLanes);
+    const int64_t i0 = std::max<int64_t>(0, std::min(i, rows - kLanes));
     for (int64_t j = 0; j < cols; j += kLanes) {
       const int64_t j0 = std::min(j, cols - kLanes);
       __m256 m[kLanes];
-      for (int r = 0; r < kLanes; ++r) m[r] = _mm256_loadu_ps(src + (i0 + r) * src_row + j0);
+      for (int r = 0; r < kLanes; ++r) {
+        m[r] = r < block_rows ? _mm256_loadu_ps(src + (i0 + r) * src_row + j0) : _mm256_setzero_ps();
+      }
       transpose8x8(m);
-      for (int q = 0; q < kLanes; ++q) _mm256_storeu_ps(dst + (j0 + q) * dst_row + i0, m[q]);
+      for (int q = 0; q < kLanes; ++q) {
+        float* out = dst + (j0 + q) * dst_row + i0;
+        if (block_rows == kLanes) {
+          _mm256_storeu_ps(out, m[q]);
+        } else {
+          _mm256_maskstore_ps(out, row_lanes, m[q]);
+        }
+      }
     }
   }
 }
@@ -249,8 +263,8 @@ __attribute__((target("avx2"))) void transpose(const float* src, int64_t src_row
 // dst[a * dst_a + b * dst_b] = src[a * src_a + b * src_b] for a < rows, b < cols: the
 // layout changes between NCHW, NHWC and the kernels' buffers. Lines contiguous on both
 // sides go by copy_row (one copy where the whole block is), a line contiguous on one side
-// and across lines on the other by 8x8 transposes (8 lines and columns or more), the rest
-// element by element.
+// and across lines on the other by 8x8 transposes (8 columns or more), the rest element by
+// element.
 __attribute__((target("avx2"))) void copy_matrix(const float* src, int64_t src_a, int64_t src_b, int64_t rows,
                                                  int64_t cols, float* dst, int64_t dst_a, int64_t dst_b) {
   if (src_b != 1 && src_a == 1) {  // make b the axis along which src is contiguous, if any
@@ -264,7 +278,7 @@ __attribute__((target("avx2"))) void copy_matrix(const float* src, int64_t src_a
       return;
     }
     for (int64_t a = 0; a < rows; ++a) copy_row(src + a * src_a, cols, dst + a * dst_a);
-  } else if (src_b == 1 && dst_a == 1 && rows >= kLanes && cols >= kLanes) {
+  } else if (src_b == 1 && dst_a == 1 && cols >= kLanes) {
     transpose(src, src_a, rows, cols, dst, dst_b);
   } else {
     for (int64_t a = 0; a < rows; ++a) {
