@@ -168,68 +168,6 @@ const MicrokernelSet& widest_microkernels() {
   return use_avx512() ? kAvx512Microkernels : kAvx2Microkernels;
 }
 
-// out[i][j] (+)= sum over q < n of a[i * a_row + q] * b[j * b_row + q], for the I x J tile of
-// rows of a and b: reductions along rows contiguous in both operands (a 1x1 grad_weight
-// over NCHW planes) need neither operand transposed. 12 accumulators; a partial last vector
-// is read with maskload (no reads past the rows).
-template <int I, int J>
-__attribute__((target("avx2,fma"))) void dot_tile(const float* a, int64_t a_row, const float* b,
-                                                  int64_t b_row, int64_t n, float* out,
-                                                  int64_t out_row) {
-  __m256 acc[I][J];
-#pragma GCC unroll 4
-  for (int i = 0; i < I; ++i) {
-#pragma GCC unroll 4
-    for (int j = 0; j < J; ++j) acc[i][j] = _mm256_setzero_ps();
-  }
-  int64_t q = 0;
-  for (; q + kLanes <= n; q += kLanes) {
-    __m256 av[I];
-#pragma GCC unroll 4
-    for (int i = 0; i < I; ++i) av[i] = _mm256_loadu_ps(a + i * a_row + q);
-#pragma GCC unroll 4
-    for (int j = 0; j < J; ++j) {
-      const __m256 bv = _mm256_loadu_ps(b + j * b_row + q);
-#pragma GCC unroll 4
-      for (int i = 0; i < I; ++i) acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
-    }
-  }
-  if (q < n) {
-    const __m256i mask = first_lanes(n - q);
-    __m256 av[I];
-#pragma GCC unroll 4
-    for (int i = 0; i < I; ++i) av[i] = _mm256_maskload_ps(a + i * a_row + q, mask);
-#pragma GCC unroll 4
-    for (int j = 0; j < J; ++j) {
-      const __m256 bv = _mm256_maskload_ps(b + j * b_row + q, mask);
-#pragma GCC unroll 4
-      for (int i = 0; i < I; ++i) acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int i = 0; i < I; ++i) {
-#pragma GCC unroll 4
-    for (int j = 0; j < J; ++j) {
-      out[i * out_row + j] += sum_lanes(acc[i][j]);
-    }
-  }
-}
-
-constexpr int kDotRows = 3, kDotCols = 4;  // 12 accumulators, 3 + 1 operand registers
-using DotTile = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t);
-
-template <int I, int... J>
-constexpr std::array<DotTile, sizeof...(J)> dot_tiles_for(std::integer_sequence<int, J...>) {
-  return {dot_tile<I, J + 1>...};
-}
-
-// kDotTiles[i - 1][j - 1]: the tile of i rows of a and j rows of b.
-const std::array<DotTile, kDotCols> kDotTiles[kDotRows] = {
-    dot_tiles_for<1>(std::make_integer_sequence<int, kDotCols>{}),
-    dot_tiles_for<2>(std::make_integer_sequence<int, kDotCols>{}),
-    dot_tiles_for<3>(std::make_integer_sequence<int, kDotCols>{}),
-};
-
 // dst[j * dst_row + i] = src[i * src_row + j] for i < rows and j < cols, cols at least 8:
 // 8x8 transposes, the last block along each overlapping the one before; fewer than 8 rows
 // (a first layer's 3 channels) fill the rest of their block with zeros and store `rows`
@@ -777,7 +715,10 @@ void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::
               : input;
   grad_weight.zero_();
   // Pixels per pass: about 256 KB of both operands, reused by all of a thread's tiles.
-  const int64_t chunk = std::max<int64_t>(8 * kLanes, (int64_t{64} << 10) / (k + c) / kLanes * kLanes);
+  const MicrokernelSet& set = widest_microkernels();
+  const int64_t lanes = set.tile.lanes;
+  constexpr int64_t kDotRows = MicrokernelSet::kDotRows, kDotCols = MicrokernelSet::kDotCols;
+  const int64_t chunk = std::max<int64_t>(8 * lanes, (int64_t{64} << 10) / (k + c) / lanes * lanes);
   const int64_t row_tiles = (k + kDotRows - 1) / kDotRows, col_tiles = (c + kDotCols - 1) / kDotCols;
   const float* gp = grad_output.const_data_ptr<float>();
   const float* xp = pixels.const_data_ptr<float>();
@@ -790,7 +731,7 @@ void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::
           const int64_t k0 = task / col_tiles * kDotRows, c0 = task % col_tiles * kDotCols;
           const int rows = static_cast<int>(std::min<int64_t>(kDotRows, k - k0));
           const int cols = static_cast<int>(std::min<int64_t>(kDotCols, c - c0));
-          kDotTiles[rows - 1][cols - 1](gp + (n * k + k0) * plane + q0, plane,
+          set.dot(rows, cols)(gp + (n * k + k0) * plane + q0, plane,
                                         xp + (n * c + c0) * plane + q0, plane, length,
                                         wp + k0 * c + c0, c);
         }

@@ -37,6 +37,12 @@ struct TileSteps {
 using Microkernel = void (*)(const float* x, const float* w, const float* bias, float* y,
                              const TileSteps& st, int last_block_lanes);
 
+// out[i * out_row + j] += the dot product of the n floats at a + i * a_row and at
+// b + j * b_row, for a tile of rows of a by rows of b: reductions along rows contiguous in
+// both operands (a 1x1 grad_weight over NCHW planes) need neither operand transposed.
+using DotTile = void (*)(const float* a, int64_t a_row, const float* b, int64_t b_row, int64_t n, float* out,
+                         int64_t out_row);
+
 // The largest tile of an instruction set: `pixels` x `blocks` vectors of `lanes` floats.
 struct TileShape {
   int lanes, pixels, blocks;
@@ -50,15 +56,20 @@ constexpr TileShape kAvx2Tile{8, 6, 2};
 constexpr TileShape kAvx512Tile{16, 6, 4};
 
 // One instruction set's microkernels: at(b, p) is the tile of p <= tile.pixels pixels by
-// b <= tile.blocks vectors of tile.lanes floats. fma_chains is the loop that measures the
-// set's peak (calibration.cpp): `iterations` steps of as many independent FMA chains as a
-// whole tile has accumulators, flops_per_iteration() floating-point operations a step.
+// b <= tile.blocks vectors of tile.lanes floats, dot(i, j) the dot-product tile of
+// i <= kDotRows rows by j <= kDotCols. fma_chains is the loop that measures the set's peak
+// (calibration.cpp): `iterations` steps of as many independent FMA chains as a whole tile
+// has accumulators, flops_per_iteration() floating-point operations a step.
 struct MicrokernelSet {
   static constexpr int kMostBlocks = 4, kMostPixels = 6;
+  // 12 accumulators and 3 + 1 operand vectors: all 16 of AVX2's registers.
+  static constexpr int kDotRows = 3, kDotCols = 4;
   TileShape tile;
   Microkernel kernels[kMostBlocks][kMostPixels];
+  DotTile dot_tiles[kDotRows][kDotCols];
   float (*fma_chains)(int64_t iterations);
   Microkernel at(int b, int p) const { return kernels[b - 1][p - 1]; }
+  DotTile dot(int i, int j) const { return dot_tiles[i - 1][j - 1]; }
   int64_t flops_per_iteration() const { return int64_t{2} * tile.pixels * tile.blocks * tile.lanes; }
 };
 

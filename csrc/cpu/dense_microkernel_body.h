@@ -2,7 +2,8 @@
 // by that set's file, after it defines
 // - DENSE_MICROKERNEL_TARGET, the function attribute its code is compiled under, and
 // - a vector type V: V::Vec, V::Mask, V::kLanes and load, broadcast, fma, store,
-//   mask(n) (the first n lanes), load_masked, store_masked (inline, under that target).
+//   mask(n) (the first n lanes), load_masked, store_masked, sum (of the lanes) (inline,
+//   under that target).
 // Each pixel's broadcast meets B weight vectors, each weight vector P pixels: per
 // reduction step B vector loads and P broadcasts feed P x B independent FMA chains.
 #pragma once
@@ -90,6 +91,47 @@ DENSE_MICROKERNEL_TARGET void microkernel(const float* x, const float* w, const 
   }
 }
 
+// acc[i][j] += a[i * a_row + q ...] * b[j * b_row + q ...] for one vector of each row,
+// the lanes of `mask` of it where kMasked.
+template <typename V, int I, int J, bool kMasked>
+DENSE_MICROKERNEL_TARGET __attribute__((always_inline)) inline void dot_step(
+    typename V::Vec (&acc)[I][J], const float* a, int64_t a_row, const float* b, int64_t b_row,
+    typename V::Mask mask) {
+  typename V::Vec av[I];
+#pragma GCC unroll 4
+  for (int i = 0; i < I; ++i) av[i] = kMasked ? V::load_masked(a + i * a_row, mask) : V::load(a + i * a_row);
+#pragma GCC unroll 4
+  for (int j = 0; j < J; ++j) {
+    const typename V::Vec bv = kMasked ? V::load_masked(b + j * b_row, mask) : V::load(b + j * b_row);
+#pragma GCC unroll 4
+    for (int i = 0; i < I; ++i) acc[i][j] = V::fma(av[i], bv, acc[i][j]);
+  }
+}
+
+// dense_microkernel.h's DotTile for I rows of a by J rows of b: I x J accumulator vectors
+// summed across their lanes at the end; a partial last vector is read masked (no reads
+// past the rows).
+template <typename V, int I, int J>
+DENSE_MICROKERNEL_TARGET void dot_tile(const float* a, int64_t a_row, const float* b, int64_t b_row, int64_t n,
+                                       float* out, int64_t out_row) {
+  typename V::Vec acc[I][J];
+  const float zero = 0.0f;
+#pragma GCC unroll 4
+  for (int i = 0; i < I; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) acc[i][j] = V::broadcast(&zero);
+  }
+  const typename V::Mask whole = V::mask(V::kLanes);
+  int64_t q = 0;
+  for (; q + V::kLanes <= n; q += V::kLanes) dot_step<V, I, J, false>(acc, a + q, a_row, b + q, b_row, whole);
+  if (q < n) dot_step<V, I, J, true>(acc, a + q, a_row, b + q, b_row, V::mask(static_cast<int>(n - q)));
+#pragma GCC unroll 4
+  for (int i = 0; i < I; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < J; ++j) out[i * out_row + j] += V::sum(acc[i][j]);
+  }
+}
+
 // `iterations` steps of kChains independent chains of FMAs, for MicrokernelSet::fma_chains.
 template <typename V, int kChains>
 DENSE_MICROKERNEL_TARGET float fma_chains(int64_t iterations) {
@@ -116,11 +158,22 @@ void fill_tiles_of_blocks(MicrokernelSet& set, std::integer_sequence<int, P...>)
   ((set.kernels[B - 1][P] = microkernel<V, P + 1, B>), ...);
 }
 
+template <typename V, int I, int... J>
+void fill_dot_tiles_of_rows(MicrokernelSet& set, std::integer_sequence<int, J...>) {
+  ((set.dot_tiles[I - 1][J] = dot_tile<V, I, J + 1>), ...);
+}
+
+template <typename V, int... I>
+void fill_dot_tiles(MicrokernelSet& set, std::integer_sequence<int, I...>) {
+  (fill_dot_tiles_of_rows<V, I + 1>(set, std::make_integer_sequence<int, MicrokernelSet::kDotCols>{}), ...);
+}
+
 template <typename V, int kPixels, int... B>
 MicrokernelSet microkernel_set(std::integer_sequence<int, B...>) {
-  MicrokernelSet set{{V::kLanes, kPixels, static_cast<int>(sizeof...(B))}, {},
+  MicrokernelSet set{{V::kLanes, kPixels, static_cast<int>(sizeof...(B))}, {}, {},
                      fma_chains<V, kPixels * static_cast<int>(sizeof...(B))>};
   (fill_tiles_of_blocks<V, B + 1>(set, std::make_integer_sequence<int, kPixels>{}), ...);
+  fill_dot_tiles<V>(set, std::make_integer_sequence<int, MicrokernelSet::kDotRows>{});
   return set;
 }
 

@@ -20,6 +20,7 @@ struct Avx2Vectors {
   DENSE_MICROKERNEL_TARGET static Mask mask(int n) { return first_lanes(n); }
   DENSE_MICROKERNEL_TARGET static Vec load_masked(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
   DENSE_MICROKERNEL_TARGET static void store_masked(float* p, Mask m, Vec v) { _mm256_maskstore_ps(p, m, v); }
+  DENSE_MICROKERNEL_TARGET static float sum(Vec v) { return sum_lanes(v); }
 };
 
 }  // namespace

@@ -18,6 +18,17 @@ struct Avx512Vectors {
   DENSE_MICROKERNEL_TARGET static Mask mask(int n) { return static_cast<Mask>((1u << n) - 1); }
   DENSE_MICROKERNEL_TARGET static Vec load_masked(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
   DENSE_MICROKERNEL_TARGET static void store_masked(float* p, Mask m, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
+  // Halves added in place, by the zero-masking forms of the shuffles: GCC 12's plain ones,
+  // its _mm512_reduce_add_ps and 256-bit extracts warn of an uninitialized variable in its
+  // own header.
+  DENSE_MICROKERNEL_TARGET static float sum(Vec v) {
+    constexpr __mmask16 kAll = 0xFFFF;
+    v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(kAll, v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(kAll, v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    v = _mm512_add_ps(v, _mm512_maskz_permute_ps(kAll, v, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = _mm512_add_ps(v, _mm512_maskz_permute_ps(kAll, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_cvtss_f32(v);
+  }
 };
 
 }  // namespace
