@@ -91,19 +91,16 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                                 /*backward_layout=*/kNCHW,
                                                 /*grad_weight_in_either_layout=*/true,
                                                 /*forward_weight_in_either_layout=*/true};
-  // The planar kernel for channels_last tensors, forward through NCHW copies (small: it
-  // serves short rows), backward as the channels_last set (whose grad_input takes the planar
-  // kernel for these geometries too). ResNet-18's 512x7x7 -> 512 forward, 2 threads:
-  // 1.2-1.7 ms on the channels_last kernel, 0.84-0.96 ms so (same machine and hour).
-  static const ConvKernels dense_planar_channels_last_avx2 = {kNCHW,
-                                                              cpu::dense_conv2d_forward_planar_avx2,
-                                                              dense_avx2.grad_input,
-                                                              dense_avx2.grad_weight,
-                                                              /*forward_relu=*/nullptr,
-                                                              /*weight_layout=*/kNCHW,
-                                                              /*backward_layout=*/kChannelsLast,
-                                                              /*grad_weight_in_either_layout=*/true,
-                                                              /*forward_weight_in_either_layout=*/true};
+  // The planar set for channels_last tensors: forward through NCHW copies (small: it serves
+  // short rows), backward over channels_last tensors as the channels_last set (whose
+  // grad_input takes the planar kernel for these geometries too). ResNet-18's 512x7x7 -> 512
+  // forward, 2 threads: 1.2-1.7 ms on the channels_last kernel, 0.84-0.96 ms so (same
+  // machine and hour).
+  static const ConvKernels dense_planar_channels_last_avx2 = [] {
+    ConvKernels kernels = dense_planar_avx2;
+    kernels.backward_layout = kChannelsLast;
+    return kernels;
+  }();
   // The channels_last kernel over NCHW tensors, which it converts itself.
   static const ConvKernels dense_nchw_avx2 = {kNCHW,
                                               cpu::dense_conv2d_forward_avx2,

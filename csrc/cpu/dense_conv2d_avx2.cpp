@@ -436,8 +436,8 @@ void planar_accumulate(const MicrokernelSet& set, const at::Tensor& planes, cons
                      t.kernel_h, t.kernel_w, /*depth=*/i_count,
                      /*depth_outer=*/taps > 1 && std::abs(tile_weight.col) < tile_weight.in,
                      /*bias_per_pixel=*/true};
-  std::vector<int64_t> tap_offsets;
-  for (int64_t r = 0; r < t.kernel_h; ++r) {
+  std::vector<int64_t> tap_offsets;  // of w's taps, for gathering
+  for (int64_t r = 0; gathered && r < t.kernel_h; ++r) {
     for (int64_t s = 0; s < t.kernel_w; ++s) tap_offsets.push_back(r * w.row + s * w.col);
   }
   // Copies output channels [o0, o0 + rows) of w into `tile`. The coefficients of the steps
