@@ -181,8 +181,11 @@ POINTWISE = [ConvCase(n, c, 1, 1, k, h, w, (1, 1), (s, s), 0, (1, 1), bias, cl, 
                  (2, 3, 5, 7, 9, 1, True, False, False), (1, 8, 4, 6, 5, 2, False, True, False),
                  (3, 4, 6, 9, 9, 3, True, False, True), (0, 4, 2, 5, 5, 1, True, False, False),
                  (2, 16, 8, 5, 7, 1, False, True, True), (4, 5, 9, 11, 3, 2, True, True, False),
-                 # Planes of 1024 pixels and more: the CPU grad_weight by dot products.
+                 # Planes of 1024 pixels and more: the CPU grad_weight by dot products, tiles
+                 # of rows and columns partial, the last vector of a plane ragged; with 70
+                 # channels, in two chunks of positions.
                  (2, 7, 10, 33, 35, 1, True, False, False), (1, 5, 4, 66, 70, 2, False, False, False),
+                 (1, 40, 30, 33, 35, 1, False, False, False),
                  # Several chunks of positions in the CPU planar kernel, the last one partial.
                  (1, 256, 40, 23, 23, 1, True, False, False)]]
 

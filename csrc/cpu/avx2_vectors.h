@@ -23,6 +23,16 @@ __attribute__((target("avx2"))) inline __m256i first_lanes(int64_t n) {
                             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// out[j] += v[j] for j < n <= 4.
+__attribute__((target("avx2"))) inline void add_to_first_lanes(float* out, int n, __m128 v) {
+  if (n == 4) {
+    _mm_storeu_ps(out, _mm_add_ps(_mm_loadu_ps(out), v));
+    return;
+  }
+  const __m128i lanes = _mm_cmpgt_epi32(_mm_set1_epi32(n), _mm_setr_epi32(0, 1, 2, 3));
+  _mm_maskstore_ps(out, lanes, _mm_add_ps(_mm_maskload_ps(out, lanes), v));
+}
+
 // The sum of the eight lanes.
 __attribute__((target("avx2"))) inline float sum_lanes(__m256 v) {
   const __m128 quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

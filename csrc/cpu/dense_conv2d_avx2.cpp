@@ -700,9 +700,9 @@ void dense_conv2d_forward_planar_avx2(const at::Tensor& input, const at::Tensor&
 void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
                                        const at::Tensor& grad_weight, const ConvGeometry& g) {
   // grad_weight (K x C) = sum over images of grad_output (K x P) . pixels (C x P)^T. On small
-  // planes the fixed cost of each dot product (12 horizontal sums for 12 x P products)
-  // outweighs the transposes the channels_last kernel pays; over channels_last tensors
-  // that kernel reads them as they lie.
+  // planes the fixed cost of each dot product (the lane sums that close it, one per output
+  // and chunk of positions) outweighs the transposes the channels_last kernel pays (28x28
+  // planes came out even); over channels_last tensors that kernel reads them as they lie.
   const int64_t k = g.out_channels, c = g.in_channels, plane = g.out_h * g.out_w;
   if (plane < 128 * kLanes || !grad_output.is_contiguous() || !input.is_contiguous()) {
     dense_conv2d_grad_weight_avx2(grad_output, input, grad_weight, g);
@@ -717,9 +717,10 @@ void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::
   // Pixels per pass: about 256 KB of both operands, reused by all of a thread's tiles.
   const MicrokernelSet& set = widest_microkernels();
   const int64_t lanes = set.tile.lanes;
-  constexpr int64_t kDotRows = MicrokernelSet::kDotRows, kDotCols = MicrokernelSet::kDotCols;
+  const int64_t dot_rows = set.tile.dot_rows;
+  constexpr int64_t kDotCols = MicrokernelSet::kDotCols;
   const int64_t chunk = std::max<int64_t>(8 * lanes, (int64_t{64} << 10) / (k + c) / lanes * lanes);
-  const int64_t row_tiles = (k + kDotRows - 1) / kDotRows, col_tiles = (c + kDotCols - 1) / kDotCols;
+  const int64_t row_tiles = (k + dot_rows - 1) / dot_rows, col_tiles = (c + kDotCols - 1) / kDotCols;
   const float* gp = grad_output.const_data_ptr<float>();
   const float* xp = pixels.const_data_ptr<float>();
   float* wp = grad_weight.mutable_data_ptr<float>();
@@ -728,8 +729,8 @@ void pointwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::
       for (int64_t q0 = 0; q0 < plane; q0 += chunk) {
         const int64_t length = std::min(chunk, plane - q0);
         for (int64_t task = begin; task < end; ++task) {
-          const int64_t k0 = task / col_tiles * kDotRows, c0 = task % col_tiles * kDotCols;
-          const int rows = static_cast<int>(std::min<int64_t>(kDotRows, k - k0));
+          const int64_t k0 = task / col_tiles * dot_rows, c0 = task % col_tiles * kDotCols;
+          const int rows = static_cast<int>(std::min<int64_t>(dot_rows, k - k0));
           const int cols = static_cast<int>(std::min<int64_t>(kDotCols, c - c0));
           set.dot(rows, cols)(gp + (n * k + k0) * plane + q0, plane,
                                         xp + (n * c + c0) * plane + q0, plane, length,

@@ -43,30 +43,34 @@ using Microkernel = void (*)(const float* x, const float* w, const float* bias, 
 using DotTile = void (*)(const float* a, int64_t a_row, const float* b, int64_t b_row, int64_t n, float* out,
                          int64_t out_row);
 
-// The largest tile of an instruction set: `pixels` x `blocks` vectors of `lanes` floats.
+// The largest tiles of an instruction set: `pixels` x `blocks` vectors of `lanes` floats,
+// and dot-product tiles of `dot_rows` x MicrokernelSet::kDotCols.
 struct TileShape {
-  int lanes, pixels, blocks;
+  int lanes, pixels, blocks, dot_rows;
 };
 
-// AVX2/FMA: 6 pixels x 2 vectors of 8 lanes (12 of the 16 ymm registers accumulate).
-constexpr TileShape kAvx2Tile{8, 6, 2};
-// AVX-512: 6 pixels x 4 vectors of 16 lanes (24 of the 32 zmm registers accumulate). On
-// CPUs whose FMA units are 512 bits wide (AMD Zen 5, Intel's server cores) twice the
-// arithmetic of AVX2 per instruction and per cycle.
-constexpr TileShape kAvx512Tile{16, 6, 4};
+// AVX2/FMA: 6 pixels x 2 vectors of 8 lanes (12 of the 16 ymm registers accumulate); dot
+// products 3 x 4 (12 accumulators, 3 + 1 operand vectors).
+constexpr TileShape kAvx2Tile{8, 6, 2, 3};
+// AVX-512: 6 pixels x 4 vectors of 16 lanes (24 of the 32 zmm registers accumulate); dot
+// products 6 x 4 (24 accumulators, 6 + 1 operands: 10 loads for 24 FMAs where 3 x 4 takes
+// 7 for 12). On CPUs whose FMA units are 512 bits wide (AMD Zen 5, Intel's server cores)
+// twice the arithmetic of AVX2 per instruction and per cycle.
+constexpr TileShape kAvx512Tile{16, 6, 4, 6};
 
 // One instruction set's microkernels: at(b, p) is the tile of p <= tile.pixels pixels by
 // b <= tile.blocks vectors of tile.lanes floats, dot(i, j) the dot-product tile of
-// i <= kDotRows rows by j <= kDotCols. fma_chains is the loop that measures the set's peak
+// i <= tile.dot_rows rows by j <= kDotCols. fma_chains is the loop that measures the set's peak
 // (calibration.cpp): `iterations` steps of as many independent FMA chains as a whole tile
 // has accumulators, flops_per_iteration() floating-point operations a step.
 struct MicrokernelSet {
-  static constexpr int kMostBlocks = 4, kMostPixels = 6;
-  // 12 accumulators and 3 + 1 operand vectors: all 16 of AVX2's registers.
-  static constexpr int kDotRows = 3, kDotCols = 4;
+  static constexpr int kMostBlocks = 4, kMostPixels = 6, kMostDotRows = 6;
+  // Four columns: a dot-product tile's row sums the lanes of its four accumulators together,
+  // the shuffles shared, and adds the four sums to its output row in one vector.
+  static constexpr int kDotCols = 4;
   TileShape tile;
   Microkernel kernels[kMostBlocks][kMostPixels];
-  DotTile dot_tiles[kDotRows][kDotCols];
+  DotTile dot_tiles[kMostDotRows][kDotCols];
   float (*fma_chains)(int64_t iterations);
   Microkernel at(int b, int p) const { return kernels[b - 1][p - 1]; }
   DotTile dot(int i, int j) const { return dot_tiles[i - 1][j - 1]; }

@@ -2,7 +2,8 @@
 // by that set's file, after it defines
 // - DENSE_MICROKERNEL_TARGET, the function attribute its code is compiled under, and
 // - a vector type V: V::Vec, V::Mask, V::kLanes and load, broadcast, fma, store,
-//   mask(n) (the first n lanes), load_masked, store_masked, sum (of the lanes) (inline,
+//   mask(n) (the first n lanes), load_masked, store_masked and add_lane_sums(out, n, a, b,
+//   c, d) (out[j] += the sum of the lanes of the j-th of a, b, c, d, for j < n) (inline,
 //   under that target).
 // Each pixel's broadcast meets B weight vectors, each weight vector P pixels: per
 // reduction step B vector loads and P broadcasts feed P x B independent FMA chains.
@@ -98,25 +99,25 @@ DENSE_MICROKERNEL_TARGET __attribute__((always_inline)) inline void dot_step(
     typename V::Vec (&acc)[I][J], const float* a, int64_t a_row, const float* b, int64_t b_row,
     typename V::Mask mask) {
   typename V::Vec av[I];
-#pragma GCC unroll 4
+#pragma GCC unroll 6
   for (int i = 0; i < I; ++i) av[i] = kMasked ? V::load_masked(a + i * a_row, mask) : V::load(a + i * a_row);
 #pragma GCC unroll 4
   for (int j = 0; j < J; ++j) {
     const typename V::Vec bv = kMasked ? V::load_masked(b + j * b_row, mask) : V::load(b + j * b_row);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int i = 0; i < I; ++i) acc[i][j] = V::fma(av[i], bv, acc[i][j]);
   }
 }
 
-// dense_microkernel.h's DotTile for I rows of a by J rows of b: I x J accumulator vectors
-// summed across their lanes at the end; a partial last vector is read masked (no reads
-// past the rows).
+// dense_microkernel.h's DotTile for I rows of a by J <= 4 rows of b: I x J accumulator
+// vectors summed across their lanes at the end, a row of four at a time; a partial last
+// vector is read masked (no reads past the rows).
 template <typename V, int I, int J>
 DENSE_MICROKERNEL_TARGET void dot_tile(const float* a, int64_t a_row, const float* b, int64_t b_row, int64_t n,
                                        float* out, int64_t out_row) {
   typename V::Vec acc[I][J];
   const float zero = 0.0f;
-#pragma GCC unroll 4
+#pragma GCC unroll 6
   for (int i = 0; i < I; ++i) {
 #pragma GCC unroll 4
     for (int j = 0; j < J; ++j) acc[i][j] = V::broadcast(&zero);
@@ -125,10 +126,12 @@ DENSE_MICROKERNEL_TARGET void dot_tile(const float* a, int64_t a_row, const floa
   int64_t q = 0;
   for (; q + V::kLanes <= n; q += V::kLanes) dot_step<V, I, J, false>(acc, a + q, a_row, b + q, b_row, whole);
   if (q < n) dot_step<V, I, J, true>(acc, a + q, a_row, b + q, b_row, V::mask(static_cast<int>(n - q)));
-#pragma GCC unroll 4
+  static_assert(J <= MicrokernelSet::kDotCols);
+  // Columns past J repeat the first; add_lane_sums writes only J sums.
+  constexpr int j1 = J > 1 ? 1 : 0, j2 = J > 2 ? 2 : 0, j3 = J > 3 ? 3 : 0;
+#pragma GCC unroll 6
   for (int i = 0; i < I; ++i) {
-#pragma GCC unroll 4
-    for (int j = 0; j < J; ++j) out[i * out_row + j] += V::sum(acc[i][j]);
+    V::add_lane_sums(out + i * out_row, J, acc[i][0], acc[i][j1], acc[i][j2], acc[i][j3]);
   }
 }
 
@@ -168,20 +171,22 @@ void fill_dot_tiles(MicrokernelSet& set, std::integer_sequence<int, I...>) {
   (fill_dot_tiles_of_rows<V, I + 1>(set, std::make_integer_sequence<int, MicrokernelSet::kDotCols>{}), ...);
 }
 
-template <typename V, int kPixels, int... B>
+template <typename V, int kPixels, int kDotRows, int... B>
 MicrokernelSet microkernel_set(std::integer_sequence<int, B...>) {
-  MicrokernelSet set{{V::kLanes, kPixels, static_cast<int>(sizeof...(B))}, {}, {},
+  MicrokernelSet set{{V::kLanes, kPixels, static_cast<int>(sizeof...(B)), kDotRows}, {}, {},
                      fma_chains<V, kPixels * static_cast<int>(sizeof...(B))>};
   (fill_tiles_of_blocks<V, B + 1>(set, std::make_integer_sequence<int, kPixels>{}), ...);
-  fill_dot_tiles<V>(set, std::make_integer_sequence<int, MicrokernelSet::kDotRows>{});
+  fill_dot_tiles<V>(set, std::make_integer_sequence<int, kDotRows>{});
   return set;
 }
 
-// The tiles of vector type V up to kPixels x kBlocks.
-template <typename V, int kPixels, int kBlocks>
+// The tiles of vector type V up to `shape` (whose lanes must be V's).
+template <typename V, TileShape shape>
 MicrokernelSet microkernel_set() {
-  static_assert(kPixels <= MicrokernelSet::kMostPixels && kBlocks <= MicrokernelSet::kMostBlocks);
-  return microkernel_set<V, kPixels>(std::make_integer_sequence<int, kBlocks>{});
+  static_assert(shape.lanes == V::kLanes);
+  static_assert(shape.pixels <= MicrokernelSet::kMostPixels && shape.blocks <= MicrokernelSet::kMostBlocks &&
+                shape.dot_rows <= MicrokernelSet::kMostDotRows);
+  return microkernel_set<V, shape.pixels, shape.dot_rows>(std::make_integer_sequence<int, shape.blocks>{});
 }
 
 }  // namespace

@@ -20,7 +20,11 @@ struct Avx2Vectors {
   DENSE_MICROKERNEL_TARGET static Mask mask(int n) { return first_lanes(n); }
   DENSE_MICROKERNEL_TARGET static Vec load_masked(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
   DENSE_MICROKERNEL_TARGET static void store_masked(float* p, Mask m, Vec v) { _mm256_maskstore_ps(p, m, v); }
-  DENSE_MICROKERNEL_TARGET static float sum(Vec v) { return sum_lanes(v); }
+  DENSE_MICROKERNEL_TARGET static void add_lane_sums(float* out, int n, Vec a, Vec b, Vec c, Vec d) {
+    // Pairwise sums: [a01 a23 b01 b23 | a45 a67 b45 b67], then [a0123 b0123 c0123 d0123 | a4567 ...].
+    const __m256 quads = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    add_to_first_lanes(out, n, _mm_add_ps(_mm256_castps256_ps128(quads), _mm256_extractf128_ps(quads, 1)));
+  }
 };
 
 }  // namespace
@@ -30,8 +34,6 @@ struct Avx2Vectors {
 
 namespace classic_ops::cpu {
 
-static_assert(kAvx2Tile.lanes == Avx2Vectors::kLanes);
-const MicrokernelSet kAvx2Microkernels =
-    microkernel_set<Avx2Vectors, kAvx2Tile.pixels, kAvx2Tile.blocks>();
+const MicrokernelSet kAvx2Microkernels = microkernel_set<Avx2Vectors, kAvx2Tile>();
 
 }  // namespace classic_ops::cpu
