@@ -91,14 +91,16 @@ __attribute__((target("avx2"), always_inline)) inline void transpose8x8(__m256 (
 // a 64-byte line, which one at a time were written in halves) into their packed places,
 // out + j * tap_stride (+ channel_step for i + 1) for tap j, where a lane's taps lie together in
 // memory, tap j at first + direction * j (direction +-1): 8x8 transposes of 8 taps at a
-// time, the last 8 overlapping where the taps are not a multiple of 8 (at least 8 of them).
+// time, a gather for each tap past the last 8. (A 3x3 filter's ninth tap by a second
+// transpose overlapping the first wrote 16 taps for 9, and its pack took a third of a
+// 256x14x14 -> 512 stride-2 grad_input.)
 __attribute__((target("avx2"))) void transpose_taps(const float* first, int64_t lane_stride,
                                                     int64_t channel_stride, int64_t taps,
                                                     int64_t direction, float* out, int64_t tap_stride,
                                                     int64_t channel_step) {
   const float* lowest = direction > 0 ? first : first - (taps - 1);
-  for (int64_t a = 0; a < taps; a += kLanes) {
-    const int64_t start = std::min(a, taps - kLanes);  // in memory order
+  const int64_t whole = taps / kLanes * kLanes;
+  for (int64_t start = 0; start < whole; start += kLanes) {  // in memory order
     __m256 m[2][kLanes];
     for (int c = 0; c < 2; ++c) {
       for (int lane = 0; lane < kLanes; ++lane) {
@@ -110,6 +112,13 @@ __attribute__((target("avx2"))) void transpose_taps(const float* first, int64_t 
       float* tap = out + (direction > 0 ? start + q : taps - 1 - start - q) * tap_stride;
       _mm256_storeu_ps(tap, m[0][q]);
       _mm256_storeu_ps(tap + channel_step, m[1][q]);
+    }
+  }
+  for (int64_t start = whole; start < taps; ++start) {
+    float* tap = out + (direction > 0 ? start : taps - 1 - start) * tap_stride;
+    for (int c = 0; c < 2; ++c) {
+      gather_lanes(lowest + c * channel_stride + start, static_cast<int32_t>(lane_stride), kLanes,
+                   tap + c * channel_step);
     }
   }
 }
