@@ -494,6 +494,28 @@ def test_channels_last_backward_matches_native_and_stays_channels_last(case, siz
     assert memory_format_of(got[0]) == cl
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "cl"])
+@pytest.mark.parametrize("channels", [5, 16, 21])
+@pytest.mark.parametrize("height, width", [(7, 9), (8, 8), (1, 2), (2, 1), (12, 13), (5, 34), (6, 35)])
+def test_depthwise_3x3_stride2_grad_input_matches_native(height, width, channels, memory_format, cpu_path):
+    # MobileNet's downsampling window (3x3, stride 2, padding 1): the CPU computes each pair
+    # of grad_input columns from the one or two grad_output rows that reach its row (over
+    # NCHW eight pairs a vector, interleaved); odd and even heights and widths (an odd last
+    # row or column has no output below or to its right), rows of one, two and three
+    # vectors of outputs, the last one partial or whole, and whole and partial blocks of
+    # eight channels.
+    torch.manual_seed(channels * height + width)
+    x = torch.randn(3, channels, height, width).contiguous(memory_format=memory_format)
+    w = torch.randn(channels, 1, 3, 3)
+    kwargs = dict(stride=2, padding=1, groups=channels)
+    grad_out = torch.randn(F.conv2d(x, w, **kwargs).shape).contiguous(memory_format=memory_format)
+    _, want = forward_and_grads(lambda x, w: F.conv2d(x, w, **kwargs), (x.double(), w.double()),
+                                grad_out.double())
+    _, got = forward_and_grads(lambda x, w: cf.conv2d(x, w, **kwargs), (x, w), grad_out)
+    torch.testing.assert_close(got[0], want[0].float(), rtol=1e-5, atol=1e-5)
+    assert memory_format_of(got[0]) == memory_format_of(want[0])
+
+
 @pytest.mark.parametrize("channels", [20, 256])
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), ((2, 1), (2, 1)), ((1, 2), 1)])
 @pytest.mark.parametrize("padding", [0, 1, 4])
