@@ -960,30 +960,45 @@ bool is_3x3_stride2(const ConvGeometry& g) {
          g.pad_w == 1 && g.dilation_h == 1 && g.dilation_w == 1;
 }
 
+// Along each axis of an is_3x3_stride2 grad_input, position 2m takes tap 1 of output m,
+// and 2m + 1 takes tap 2 of output m and tap 0 of output m + 1 (where there is one). So the
+// grad_output rows that reach input row ih, `count` of them, are out_row[i] through kernel
+// row kernel_row[i]; and per such row a, a pair of columns (2m, 2m + 1) adds a[m] w1 and
+// a[m] w2 + a[m + 1] w0.
+struct ReachingRows {
+  int count = 0;
+  int64_t out_row[2], kernel_row[2];
+  ReachingRows(int64_t ih, int64_t out_h) {
+    const int64_t m = ih / 2;
+    if (ih % 2 == 0) {
+      add(m, 1);
+      return;
+    }
+    add(m, 2);
+    if (m + 1 < out_h) add(m + 1, 0);
+  }
+  void add(int64_t oh, int64_t r) {
+    out_row[count] = oh;
+    kernel_row[count++] = r;
+  }
+};
+
 // Row ih of image n of a channels_last depthwise grad_input for is_3x3_stride2 (multiplier
-// 1). Input position 2m takes tap 1 of output m; 2m + 1 takes tap 2 of output m and tap 0
-// of output m + 1 (where there is one). So each pair of pixels (2m, 2m + 1) is, per
-// grad_output row that reaches the input row, a[m] w1 and a[m] w2 + a[m + 1] w0, a block
-// of channels at a time (a generic gather of each pixel's sources ran MobileNet's
-// 64x112x112 layer at half of native's speed, one thread). `dy`: the image's grad_output;
-// `w`: the weight as taps_by_channel lays it out.
+// 1): pairs of pixels as ReachingRows sums them, a block of channels at a time (a generic
+// gather of each pixel's sources ran MobileNet's 64x112x112 layer at half of native's
+// speed, one thread). `dy`: the image's grad_output; `w`: the weight as taps_by_channel lays
+// it out.
 __attribute__((target("avx2,fma"))) void grad_input_3x3_stride2_row(const float* dy, const float* w,
                                                                     const ConvGeometry& g, int64_t ih,
                                                                     float* out_row) {
-  const int64_t channels = g.in_channels, out_w = g.out_w, m = ih / 2;
-  // The grad_output rows that reach input row ih, and their kernel rows.
+  const int64_t channels = g.in_channels, out_w = g.out_w;
+  const ReachingRows reaching(ih, g.out_h);
   const float* rows[2];
   const float* taps[2];
-  int count = 0;
-  const auto reach = [&](int64_t oh, int64_t r) {
-    rows[count] = dy + oh * out_w * channels;
-    taps[count++] = w + r * 3 * channels;
-  };
-  if (ih % 2 == 0) {
-    reach(m, 1);
-  } else {
-    reach(m, 2);
-    if (m + 1 < g.out_h) reach(m + 1, 0);
+  const int count = reaching.count;
+  for (int i = 0; i < count; ++i) {
+    rows[i] = dy + reaching.out_row[i] * out_w * channels;
+    taps[i] = w + reaching.kernel_row[i] * 3 * channels;
   }
   const __m256i tail = first_lanes(channels % kLanes);
   const auto pixel_pair = [&](int64_t n, int64_t c, bool masked, bool next, bool odd)
@@ -1014,30 +1029,25 @@ __attribute__((target("avx2,fma"))) void grad_input_3x3_stride2_row(const float*
   }
 }
 
-// One plane of an NCHW depthwise grad_input for is_3x3_stride2 (multiplier 1): as
-// grad_input_3x3_stride2_row, eight pairs of columns at a time, the even and the odd
-// columns' sums interleaved into two vectors. `dy`: the plane's grad_output rows, `row_floats`
-// apart, zero from column out_w to at least a vector past the last whole vector; `w`: the
-// plane's 3x3 filter.
+// One plane of an NCHW depthwise grad_input for is_3x3_stride2 (multiplier 1): pairs of
+// columns as ReachingRows sums them, eight pairs at a time, the even and the odd columns'
+// sums interleaved into two vectors. `dy`: the plane's grad_output rows, `row_floats` apart,
+// zero from column out_w to at least a vector past the last whole vector; `w`: the plane's
+// 3x3 filter.
 __attribute__((target("avx2,fma"))) void grad_input_3x3_stride2_plane(const float* dy, int64_t row_floats,
                                                                       const float* w, const ConvGeometry& g,
                                                                       float* out) {
   for (int64_t ih = 0; ih < g.in_h; ++ih) {
-    const int64_t m = ih / 2;
+    const ReachingRows reaching(ih, g.out_h);
     const float* rows[2];
     __m256 left[2], middle[2], right[2];  // kernel columns 0, 1, 2 of each row's kernel row
-    int count = 0;
-    const auto reach = [&](int64_t oh, int64_t r) __attribute__((target("avx2"))) {
-      rows[count] = dy + oh * row_floats;
-      left[count] = _mm256_broadcast_ss(w + r * 3);
-      middle[count] = _mm256_broadcast_ss(w + r * 3 + 1);
-      right[count++] = _mm256_broadcast_ss(w + r * 3 + 2);
-    };
-    if (ih % 2 == 0) {
-      reach(m, 1);
-    } else {
-      reach(m, 2);
-      if (m + 1 < g.out_h) reach(m + 1, 0);
+    const int count = reaching.count;
+    for (int i = 0; i < count; ++i) {
+      const float* taps = w + reaching.kernel_row[i] * 3;
+      rows[i] = dy + reaching.out_row[i] * row_floats;
+      left[i] = _mm256_broadcast_ss(taps);
+      middle[i] = _mm256_broadcast_ss(taps + 1);
+      right[i] = _mm256_broadcast_ss(taps + 2);
     }
     float* out_row = out + ih * g.in_w;
     for (int64_t q = 0; q < g.out_w; q += kLanes) {
@@ -1281,10 +1291,10 @@ bool depthwise_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::T
     return true;
   }
   // channels_last: with stride 1, the forward kernel's row sweeps over grad_output as it
-  // lies; otherwise each grad_input pixel gathers the few outputs that read it (3x3 with
-  // stride 2: 2.25 on average, by grad_input_3x3_stride2_row), where a spread grad_output
-  // four times the size, zeroed and filled by a strided copy, took 1.1 ms for MobileNet's
-  // 64x112x112 layer against 0.1 native.
+  // lies; 3x3 windows at stride 2 by grad_input_3x3_stride2_row; otherwise each grad_input
+  // pixel gathers the few outputs that read it, where a spread grad_output four times the
+  // size, zeroed and filled by a strided copy, took 1.1 ms for MobileNet's 64x112x112 layer
+  // against 0.1 native.
   const at::Tensor dy = grad_output.contiguous(at::MemoryFormat::ChannelsLast);
   if (applies && g.stride_h == 1 && g.stride_w == 1) {
     forward_channels_last(dy, taps_outer(weight.flip({2, 3})), at::Tensor(), grad_input, t);
