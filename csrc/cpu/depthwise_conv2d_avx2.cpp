@@ -1061,16 +1061,8 @@ __attribute__((target("avx2,fma"))) void grad_input_3x3_stride2_plane(const floa
       // [e0 o0 e1 o1 | e4 o4 e5 o5] and [e2 o2 e3 o3 | e6 o6 e7 o7], then in column order.
       const __m256 low = _mm256_unpacklo_ps(even, odd), high = _mm256_unpackhi_ps(even, odd);
       const __m256 first = _mm256_permute2f128_ps(low, high, 0x20), second = _mm256_permute2f128_ps(low, high, 0x31);
-      const int64_t column = 2 * q, writable = g.in_w - column;
-      if (writable >= 2 * kLanes) {
-        _mm256_storeu_ps(out_row + column, first);
-        _mm256_storeu_ps(out_row + column + kLanes, second);
-      } else {
-        alignas(32) float pairs[2 * kLanes];
-        _mm256_store_ps(pairs, first);
-        _mm256_store_ps(pairs + kLanes, second);
-        copy_row(pairs, writable, out_row + column);
-      }
+      const __m256 pairs[2] = {first, second};
+      store_row_vectors<2>(pairs, out_row + 2 * q, g.in_w - 2 * q);
     }
   }
 }
