@@ -1,7 +1,8 @@
 // Small AVX2 helpers the kernels share: copies of short float rows, lane masks and lane
-// sums. The kernels copy plane rows into padded scratch, and a late layer's rows are a few
-// dozen bytes, where a call to memcpy costs more than the copy (it showed as a fifth of a
-// 14x14 depthwise layer's time).
+// sums (the kernels copy plane rows into padded scratch, and a late layer's rows are a few
+// dozen bytes, where a call to memcpy costs more than the copy: it showed as a fifth of a
+// 14x14 depthwise layer's time); and Avx2Vectors, the vector type the microkernel bodies
+// are written over (avx512_vectors.h has the AVX-512 one).
 #pragma once
 
 #include <immintrin.h>
@@ -39,5 +40,29 @@ __attribute__((target("avx2"))) inline float sum_lanes(__m256 v) {
   const __m128 pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
   return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
 }
+
+// 8 lanes a ymm register. The microkernel bodies take a vector type V: V::Vec, V::Mask,
+// V::kLanes and load, broadcast, fma, store, mask(n) (the first n lanes), load_masked,
+// store_masked and add_lane_sums(out, n, a, b, c, d) (out[j] += the sum of the lanes of
+// the j-th of a, b, c, d, for j < n), inline under the type's target.
+#define AVX2_VECTOR_TARGET __attribute__((target("avx2,fma")))
+struct Avx2Vectors {
+  using Vec = __m256;
+  using Mask = __m256i;
+  static constexpr int kLanes = 8;
+  AVX2_VECTOR_TARGET static Vec load(const float* p) { return _mm256_loadu_ps(p); }
+  AVX2_VECTOR_TARGET static Vec broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  AVX2_VECTOR_TARGET static Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+  AVX2_VECTOR_TARGET static void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+  AVX2_VECTOR_TARGET static Mask mask(int n) { return first_lanes(n); }
+  AVX2_VECTOR_TARGET static Vec load_masked(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
+  AVX2_VECTOR_TARGET static void store_masked(float* p, Mask m, Vec v) { _mm256_maskstore_ps(p, m, v); }
+  AVX2_VECTOR_TARGET static void add_lane_sums(float* out, int n, Vec a, Vec b, Vec c, Vec d) {
+    // Pairwise sums: [a01 a23 b01 b23 | a45 a67 b45 b67], then [a0123 b0123 c0123 d0123 | a4567 ...].
+    const __m256 quads = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    add_to_first_lanes(out, n, _mm_add_ps(_mm256_castps256_ps128(quads), _mm256_extractf128_ps(quads, 1)));
+  }
+};
+#undef AVX2_VECTOR_TARGET
 
 }  // namespace classic_ops::cpu

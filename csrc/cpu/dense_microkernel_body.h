@@ -1,10 +1,8 @@
 // The body of dense_microkernel.h's microkernel, for one instruction set: included once,
-// by that set's file, after it defines
-// - DENSE_MICROKERNEL_TARGET, the function attribute its code is compiled under, and
-// - a vector type V: V::Vec, V::Mask, V::kLanes and load, broadcast, fma, store,
-//   mask(n) (the first n lanes), load_masked, store_masked and add_lane_sums(out, n, a, b,
-//   c, d) (out[j] += the sum of the lanes of the j-th of a, b, c, d, for j < n) (inline,
-//   under that target).
+// by that set's file, after it defines MICROKERNEL_TARGET, the function attribute its code
+// is compiled under, and includes its vector type V (Avx2Vectors in avx2_vectors.h,
+// Avx512Vectors in avx512_vectors.h).
+//
 // Each pixel's broadcast meets B weight vectors, each weight vector P pixels: per
 // reduction step B vector loads and P broadcasts feed P x B independent FMA chains.
 #pragma once
@@ -19,7 +17,7 @@ namespace {
 
 // acc[p][b] += x[p * pixel] * w[b * block] for one tap and reduction step.
 template <typename V, int P, int B>
-DENSE_MICROKERNEL_TARGET __attribute__((always_inline)) inline void multiply_step(
+MICROKERNEL_TARGET __attribute__((always_inline)) inline void multiply_step(
     typename V::Vec (&acc)[P][B], const float* x, const float* w, int64_t pixel, int64_t block) {
   typename V::Vec wv[B];
 #pragma GCC unroll 4
@@ -35,7 +33,7 @@ DENSE_MICROKERNEL_TARGET __attribute__((always_inline)) inline void multiply_ste
 // dense_microkernel.h's Microkernel for the tile of P pixels by B vectors. (Vector values
 // never cross the boundary to code compiled for another target: the ABIs differ.)
 template <typename V, int P, int B>
-DENSE_MICROKERNEL_TARGET void microkernel(const float* x, const float* w, const float* bias, float* y,
+MICROKERNEL_TARGET void microkernel(const float* x, const float* w, const float* bias, float* y,
                                           const TileSteps& st, int last_block_lanes) {
   const typename V::Mask store_mask = V::mask(last_block_lanes);
   typename V::Vec acc[P][B];
@@ -95,7 +93,7 @@ DENSE_MICROKERNEL_TARGET void microkernel(const float* x, const float* w, const 
 // acc[i][j] += a[i * a_row + q ...] * b[j * b_row + q ...] for one vector of each row,
 // the lanes of `mask` of it where kMasked.
 template <typename V, int I, int J, bool kMasked>
-DENSE_MICROKERNEL_TARGET __attribute__((always_inline)) inline void dot_step(
+MICROKERNEL_TARGET __attribute__((always_inline)) inline void dot_step(
     typename V::Vec (&acc)[I][J], const float* a, int64_t a_row, const float* b, int64_t b_row,
     typename V::Mask mask) {
   typename V::Vec av[I];
@@ -113,7 +111,7 @@ DENSE_MICROKERNEL_TARGET __attribute__((always_inline)) inline void dot_step(
 // vectors summed across their lanes at the end, a row of four at a time; a partial last
 // vector is read masked (no reads past the rows).
 template <typename V, int I, int J>
-DENSE_MICROKERNEL_TARGET void dot_tile(const float* a, int64_t a_row, const float* b, int64_t b_row, int64_t n,
+MICROKERNEL_TARGET void dot_tile(const float* a, int64_t a_row, const float* b, int64_t b_row, int64_t n,
                                        float* out, int64_t out_row) {
   typename V::Vec acc[I][J];
   const float zero = 0.0f;
@@ -137,7 +135,7 @@ DENSE_MICROKERNEL_TARGET void dot_tile(const float* a, int64_t a_row, const floa
 
 // `iterations` steps of kChains independent chains of FMAs, for MicrokernelSet::fma_chains.
 template <typename V, int kChains>
-DENSE_MICROKERNEL_TARGET float fma_chains(int64_t iterations) {
+MICROKERNEL_TARGET float fma_chains(int64_t iterations) {
   const float scale = 0.999999f, shift = 1e-7f;
   const typename V::Vec scales = V::broadcast(&scale), shifts = V::broadcast(&shift);
   typename V::Vec acc[kChains];
