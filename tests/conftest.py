@@ -66,7 +66,7 @@ def tolerances(dtype):
 @pytest.fixture(params=["dispatch", *(["avx2"] if _C.cpu_has_avx512() else []), "reference"])
 def cpu_path(request):
     """Runs a test with the CPU kernels the dispatcher picks (AVX2/FMA where the CPU has
-    them, the dense convolution's AVX-512 microkernels where it has those), again on AVX2
+    them, the AVX-512 microkernels where it has those), again on AVX2
     alone where the CPU has AVX-512, and with the portable reference kernels forced."""
     _C.set_avx2_enabled(request.param != "reference")
     _C.set_avx512_enabled(request.param == "dispatch")

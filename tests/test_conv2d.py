@@ -457,8 +457,8 @@ def test_depthwise_full_channel_blocks_match_native(kernel, channels, stride, ch
 
 # (channels, out_channels, groups, kernel, stride, padding, dilation): the CPU's
 # channels_last backward passes over channels_last tensors. Depthwise grad_weight in blocks
-# of eight channels (whole and partial) with up to 3 kernel rows x 4 taps a pass (5x5 and
-# 7x7 take several); depthwise grad_input by the forward row sweeps at stride 1 and, where
+# of a vector's channels (8 on AVX2, 16 on AVX-512; whole and partial) with up to 3 kernel
+# rows x 4 taps (AVX2) or 7 (AVX-512) a pass (5x5 and 7x7 take several); depthwise grad_input by the forward row sweeps at stride 1 and, where
 # strided or where the padding exceeds the window (no forward form), by gathering (stride 4
 # over a 3-wide window leaves positions no output reads); dense and 1x1 grad_input by the
 # channels_last forward kernel phase by phase (fewer than 8 channels, dilation, strided

@@ -6,7 +6,9 @@
 // the outputs it serves. Other windows read copies of the input rows padded with zeros,
 // so that every pixel takes every tap, eight output pixels per call, all channels of
 // those pixels before moving on; rows of 5 or 7 taps at stride 1 or 2 slide like the 3x3
-// sweeps, a kernel row's weights in registers.
+// sweeps, a kernel row's weights in registers. grad_weight passes a tile of taps' sums
+// along each output row, by the microkernels of depthwise_microkernel.h: AVX-512's, 16
+// channels a vector, where the CPU has it.
 //
 // NCHW (any multiplier): the planes as they are, eight output columns per instruction,
 // sixteen per pass, a band of output rows at a time. The input rows a band reads are first
@@ -27,8 +29,10 @@
 #include <vector>
 
 #include "../grad_input_as_forward.h"
-#include "conv_taps.h"
 #include "avx2_vectors.h"
+#include "conv_taps.h"
+#include "depthwise_microkernel.h"
+#include "isa.h"
 #include "kernels.h"
 #include "parallel_grain.h"
 #include "scratch.h"
@@ -824,90 +828,6 @@ constexpr std::array<WindowGradients, sizeof...(T)> window_gradients_for(std::in
 const std::array<WindowGradients, kTapGroup> kWindowGradients =
     window_gradients_for(std::make_integer_sequence<int, kTapGroup>{});
 
-// Where one block of eight channels of a channels_last grad_weight pass reads and adds:
-// `dy` its grad_output row, `x` the input row under kernel row r0 (kernel row r0 + i is
-// i * x_row_step further), `sums` the sums of tap (r0, s0) (tap (r0 + i, s0 + t) is
-// i * sums_row_step + t * 8 further).
-struct TapGradientRows {
-  const float* dy;
-  const float* x;
-  int64_t x_row_step;
-  float* sums;
-  int64_t sums_row_step;
-};
-
-// acc[i][t] += grad_output `d` times the input under tap (i, t) of the taps from input
-// column iw0 on (dilation_w apart) in the rows of `x`, pixels `channels` floats apart;
-// with kChecked, only the taps inside the rows' in_w columns.
-template <int kRows, int kTaps, bool kMasked, bool kChecked>
-__attribute__((target("avx2,fma"))) inline void add_tap_products(__m256 (&acc)[kRows][kTaps],
-                                                                 __m256 d,
-                                                                 const TapGradientRows& at,
-                                                                 int64_t iw0, const ConvGeometry& g,
-                                                                 __m256i mask) {
-#pragma GCC unroll 4
-  for (int t = 0; t < kTaps; ++t) {
-    const int64_t iw = iw0 + t * g.dilation_w;
-    if (kChecked && (iw < 0 || iw >= g.in_w)) continue;
-    const float* column = at.x + iw * g.in_channels;
-#pragma GCC unroll 3
-    for (int i = 0; i < kRows; ++i) {
-      acc[i][t] = _mm256_fmadd_ps(d, load(column + i * at.x_row_step, kMasked, mask), acc[i][t]);
-    }
-  }
-}
-
-// The sums of kRows x kTaps taps (kernel rows r0 on, inside the input, and taps s0 on) +=
-// the sum over one output row of grad_output times the input under each tap, for one block
-// of eight channels (the first `lanes` of them with kMasked). All the taps' sums stay in
-// registers along the row, so each grad_output vector loaded serves all of them; taps
-// outside the input row take no product.
-template <int kRows, int kTaps, bool kMasked>
-__attribute__((target("avx2,fma"))) void tap_gradients(const TapGradientRows& at,
-                                                       const ConvGeometry& g, int64_t s0,
-                                                       int lanes) {
-  const __m256i mask = first_lanes(lanes);
-  __m256 acc[kRows][kTaps];
-  for (int i = 0; i < kRows; ++i) {
-    for (int t = 0; t < kTaps; ++t)
-      acc[i][t] = _mm256_loadu_ps(at.sums + i * at.sums_row_step + t * kLanes);
-  }
-  // Outputs whose first and last taps, so all of them, lie inside the row need no checks.
-  const Span first = valid_outputs(g.in_w, g.out_w, g.stride_w, g.pad_w, s0 * g.dilation_w);
-  const Span last =
-      valid_outputs(g.in_w, g.out_w, g.stride_w, g.pad_w, (s0 + kTaps - 1) * g.dilation_w);
-  const int64_t inner_end = std::max(first.begin, last.end);
-  const int64_t tap0 = s0 * g.dilation_w - g.pad_w;
-  for (int64_t ow = 0; ow < g.out_w; ++ow) {
-    const __m256 d = load(at.dy + ow * g.in_channels, kMasked, mask);
-    const int64_t iw0 = ow * g.stride_w + tap0;
-    if (ow >= first.begin && ow < inner_end) {
-      add_tap_products<kRows, kTaps, kMasked, false>(acc, d, at, iw0, g, mask);
-    } else {
-      add_tap_products<kRows, kTaps, kMasked, true>(acc, d, at, iw0, g, mask);
-    }
-  }
-  for (int i = 0; i < kRows; ++i) {
-    for (int t = 0; t < kTaps; ++t)
-      _mm256_storeu_ps(at.sums + i * at.sums_row_step + t * kLanes, acc[i][t]);
-  }
-}
-
-// Kernel rows and taps per pass: 3 x 4 sums + 2 operands in the 16 registers.
-constexpr int kGradientRows = 3, kGradientTaps = 4;
-using TapGradients = void (*)(const TapGradientRows&, const ConvGeometry&, int64_t, int);
-
-template <bool kMasked, int... I>
-constexpr std::array<TapGradients, sizeof...(I)> tap_gradients_for(
-    std::integer_sequence<int, I...>) {
-  return {tap_gradients<I / kGradientTaps + 1, I % kGradientTaps + 1, kMasked>...};
-}
-
-// kTapGradients[masked][(rows - 1) * kGradientTaps + taps - 1].
-constexpr auto kTapIndices = std::make_integer_sequence<int, kGradientRows * kGradientTaps>{};
-const std::array<TapGradients, kGradientRows * kGradientTaps> kTapGradients[2] = {
-    tap_gradients_for<false>(kTapIndices), tap_gradients_for<true>(kTapIndices)};
-
 // out[c] = (kAdd ? out[c] : 0) + a[c] * b[c] for the `channels` channels of a pixel.
 template <bool kAdd>
 __attribute__((target("avx2,fma"))) inline void multiply_channels(const float* a, const float* b,
@@ -1207,52 +1127,52 @@ void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const
 
 void depthwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
                                        const at::Tensor& grad_weight, const ConvGeometry& g) {
-  // A thread takes a range of blocks of eight channels (so no two write one filter) and
-  // sweeps the rows once for all of them: for each output row, each block of the range
-  // passes along it over up to 3 x 4 of the taps whose kernel rows lie inside the input
-  // (tap_gradients; a 3x3 window's nine sums in one pass), the blocks reading the halves
-  // of the same cache lines in turn. (A sweep of the whole image per block: MobileNet's
-  // 32x112x112 layer 0.19 against 0.17 ms on one thread; segments of 32 columns swept by
-  // every block in turn, 0.17-0.18 against 0.17.) One vector of sums per tap and block,
-  // spread over the filters' lanes at the end.
+  // A thread takes a range of blocks of channels (a vector's lanes; so no two write one
+  // filter) and sweeps the rows once for all of them: for each output row, each block of the
+  // range passes along it over a tile of the taps whose kernel rows lie inside the input
+  // (tap_gradients; a 3x3 window's nine sums in one pass), the blocks reading neighbouring
+  // parts of the same cache lines in turn. (A sweep of the whole image per block:
+  // MobileNet's 32x112x112 layer 0.19 against 0.17 ms on one thread, AVX2; segments of 32
+  // columns swept by every block in turn, 0.17-0.18 against 0.17.) One vector of sums per
+  // tap and block, spread over the filters' lanes at the end.
   TORCH_INTERNAL_ASSERT(g.out_channels == g.in_channels);
+  const TapGradientSet& set = use_avx512() ? kAvx512TapGradients : kAvx2TapGradients;
+  const int64_t lanes = set.lanes;
   const float* gy = grad_output.const_data_ptr<float>();
   const float* in = input.const_data_ptr<float>();
   float* gw = grad_weight.mutable_data_ptr<float>();
   const int64_t channels = g.in_channels, taps = g.kernel_h * g.kernel_w;
-  const int64_t blocks = (channels + kLanes - 1) / kLanes;
-  const int64_t block_elements = g.batch * (g.in_h * g.in_w + g.out_h * g.out_w) * kLanes;
+  const int64_t blocks = (channels + lanes - 1) / lanes;
+  const int64_t block_elements = g.batch * (g.in_h * g.in_w + g.out_h * g.out_w) * lanes;
   at::parallel_for(0, blocks, grain_for(block_elements), [&](int64_t begin, int64_t end) {
-    std::vector<float> sums((end - begin) * taps * kLanes, 0.0f);
+    std::vector<float> sums((end - begin) * taps * lanes, 0.0f);
     for (int64_t row = 0; row < g.batch * g.out_h; ++row) {
       const int64_t n = row / g.out_h, oh = row % g.out_h;
       const int64_t ih0 = oh * g.stride_h - g.pad_h;
       const Span rows = window_taps(ih0, g.kernel_h, g.dilation_h, g.in_h);
       for (int64_t block = begin; block < end; ++block) {
-        const int64_t c0 = block * kLanes;
-        const int lanes = static_cast<int>(std::min(kLanes, channels - c0));
-        float* block_sums = sums.data() + (block - begin) * taps * kLanes;
-        for (int64_t r0 = rows.begin; r0 < rows.end; r0 += kGradientRows) {
-          const int64_t row_count = std::min<int64_t>(kGradientRows, rows.end - r0);
-          for (int64_t s0 = 0; s0 < g.kernel_w; s0 += kGradientTaps) {
-            const int64_t tap_count = std::min<int64_t>(kGradientTaps, g.kernel_w - s0);
+        const int64_t c0 = block * lanes;
+        const int block_lanes = static_cast<int>(std::min(lanes, channels - c0));
+        float* block_sums = sums.data() + (block - begin) * taps * lanes;
+        for (int64_t r0 = rows.begin; r0 < rows.end; r0 += set.tile_rows) {
+          const int64_t row_count = std::min<int64_t>(set.tile_rows, rows.end - r0);
+          for (int64_t s0 = 0; s0 < g.kernel_w; s0 += set.tile_taps) {
+            const int64_t tap_count = std::min<int64_t>(set.tile_taps, g.kernel_w - s0);
             const TapGradientRows at{
                 gy + row * g.out_w * channels + c0,
                 in + ((n * g.in_h + ih0 + r0 * g.dilation_h) * g.in_w) * channels + c0,
-                g.dilation_h * g.in_w * channels, block_sums + (r0 * g.kernel_w + s0) * kLanes,
-                g.kernel_w * kLanes};
-            kTapGradients[lanes < kLanes][(row_count - 1) * kGradientTaps + tap_count - 1](
-                at, g, s0, lanes);
+                g.dilation_h * g.in_w * channels, block_sums + (r0 * g.kernel_w + s0) * lanes,
+                g.kernel_w * lanes};
+            set.at(row_count, tap_count, block_lanes)(at, g, s0, block_lanes);
           }
         }
       }
     }
     for (int64_t block = begin; block < end; ++block) {
-      const int64_t c0 = block * kLanes;
-      const float* block_sums = sums.data() + (block - begin) * taps * kLanes;
-      for (int64_t lane = 0; lane < std::min(kLanes, channels - c0); ++lane) {
-        for (int64_t t = 0; t < taps; ++t)
-          gw[(c0 + lane) * taps + t] = block_sums[t * kLanes + lane];
+      const int64_t c0 = block * lanes;
+      const float* block_sums = sums.data() + (block - begin) * taps * lanes;
+      for (int64_t lane = 0; lane < std::min(lanes, channels - c0); ++lane) {
+        for (int64_t t = 0; t < taps; ++t) gw[(c0 + lane) * taps + t] = block_sums[t * lanes + lane];
       }
     }
   });

@@ -1,6 +1,6 @@
 // Which CPU code path runs: the AVX2/FMA kernels where the CPU has them, the portable
-// reference kernels otherwise; and within the dense convolution, AVX-512 microkernels where
-// the CPU has AVX-512F. Tests switch the wider paths off to check each of them.
+// reference kernels otherwise; and within the dense convolution and the channels_last
+// depthwise grad_weight, AVX-512 microkernels where the CPU has AVX-512F. Tests switch the wider paths off to check each of them.
 #pragma once
 
 namespace classic_ops::cpu {
@@ -11,7 +11,7 @@ bool cpu_has_avx512();
 // True when the AVX2/FMA kernels may run: the CPU has them and they are not switched off.
 bool use_avx2();
 
-// True when the dense convolution's AVX-512 microkernels may run: use_avx2(), the CPU has
+// True when the AVX-512 microkernels may run: use_avx2(), the CPU has
 // AVX-512F, and they are not switched off.
 bool use_avx512();
 

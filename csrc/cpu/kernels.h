@@ -83,8 +83,8 @@ void depthwise_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& we
                                    const at::Tensor& bias, const at::Tensor& output,
                                    const ConvGeometry& g);
 
-// grad_weight of a depthwise float32 convolution with channel multiplier 1 on AVX2/FMA over
-// channels_last grad_output and input.
+// grad_weight of a depthwise float32 convolution with channel multiplier 1 on AVX2/FMA (on
+// AVX-512 where use_avx512()) over channels_last grad_output and input.
 void depthwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tensor& input,
                                        const at::Tensor& grad_weight, const ConvGeometry& g);
 
