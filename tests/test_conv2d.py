@@ -440,10 +440,12 @@ def test_depthwise_windows_beyond_3x3_match_native(window, stride, dilation, siz
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("kernel, channels", [(3, 16), (3, 20), (5, 24)])
+@pytest.mark.parametrize("kernel, channels", [(3, 16), (3, 20), (3, 24), (5, 24)])
 def test_depthwise_full_channel_blocks_match_native(kernel, channels, stride, channels_last, cpu_path):
-    # The grid's depthwise cases have fewer than 8 channels; these reach the AVX2 kernels'
-    # whole 8-channel blocks and their compiled-in 3-wide windows, borders included.
+    # The grid's depthwise cases have fewer than 8 channels; these reach the kernels' whole
+    # blocks of 8 (AVX2) and 16 (AVX-512) channels and their compiled-in 3-wide windows,
+    # borders included: over channels_last, 20 channels sweep 16 + 4 per pixel on AVX-512,
+    # 24 sweep 16 + 8.
     torch.manual_seed(kernel * channels + stride)
     x = torch.randn(2, channels, 13, 21)
     if channels_last:

@@ -3,12 +3,12 @@
 // channels_last (channel multiplier 1): eight channels per instruction. 3x3 windows with
 // stride 1 or 2 along the row (MobileNet's) sweep one block of channels along a segment of
 // an output row with its nine weights in registers, each input column loaded once for all
-// the outputs it serves. Other windows read copies of the input rows padded with zeros,
+// the outputs it serves (by the microkernels of depthwise_microkernel.h, 16 channels a
+// block on AVX-512). Other windows read copies of the input rows padded with zeros,
 // so that every pixel takes every tap, eight output pixels per call, all channels of
 // those pixels before moving on; rows of 5 or 7 taps at stride 1 or 2 slide like the 3x3
 // sweeps, a kernel row's weights in registers. grad_weight passes a tile of taps' sums
-// along each output row, by the microkernels of depthwise_microkernel.h: AVX-512's, 16
-// channels a vector, where the CPU has it.
+// along each output row, by those microkernels too.
 //
 // NCHW (any multiplier): the planes as they are, eight output columns per instruction,
 // sixteen per pass, a band of output rows at a time. The input rows a band reads are first
@@ -87,88 +87,10 @@ __attribute__((target("avx2,fma"))) void partial_block_pixel(const float* in, co
   _mm256_maskstore_ps(out + ((n * g.out_h + oh) * g.out_w + ow) * channels + c, mask, acc);
 }
 
-// MobileNet's windows (3x3, stride 1 or 2, no dilation along the row) for one block of
-// eight channels along outputs [begin, end) of a row, the block's nine weights held in
-// registers. Each input column (the window's kRows rows inside the input) is loaded once
-// and added into every output whose window covers it, carried as partial sums from output
-// to output: three loads per nine FMAs (four pixels at a time across all channels took 18
-// input and 9 weight loads per 36 FMAs, and GCC kept their 27 addresses on the stack).
-// Columns outside the input are skipped, so border outputs need no other path. `x_rows`:
-// the rows at input column 0, pixels `pixel_stride` floats apart; `w`: the taps of the
-// first of them; `out`: output `begin`.
-template <int kStride, int kRows>
-__attribute__((target("avx2,fma"))) void sweep_three_wide(const float* const* x_rows, const float* w,
-                                                          int64_t pixel_stride, __m256 init,
-                                                          int64_t channels, int64_t in_w, int64_t pad,
-                                                          int64_t begin, int64_t end, Span unchecked,
-                                                          float* out) {
-  struct Column {
-    __m256 row[kRows];
-  };
-  __m256 taps[kRows][3];
-#pragma GCC unroll 3
-  for (int r = 0; r < kRows; ++r) {
-#pragma GCC unroll 3
-    for (int s = 0; s < 3; ++s) taps[r][s] = _mm256_loadu_ps(w + (r * 3 + s) * channels);
-  }
-  const float* x[kRows];  // in locals: the stores may alias anything
-  for (int r = 0; r < kRows; ++r) x[r] = x_rows[r];
-  auto inside = [in_w](int64_t j) { return j >= 0 && j < in_w; };
-  auto column = [&](int64_t j) __attribute__((target("avx2,fma"), always_inline)) {
-    Column col;
-#pragma GCC unroll 3
-    for (int r = 0; r < kRows; ++r) col.row[r] = _mm256_loadu_ps(x[r] + j * pixel_stride);
-    return col;
-  };
-  auto add = [&](const Column& col, int s, __m256 acc) __attribute__((target("avx2,fma"), always_inline)) {
-#pragma GCC unroll 3
-    for (int r = 0; r < kRows; ++r) acc = _mm256_fmadd_ps(col.row[r], taps[r][s], acc);
-    return acc;
-  };
-  // Stride 1: before output o, `held` has taps 0 and 1 of o, `next` tap 0 of o + 1.
-  // Stride 2: `held` has tap 0 of o.
-  __m256 held = init, next = init;
-  const int64_t first = begin * kStride - pad;
-  if (inside(first)) held = add(column(first), 0, held);
-  if (kStride == 1 && inside(first + 1)) {
-    const Column col = column(first + 1);
-    held = add(col, 1, held);
-    next = add(col, 0, next);
-  }
-  // Output o's last column is o * kStride - pad + 2 (and, with stride 2, the one before it).
-  auto step = [&](auto checked, int64_t o) __attribute__((target("avx2,fma"), always_inline)) {
-    const int64_t last = o * kStride - pad + 2;
-    __m256 result;
-    if constexpr (kStride == 2) {
-      if (!checked || inside(last - 1)) held = add(column(last - 1), 1, held);
-    }
-    if (!checked || inside(last)) {
-      const Column col = column(last);
-      result = add(col, 2, held);
-      if constexpr (kStride == 1) {
-        held = add(col, 1, next);
-        next = add(col, 0, init);
-      } else {
-        held = add(col, 0, init);
-      }
-    } else {
-      result = held;
-      held = kStride == 1 ? next : init;
-      next = init;
-    }
-    _mm256_storeu_ps(out + (o - begin) * channels, result);
-  };
-  const int64_t unchecked_begin = std::clamp(unchecked.begin, begin, end);
-  const int64_t unchecked_end = std::clamp(unchecked.end, unchecked_begin, end);
-  int64_t o = begin;
-  for (; o < unchecked_begin; ++o) step(std::true_type(), o);
-  for (; o < unchecked_end; ++o) step(std::false_type(), o);
-  for (; o < end; ++o) step(std::true_type(), o);
-}
-
 // Input columns a sweep covers before the next block of channels: one block's lines of
-// three rows must stay in L1 for the next block, which reads the other halves of the same
-// lines (one sweep along a whole 112-column row evicted them: 15% slower).
+// three rows must stay in L1 for the next block, which with eight channels a block reads
+// the other halves of the same lines (one sweep along a whole 112-column row evicted them:
+// 15% slower on AVX2; with AVX-512's 16, whole lines, 64 and 128 columns came out even).
 constexpr int64_t kSweepColumns = 32;
 
 // The input rows a sweep reads: row ih of the image at base + (ih % ring) * row_stride
@@ -180,39 +102,44 @@ struct InputRows {
   const float* row(int64_t ih) const { return base + ih % ring * row_stride; }
 };
 
-// One output row of a 3x3 window with stride 1 or 2 along the row: segments of the row,
-// each swept by every block of channels in turn.
-template <int kStride, int kRows>
-__attribute__((target("avx2,fma"))) void sweep_row(const InputRows& x, const float* w, const float* bias,
-                                                   float* out, const ConvGeometry& g, int64_t n,
-                                                   int64_t oh, Span rows, int64_t full_channels) {
-  const int64_t channels = g.in_channels;
-  const float* x_rows[kRows];
-  for (int r = 0; r < kRows; ++r) x_rows[r] = x.row(oh * g.stride_h - g.pad_h + (rows.begin + r) * g.dilation_h);
+// The channels_last microkernels of the widest instruction set that may run.
+const DepthwiseMicrokernelSet& depthwise_microkernels() {
+  return use_avx512() ? kAvx512DepthwiseMicrokernels : kAvx2DepthwiseMicrokernels;
+}
+
+// One output row of a 3x3 window with stride 1 or 2 along the row, channels [0,
+// full_channels) (whole blocks of eight): segments of the row, each swept by every block of
+// channels in turn, blocks of the widest set's vectors first, then, where those leave
+// eight channels (AVX-512's 16), one of AVX2's.
+void sweep_row(const InputRows& x, const float* w, const float* bias, float* out, const ConvGeometry& g,
+               int64_t n, int64_t oh, Span rows, int64_t full_channels) {
+  const int64_t channels = g.in_channels, stride = g.stride_w, row_count = rows.end - rows.begin;
+  const float* x_rows[3];
+  for (int64_t r = 0; r < row_count; ++r) {
+    x_rows[r] = x.row(oh * g.stride_h - g.pad_h + (rows.begin + r) * g.dilation_h);
+  }
   const float* w_first = w + rows.begin * 3 * channels;
   float* out_row = out + (n * g.out_h + oh) * g.out_w * channels;
   // Outputs whose columns are all inside the input.
-  const Span a = valid_outputs(g.in_w, g.out_w, kStride, g.pad_w, kStride == 1 ? 2 : 1);
-  const Span b = valid_outputs(g.in_w, g.out_w, kStride, g.pad_w, 2);
+  const Span a = valid_outputs(g.in_w, g.out_w, stride, g.pad_w, stride == 1 ? 2 : 1);
+  const Span b = valid_outputs(g.in_w, g.out_w, stride, g.pad_w, 2);
   const Span unchecked{std::max(a.begin, b.begin), std::min(a.end, b.end)};
-  constexpr int64_t kSegment = kSweepColumns / kStride;
-  for (int64_t begin = 0; begin < g.out_w; begin += kSegment) {
-    const int64_t end = std::min(begin + kSegment, g.out_w);
-    for (int64_t c = 0; c < full_channels; c += kLanes) {
-      const float* x_block[kRows];
-      for (int r = 0; r < kRows; ++r) x_block[r] = x_rows[r] + c;
-      const __m256 init = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
-      sweep_three_wide<kStride, kRows>(x_block, w_first + c, x.pixel_stride, init, channels, g.in_w,
-                                       g.pad_w, begin, end, unchecked, out_row + begin * channels + c);
+  const DepthwiseMicrokernelSet& wide = depthwise_microkernels();
+  const int64_t wide_channels = full_channels / wide.lanes * wide.lanes;
+  const ThreeWideSweep wide_sweep = wide.sweep(stride, row_count);
+  const ThreeWideSweep narrow_sweep = kAvx2DepthwiseMicrokernels.sweep(stride, row_count);
+  const int64_t segment = kSweepColumns / stride;
+  for (int64_t begin = 0; begin < g.out_w; begin += segment) {
+    const int64_t end = std::min(begin + segment, g.out_w);
+    for (int64_t c = 0; c < full_channels; c += c < wide_channels ? wide.lanes : kLanes) {
+      const float* x_block[3];
+      for (int64_t r = 0; r < row_count; ++r) x_block[r] = x_rows[r] + c;
+      (c < wide_channels ? wide_sweep : narrow_sweep)(x_block, w_first + c, bias ? bias + c : nullptr,
+                                                      x.pixel_stride, channels, g.in_w, g.pad_w, begin, end,
+                                                      unchecked, out_row + begin * channels + c);
     }
   }
 }
-
-using SweepRow = void (*)(const InputRows&, const float*, const float*, float*, const ConvGeometry&,
-                         int64_t, int64_t, Span, int64_t);
-// kSweepRows[stride - 1][rows inside the input - 1].
-constexpr SweepRow kSweepRows[2][3] = {{sweep_row<1, 1>, sweep_row<1, 2>, sweep_row<1, 3>},
-                                       {sweep_row<2, 1>, sweep_row<2, 2>, sweep_row<2, 3>}};
 
 bool sweeps(const ConvGeometry& g) {
   return g.kernel_h == 3 && g.kernel_w == 3 && g.dilation_w == 1 && g.stride_w <= 2;
@@ -312,7 +239,7 @@ __attribute__((target("avx2,fma"))) void run_row(const float* in, const InputRow
   const Span rows = window_taps(oh * g.stride_h - g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
   const int64_t channels = g.in_channels, full_channels = channels / kLanes * kLanes;
   if (sweeps(g) && rows.end > rows.begin) {
-    kSweepRows[g.stride_w - 1][rows.end - rows.begin - 1](x, w, bias, out, g, n, oh, rows, full_channels);
+    sweep_row(x, w, bias, out, g, n, oh, rows, full_channels);
     if (full_channels == channels) return;
     for (int64_t ow = 0; ow < g.out_w; ++ow) {
       partial_block_pixel(in, w, bias, out, g, n, oh, ow, rows, full_channels);
@@ -1136,7 +1063,7 @@ void depthwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::
   // columns swept by every block in turn, 0.17-0.18 against 0.17.) One vector of sums per
   // tap and block, spread over the filters' lanes at the end.
   TORCH_INTERNAL_ASSERT(g.out_channels == g.in_channels);
-  const TapGradientSet& set = use_avx512() ? kAvx512TapGradients : kAvx2TapGradients;
+  const DepthwiseMicrokernelSet& set = depthwise_microkernels();
   const int64_t lanes = set.lanes;
   const float* gy = grad_output.const_data_ptr<float>();
   const float* in = input.const_data_ptr<float>();
@@ -1163,7 +1090,7 @@ void depthwise_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::
                 in + ((n * g.in_h + ih0 + r0 * g.dilation_h) * g.in_w) * channels + c0,
                 g.dilation_h * g.in_w * channels, block_sums + (r0 * g.kernel_w + s0) * lanes,
                 g.kernel_w * lanes};
-            set.at(row_count, tap_count, block_lanes)(at, g, s0, block_lanes);
+            set.tap_gradients(row_count, tap_count, block_lanes)(at, g, s0, block_lanes);
           }
         }
       }

@@ -1,14 +1,16 @@
-// The channels_last depthwise grad_weight's microkernel, as depthwise_conv2d_avx2.cpp sees
-// it: the sums of a tile of kernel taps over one output row, for one block of channels (a
-// vector's lanes), one table of instantiations per instruction set. The body is
-// depthwise_microkernel_body.h, compiled once per set in a file of its own
-// (depthwise_microkernels_avx2.cpp, depthwise_microkernels_avx512.cpp), each under its
-// own target, as the dense microkernels are.
+// The channels_last depthwise microkernels, as depthwise_conv2d_avx2.cpp sees them, each
+// for one block of channels (a vector's lanes) along one output row: the forward sweep of
+// MobileNet's 3x3 windows, and grad_weight's sums of a tile of kernel taps. One table of
+// instantiations per instruction set; the body is depthwise_microkernel_body.h, compiled
+// once per set in a file of its own (depthwise_microkernels_avx2.cpp,
+// depthwise_microkernels_avx512.cpp), each under its own target, as the dense
+// microkernels are.
 #pragma once
 
 #include <cstdint>
 
 #include "../geometry.h"
+#include "conv_taps.h"
 
 namespace classic_ops::cpu {
 
@@ -29,21 +31,36 @@ struct TapGradientRows {
 // channels: the first `lanes` of them read (the block's sums are whole vectors).
 using TapGradients = void (*)(const TapGradientRows& at, const ConvGeometry& g, int64_t s0, int lanes);
 
-// One instruction set's tiles: at(rows, taps, lanes) for rows <= tile_rows, taps <=
-// tile_taps and lanes <= the set's `lanes`.
-struct TapGradientSet {
+// MobileNet's windows (3x3, stride 1 or 2 along the row, no dilation along it) for one
+// whole block of channels along outputs [begin, end) of an output row, from the window's
+// rows inside the input (the sweep's own count of them): `x_rows` those rows at input
+// column 0 and the block's first channel, pixels `pixel_stride` floats apart; `w` the
+// taps of the first of them, `channels` floats apart; `bias` the block's (or null); `out`
+// output `begin`, pixels `channels` floats apart. Outputs in `unchecked` read only columns
+// inside [0, in_w); the others skip the columns outside.
+using ThreeWideSweep = void (*)(const float* const* x_rows, const float* w, const float* bias,
+                                int64_t pixel_stride, int64_t channels, int64_t in_w, int64_t pad,
+                                int64_t begin, int64_t end, Span unchecked, float* out);
+
+// One instruction set's microkernels: sweep(stride, rows) for stride 1 or 2 and 1-3 rows
+// inside the input; tap_gradients(rows, taps, block_lanes) for rows <= tile_rows, taps <=
+// tile_taps and block_lanes <= lanes.
+struct DepthwiseMicrokernelSet {
   static constexpr int kMostRows = 3, kMostTaps = 7;
   int lanes, tile_rows, tile_taps;
-  TapGradients kernels[2][kMostRows][kMostTaps];  // [a partial block][rows - 1][taps - 1]
-  TapGradients at(int64_t rows, int64_t taps, int block_lanes) const {
-    return kernels[block_lanes < lanes][rows - 1][taps - 1];
+  ThreeWideSweep sweeps[2][3];                        // [stride - 1][rows - 1]
+  TapGradients gradient_tiles[2][kMostRows][kMostTaps];  // [a partial block][rows - 1][taps - 1]
+  ThreeWideSweep sweep(int64_t stride, int64_t rows) const { return sweeps[stride - 1][rows - 1]; }
+  TapGradients tap_gradients(int64_t rows, int64_t taps, int block_lanes) const {
+    return gradient_tiles[block_lanes < lanes][rows - 1][taps - 1];
   }
 };
 
-// AVX2: tiles up to 3 x 4 taps of 8 channels (12 accumulators and 2 operands of the 16
-// ymm registers). AVX-512: up to 3 x 7 of 16 (21 of 32 zmm registers: a 7x7 window in
-// three passes along the row, each grad_output vector loaded serving up to 21 FMAs).
-extern const TapGradientSet kAvx2TapGradients;
-extern const TapGradientSet kAvx512TapGradients;
+// AVX2: 8 channels a vector; gradient tiles up to 3 x 4 taps (12 accumulators and 2
+// operands of the 16 ymm registers). AVX-512: 16 channels; tiles up to 3 x 7 (21 of 32
+// zmm registers: a 7x7 window in three passes along the row, each grad_output vector
+// loaded serving up to 21 FMAs).
+extern const DepthwiseMicrokernelSet kAvx2DepthwiseMicrokernels;
+extern const DepthwiseMicrokernelSet kAvx512DepthwiseMicrokernels;
 
 }  // namespace classic_ops::cpu

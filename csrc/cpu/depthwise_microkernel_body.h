@@ -1,9 +1,10 @@
-// The body of depthwise_microkernel.h's tap gradients, for one instruction set: included
+// The body of depthwise_microkernel.h's microkernels, for one instruction set: included
 // once, by that set's file, after it defines MICROKERNEL_TARGET, the function attribute
 // its code is compiled under, and includes its vector type V (see dense_microkernel_body.h).
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 
 #include "conv_taps.h"
@@ -11,6 +12,83 @@
 
 namespace classic_ops::cpu {
 namespace {
+
+// depthwise_microkernel.h's ThreeWideSweep for kRows rows, the block's nine weights held in
+// registers. Each input column (the window's kRows rows) is loaded once and added into
+// every output whose window covers it, carried as partial sums from output to output:
+// three loads per nine FMAs (four pixels at a time across all channels took 18 input and 9
+// weight loads per 36 FMAs, and GCC kept their 27 addresses on the stack). Columns outside
+// the input are skipped, so border outputs need no other path.
+template <typename V, int kStride, int kRows>
+MICROKERNEL_TARGET void sweep_three_wide(const float* const* x_rows, const float* w, const float* bias,
+                                         int64_t pixel_stride, int64_t channels, int64_t in_w, int64_t pad,
+                                         int64_t begin, int64_t end, Span unchecked, float* out) {
+  using Vec = typename V::Vec;
+  struct Column {
+    Vec row[kRows];
+  };
+  Vec taps[kRows][3];
+#pragma GCC unroll 3
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 3
+    for (int s = 0; s < 3; ++s) taps[r][s] = V::load(w + (r * 3 + s) * channels);
+  }
+  const float zero = 0.0f;
+  const Vec init = bias ? V::load(bias) : V::broadcast(&zero);
+  const float* x[kRows];  // in locals: the stores may alias anything
+  for (int r = 0; r < kRows; ++r) x[r] = x_rows[r];
+  auto inside = [in_w](int64_t j) { return j >= 0 && j < in_w; };
+  auto column = [&](int64_t j) MICROKERNEL_TARGET __attribute__((always_inline)) {
+    Column col;
+#pragma GCC unroll 3
+    for (int r = 0; r < kRows; ++r) col.row[r] = V::load(x[r] + j * pixel_stride);
+    return col;
+  };
+  auto add = [&](const Column& col, int s, Vec acc) MICROKERNEL_TARGET __attribute__((always_inline)) {
+#pragma GCC unroll 3
+    for (int r = 0; r < kRows; ++r) acc = V::fma(col.row[r], taps[r][s], acc);
+    return acc;
+  };
+  // Stride 1: before output o, `held` has taps 0 and 1 of o, `next` tap 0 of o + 1.
+  // Stride 2: `held` has tap 0 of o.
+  Vec held = init, next = init;
+  const int64_t first = begin * kStride - pad;
+  if (inside(first)) held = add(column(first), 0, held);
+  if (kStride == 1 && inside(first + 1)) {
+    const Column col = column(first + 1);
+    held = add(col, 1, held);
+    next = add(col, 0, next);
+  }
+  // Output o's last column is o * kStride - pad + 2 (and, with stride 2, the one before it).
+  auto step = [&](auto checked, int64_t o) MICROKERNEL_TARGET __attribute__((always_inline)) {
+    const int64_t last = o * kStride - pad + 2;
+    Vec result;
+    if constexpr (kStride == 2) {
+      if (!checked || inside(last - 1)) held = add(column(last - 1), 1, held);
+    }
+    if (!checked || inside(last)) {
+      const Column col = column(last);
+      result = add(col, 2, held);
+      if constexpr (kStride == 1) {
+        held = add(col, 1, next);
+        next = add(col, 0, init);
+      } else {
+        held = add(col, 0, init);
+      }
+    } else {
+      result = held;
+      held = kStride == 1 ? next : init;
+      next = init;
+    }
+    V::store(out + (o - begin) * channels, result);
+  };
+  const int64_t unchecked_begin = std::clamp(unchecked.begin, begin, end);
+  const int64_t unchecked_end = std::clamp(unchecked.end, unchecked_begin, end);
+  int64_t o = begin;
+  for (; o < unchecked_begin; ++o) step(std::true_type(), o);
+  for (; o < unchecked_end; ++o) step(std::false_type(), o);
+  for (; o < end; ++o) step(std::true_type(), o);
+}
 
 // acc[i][t] += grad_output `d` times the input under tap (i, t) of the taps from input
 // column iw0 on (dilation_w apart) in the rows of `x`; with kChecked, only the taps inside
@@ -67,17 +145,20 @@ MICROKERNEL_TARGET void tap_gradients(const TapGradientRows& at, const ConvGeome
 }
 
 template <typename V, int kRows, int kTaps, int... I>
-void fill_tap_gradients(TapGradientSet& set, std::integer_sequence<int, I...>) {
-  ((set.kernels[I / (kRows * kTaps)][I / kTaps % kRows][I % kTaps] =
+void fill_tap_gradients(DepthwiseMicrokernelSet& set, std::integer_sequence<int, I...>) {
+  ((set.gradient_tiles[I / (kRows * kTaps)][I / kTaps % kRows][I % kTaps] =
         tap_gradients<V, I / kTaps % kRows + 1, I % kTaps + 1, (I >= kRows * kTaps)>),
    ...);
 }
 
-// The tiles of vector type V up to kRows x kTaps taps.
+// The microkernels of vector type V, gradient tiles up to kRows x kTaps taps.
 template <typename V, int kRows, int kTaps>
-TapGradientSet tap_gradient_set() {
-  static_assert(kRows <= TapGradientSet::kMostRows && kTaps <= TapGradientSet::kMostTaps);
-  TapGradientSet set{V::kLanes, kRows, kTaps, {}};
+DepthwiseMicrokernelSet depthwise_microkernel_set() {
+  static_assert(kRows <= DepthwiseMicrokernelSet::kMostRows && kTaps <= DepthwiseMicrokernelSet::kMostTaps);
+  DepthwiseMicrokernelSet set{V::kLanes, kRows, kTaps,
+                              {{sweep_three_wide<V, 1, 1>, sweep_three_wide<V, 1, 2>, sweep_three_wide<V, 1, 3>},
+                               {sweep_three_wide<V, 2, 1>, sweep_three_wide<V, 2, 2>, sweep_three_wide<V, 2, 3>}},
+                              {}};
   fill_tap_gradients<V, kRows, kTaps>(set, std::make_integer_sequence<int, 2 * kRows * kTaps>{});
   return set;
 }

@@ -1,5 +1,5 @@
-// The channels_last depthwise grad_weight's tap tiles on AVX2/FMA: up to 3 x 4 taps of 8
-// channels.
+// The channels_last depthwise microkernels on AVX2/FMA: 8 channels a vector, gradient tiles
+// up to 3 x 4 taps.
 #include "avx2_vectors.h"
 
 #define MICROKERNEL_TARGET __attribute__((target("avx2,fma")))
@@ -8,6 +8,6 @@
 
 namespace classic_ops::cpu {
 
-const TapGradientSet kAvx2TapGradients = tap_gradient_set<Avx2Vectors, 3, 4>();
+const DepthwiseMicrokernelSet kAvx2DepthwiseMicrokernels = depthwise_microkernel_set<Avx2Vectors, 3, 4>();
 
 }  // namespace classic_ops::cpu

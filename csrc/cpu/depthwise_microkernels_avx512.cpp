@@ -1,5 +1,5 @@
-// The channels_last depthwise grad_weight's tap tiles on AVX-512: up to 3 x 7 taps of 16
-// channels.
+// The channels_last depthwise microkernels on AVX-512: 16 channels a vector, gradient tiles
+// up to 3 x 7 taps.
 #include "avx512_vectors.h"
 
 #define MICROKERNEL_TARGET __attribute__((target("avx512f,avx2,fma")))
@@ -8,6 +8,6 @@
 
 namespace classic_ops::cpu {
 
-const TapGradientSet kAvx512TapGradients = tap_gradient_set<Avx512Vectors, 3, 7>();
+const DepthwiseMicrokernelSet kAvx512DepthwiseMicrokernels = depthwise_microkernel_set<Avx512Vectors, 3, 7>();
 
 }  // namespace classic_ops::cpu
