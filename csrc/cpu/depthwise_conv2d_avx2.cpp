@@ -1,14 +1,15 @@
-// Depthwise float32 convolution on AVX2/FMA, eight lanes per instruction.
+// Depthwise float32 convolution on AVX2/FMA, eight lanes per instruction (channels_last
+// on AVX-512 where the CPU has it).
 //
-// channels_last (channel multiplier 1): eight channels per instruction. 3x3 windows with
+// channels_last (channel multiplier 1): a vector of channels per instruction, by the
+// microkernels of depthwise_microkernel.h (8 on AVX2, 16 on AVX-512). 3x3 windows with
 // stride 1 or 2 along the row (MobileNet's) sweep one block of channels along a segment of
 // an output row with its nine weights in registers, each input column loaded once for all
-// the outputs it serves (by the microkernels of depthwise_microkernel.h, 16 channels a
-// block on AVX-512). Other windows read copies of the input rows padded with zeros,
+// the outputs it serves. Other windows read copies of the input rows padded with zeros,
 // so that every pixel takes every tap, eight output pixels per call, all channels of
 // those pixels before moving on; rows of 5 or 7 taps at stride 1 or 2 slide like the 3x3
 // sweeps, a kernel row's weights in registers. grad_weight passes a tile of taps' sums
-// along each output row, by those microkernels too.
+// along each output row.
 //
 // NCHW (any multiplier): the planes as they are, eight output columns per instruction,
 // sixteen per pass, a band of output rows at a time. The input rows a band reads are first
@@ -93,15 +94,6 @@ __attribute__((target("avx2,fma"))) void partial_block_pixel(const float* in, co
 // 15% slower on AVX2; with AVX-512's 16, whole lines, 64 and 128 columns came out even).
 constexpr int64_t kSweepColumns = 32;
 
-// The input rows a sweep reads: row ih of the image at base + (ih % ring) * row_stride
-// (ring: the image's height where rows are read in place), pixels pixel_stride floats
-// apart.
-struct InputRows {
-  const float* base;
-  int64_t ring, row_stride, pixel_stride;
-  const float* row(int64_t ih) const { return base + ih % ring * row_stride; }
-};
-
 // The channels_last microkernels of the widest instruction set that may run.
 const DepthwiseMicrokernelSet& depthwise_microkernels() {
   return use_avx512() ? kAvx512DepthwiseMicrokernels : kAvx2DepthwiseMicrokernels;
@@ -145,97 +137,15 @@ bool sweeps(const ConvGeometry& g) {
   return g.kernel_h == 3 && g.kernel_w == 3 && g.dilation_w == 1 && g.stride_w <= 2;
 }
 
-// P output pixels [ow, ow + P) of row oh, one block of eight channels from channel c
-// (kMasked: the last, partial block, its first `mask` lanes), read from rows whose pixels are
-// whole blocks of eight floats and whose padding columns are copied in as zeros, so that
-// every tap is inside them: P sums in flight, each weight vector loaded serving P FMAs.
-template <int P, bool kMasked>
-__attribute__((target("avx2,fma"))) void window_pixels(const InputRows& x, const float* w, const float* bias,
-                                                       float* out_px, const ConvGeometry& g, int64_t oh,
-                                                       int64_t ow, Span rows, int64_t c, __m256i mask) {
-  const int64_t channels = g.in_channels, kernel_w = g.kernel_w;
-  const int64_t pixel_step = g.stride_w * x.pixel_stride, tap_step = g.dilation_w * x.pixel_stride;
-  const __m256 init = bias ? load(bias + c, kMasked, mask) : _mm256_setzero_ps();
-  __m256 acc[P];
-#pragma GCC unroll 8
-  for (int p = 0; p < P; ++p) acc[p] = init;
-  for (int64_t r = rows.begin; r < rows.end; ++r) {
-    const float* x_row = x.row(oh * g.stride_h - g.pad_h + r * g.dilation_h) +
-                         (ow * g.stride_w - g.pad_w) * x.pixel_stride + c;
-    const float* w_row = w + r * kernel_w * channels + c;
-    for (int64_t s = 0; s < kernel_w; ++s, x_row += tap_step) {
-      const __m256 wv = load(w_row + s * channels, kMasked, mask);
-#pragma GCC unroll 8
-      for (int p = 0; p < P; ++p) acc[p] = _mm256_fmadd_ps(_mm256_loadu_ps(x_row + p * pixel_step), wv, acc[p]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int p = 0; p < P; ++p) {
-    if (kMasked) {
-      _mm256_maskstore_ps(out_px + p * channels + c, mask, acc[p]);
-    } else {
-      _mm256_storeu_ps(out_px + p * channels + c, acc[p]);
-    }
-  }
-}
+// Output pixels at a time of the pixels kernels: eight sums in flight hide the FMAs'
+// latency (four pixels at a time, with the borders read in place one pixel at a time, ran a
+// 7x7 window at 0.2-0.6x of native).
+constexpr int kWindowPixels = DepthwiseMicrokernelSet::kMostPixels;
 
-// window_pixels for full blocks of channels and rows of kTaps taps at stride kStride and
-// dilation 1 along the row: each kernel row's kTaps weight vectors held in registers, each
-// input column loaded once and added into every output pixel whose window covers it (a
-// 7x7 window at stride 1: 13 loads per 49 FMAs, against 56 in window_pixels, which left
-// MobileNet's 32x112x112 layer at 60 GFLOP/s, one thread; 93 so).
-template <int P, int kTaps, int kStride>
-__attribute__((target("avx2,fma"))) void sliding_pixels(const InputRows& x, const float* w, const float* bias,
-                                                        float* out_px, const ConvGeometry& g, int64_t oh,
-                                                        int64_t ow, Span rows, int64_t c, __m256i) {
-  const int64_t channels = g.in_channels, step = x.pixel_stride;
-  const __m256 init = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
-  __m256 acc[P];
-#pragma GCC unroll 8
-  for (int p = 0; p < P; ++p) acc[p] = init;
-  for (int64_t r = rows.begin; r < rows.end; ++r) {
-    const float* x_row =
-        x.row(oh * g.stride_h - g.pad_h + r * g.dilation_h) + (ow * kStride - g.pad_w) * step + c;
-    __m256 taps[kTaps];
-#pragma GCC unroll 8
-    for (int s = 0; s < kTaps; ++s) taps[s] = _mm256_loadu_ps(w + (r * kTaps + s) * channels + c);
-#pragma GCC unroll 32
-    for (int j = 0; j < (P - 1) * kStride + kTaps; ++j) {
-      const __m256 column = _mm256_loadu_ps(x_row + j * step);
-#pragma GCC unroll 8
-      for (int p = 0; p < P; ++p) {
-        const int s = j - p * kStride;
-        if (s >= 0 && s < kTaps) acc[p] = _mm256_fmadd_ps(column, taps[s], acc[p]);
-      }
-    }
-  }
-#pragma GCC unroll 8
-  for (int p = 0; p < P; ++p) _mm256_storeu_ps(out_px + p * channels + c, acc[p]);
-}
-
-using PixelsKernel = void (*)(const InputRows&, const float*, const float*, float*, const ConvGeometry&, int64_t,
-                              int64_t, Span, int64_t, __m256i);
-
-// The kernel for P pixels of a full block of channels.
-template <int P>
-PixelsKernel full_block_pixels(const ConvGeometry& g) {
-  if (g.dilation_w == 1 && g.stride_w <= 2 && (g.kernel_w == 5 || g.kernel_w == 7)) {
-    if (g.kernel_w == 5) return g.stride_w == 1 ? sliding_pixels<P, 5, 1> : sliding_pixels<P, 5, 2>;
-    return g.stride_w == 1 ? sliding_pixels<P, 7, 1> : sliding_pixels<P, 7, 2>;
-  }
-  return window_pixels<P, false>;
-}
-
-// Output pixels at a time of window_pixels: eight sums in flight hide the FMAs' latency
-// (four pixels at a time, with the borders read in place one pixel at a time, ran a 7x7
-// window at 0.2-0.6x of native).
-constexpr int kWindowPixels = 8;
-
-// `x`: image n's rows as the sweeps read them, and for other windows as window_pixels does
-// (which a row whose window holds no input row, all bias, does not read).
-__attribute__((target("avx2,fma"))) void run_row(const float* in, const InputRows& x, const float* w,
-                                                 const float* bias, float* out, const ConvGeometry& g, int64_t n,
-                                                 int64_t oh) {
+// `x`: image n's rows as the sweeps read them, and for other windows as the pixels kernels
+// do (which a row whose window holds no input row, all bias, does not read).
+void run_row(const float* in, const InputRows& x, const float* w, const float* bias, float* out,
+             const ConvGeometry& g, int64_t n, int64_t oh) {
   const Span rows = window_taps(oh * g.stride_h - g.pad_h, g.kernel_h, g.dilation_h, g.in_h);
   const int64_t channels = g.in_channels, full_channels = channels / kLanes * kLanes;
   if (sweeps(g) && rows.end > rows.begin) {
@@ -246,28 +156,25 @@ __attribute__((target("avx2,fma"))) void run_row(const float* in, const InputRow
     }
     return;
   }
+  // Whole vectors of the widest set's channels, then the rest as a partial one.
   float* out_row = out + (n * g.out_h + oh) * g.out_w * channels;
-  const __m256i mask = first_lanes(channels - full_channels);
-  const auto pixels = [&](auto count, int64_t ow) __attribute__((target("avx2,fma"))) {
-    constexpr int P = decltype(count)::value;
-    const PixelsKernel kernel = full_block_pixels<P>(g);
-    for (int64_t c = 0; c < full_channels; c += kLanes) {
-      kernel(x, w, bias, out_row + ow * channels, g, oh, ow, rows, c, mask);
+  const DepthwiseMicrokernelSet& set = depthwise_microkernels();
+  const int64_t whole_channels = channels / set.lanes * set.lanes;
+  const auto pixels = [&](int64_t count, int64_t ow) {
+    const PixelsKernel kernel = set.pixels(g, count, false);
+    for (int64_t c = 0; c < whole_channels; c += set.lanes) {
+      kernel(x, w, bias, out_row + ow * channels, g, oh, ow, rows, c, set.lanes);
     }
-    if (full_channels < channels) {
-      window_pixels<P, true>(x, w, bias, out_row + ow * channels, g, oh, ow, rows, full_channels, mask);
+    if (whole_channels < channels) {
+      set.pixels(g, count, true)(x, w, bias, out_row + ow * channels, g, oh, ow, rows, whole_channels,
+                                 static_cast<int>(channels - whole_channels));
     }
   };
   int64_t ow = 0;
-  for (; ow + kWindowPixels <= g.out_w; ow += kWindowPixels) {
-    pixels(std::integral_constant<int, kWindowPixels>(), ow);
-  }
+  for (; ow + kWindowPixels <= g.out_w; ow += kWindowPixels) pixels(kWindowPixels, ow);
   // The rest of the row in one call, so that its sums are all in flight (MobileNet's 7-wide
   // rows are nothing else).
-  const int64_t rest = g.out_w - ow;
-  for_each_index([&](auto count) __attribute__((target("avx2,fma"))) {
-    if (count + 1 == rest) pixels(std::integral_constant<int, count + 1>(), ow);
-  }, std::make_integer_sequence<int, kWindowPixels - 1>{});
+  if (ow < g.out_w) pixels(g.out_w - ow, ow);
 }
 
 // Copies of the input rows a task's output rows read, in a ring of as many rows as a
@@ -953,7 +860,7 @@ void forward_channels_last(const at::Tensor& input, const at::Tensor& w, const a
   // rows with pixels one cache line further apart. One thread, over every placement of the
   // input: 256x28x28 86 us (77, or 148 aliased, read in place), 512x14x14 48 (64, or
   // 89-113), 1024x7x7 32 (37-40, or 54-71). The output keeps its 1 KB pixels: 248 channels
-  // take 60 us. Other windows always read copies, padded for window_pixels.
+  // take 60 us. Other windows always read copies, padded for the pixels kernels.
   const int64_t pixel_bytes = g.in_channels * static_cast<int64_t>(sizeof(float));
   const bool aliased = std::gcd(pixel_bytes, int64_t{4096}) >= 1024;
   const bool copied = !sweeps(g) || aliased;

@@ -1,6 +1,7 @@
 // The channels_last depthwise microkernels, as depthwise_conv2d_avx2.cpp sees them, each
 // for one block of channels (a vector's lanes) along one output row: the forward sweep of
-// MobileNet's 3x3 windows, and grad_weight's sums of a tile of kernel taps. One table of
+// MobileNet's 3x3 windows, the forward of other windows a few pixels at a time, and
+// grad_weight's sums of a tile of kernel taps. One table of
 // instantiations per instruction set; the body is depthwise_microkernel_body.h, compiled
 // once per set in a file of its own (depthwise_microkernels_avx2.cpp,
 // depthwise_microkernels_avx512.cpp), each under its own target, as the dense
@@ -13,6 +14,23 @@
 #include "conv_taps.h"
 
 namespace classic_ops::cpu {
+
+// The input rows a forward kernel reads: row ih of the image at base + (ih % ring) *
+// row_stride (ring: the image's height where rows are read in place), pixels
+// pixel_stride floats apart.
+struct InputRows {
+  const float* base;
+  int64_t ring, row_stride, pixel_stride;
+  const float* row(int64_t ih) const { return base + ih % ring * row_stride; }
+};
+
+// P output pixels [ow, ow + P) of output row oh, one block of channels from channel c
+// (`lanes` of them: a partial block's kernel reads and writes only those), read from
+// copies of the input rows whose padding columns are zeros, so that every tap is inside
+// them (and whose pixels hold whole vectors of eight floats). `w`: the weight, taps
+// outer; `out_px`: output pixel ow's channel 0.
+using PixelsKernel = void (*)(const InputRows& x, const float* w, const float* bias, float* out_px,
+                              const ConvGeometry& g, int64_t oh, int64_t ow, Span rows, int64_t c, int lanes);
 
 // Where one block of channels of a grad_weight pass reads and adds: `dy` its grad_output
 // row, `x` the input row under kernel row r0 (kernel row r0 + i is i * x_row_step
@@ -43,14 +61,25 @@ using ThreeWideSweep = void (*)(const float* const* x_rows, const float* w, cons
                                 int64_t begin, int64_t end, Span unchecked, float* out);
 
 // One instruction set's microkernels: sweep(stride, rows) for stride 1 or 2 and 1-3 rows
-// inside the input; tap_gradients(rows, taps, block_lanes) for rows <= tile_rows, taps <=
-// tile_taps and block_lanes <= lanes.
+// inside the input; pixels(g, P, partial) for P <= kMostPixels pixels of g's window, a
+// partial block or not; tap_gradients(rows, taps, block_lanes) for rows <= tile_rows, taps
+// <= tile_taps and block_lanes <= lanes.
 struct DepthwiseMicrokernelSet {
-  static constexpr int kMostRows = 3, kMostTaps = 7;
+  static constexpr int kMostRows = 3, kMostTaps = 7, kMostPixels = 8;
   int lanes, tile_rows, tile_taps;
-  ThreeWideSweep sweeps[2][3];                        // [stride - 1][rows - 1]
+  ThreeWideSweep sweeps[2][3];                           // [stride - 1][rows - 1]
+  PixelsKernel window_pixels[2][kMostPixels];            // [a partial block][P - 1]
+  PixelsKernel sliding_pixels[2][2][2][kMostPixels];     // [a partial block][7 taps][stride - 1][P - 1]
   TapGradients gradient_tiles[2][kMostRows][kMostTaps];  // [a partial block][rows - 1][taps - 1]
   ThreeWideSweep sweep(int64_t stride, int64_t rows) const { return sweeps[stride - 1][rows - 1]; }
+  // Rows of 5 or 7 taps at stride 1 or 2 with no dilation along them slide (each input
+  // column loaded once for the pixels whose windows cover it); other windows go tap by tap.
+  PixelsKernel pixels(const ConvGeometry& g, int64_t count, bool partial) const {
+    if (g.dilation_w == 1 && g.stride_w <= 2 && (g.kernel_w == 5 || g.kernel_w == 7)) {
+      return sliding_pixels[partial][g.kernel_w == 7][g.stride_w - 1][count - 1];
+    }
+    return window_pixels[partial][count - 1];
+  }
   TapGradients tap_gradients(int64_t rows, int64_t taps, int block_lanes) const {
     return gradient_tiles[block_lanes < lanes][rows - 1][taps - 1];
   }
