@@ -57,10 +57,6 @@ at::Tensor taps_by_channel(const at::Tensor& weight) {
   return cached_pack(weight, PackedLayout::kDepthwiseTapsByChannel, taps_outer);
 }
 
-__attribute__((target("avx2"))) inline __m256 load(const float* p, bool masked, __m256i mask) {
-  return masked ? _mm256_maskload_ps(p, mask) : _mm256_loadu_ps(p);
-}
-
 // f(std::integral_constant<int, I>()) for each I of the sequence.
 template <typename F, int... I>
 __attribute__((target("avx2,fma"), always_inline)) inline void for_each_index(F&& f, std::integer_sequence<int, I...>) {
@@ -738,49 +734,20 @@ struct ReachingRows {
 };
 
 // Row ih of image n of a channels_last depthwise grad_input for is_3x3_stride2 (multiplier
-// 1): pairs of pixels as ReachingRows sums them, a block of channels at a time (a generic
-// gather of each pixel's sources ran MobileNet's 64x112x112 layer at half of native's
-// speed, one thread). `dy`: the image's grad_output; `w`: the weight as taps_by_channel lays
-// it out.
-__attribute__((target("avx2,fma"))) void grad_input_3x3_stride2_row(const float* dy, const float* w,
-                                                                    const ConvGeometry& g, int64_t ih,
-                                                                    float* out_row) {
-  const int64_t channels = g.in_channels, out_w = g.out_w;
+// 1), by the widest set's StrideTwoGradInputRow. `dy`: the image's grad_output; `w`: the
+// weight as taps_by_channel lays it out.
+void grad_input_3x3_stride2_row(const float* dy, const float* w, const ConvGeometry& g, int64_t ih,
+                                float* out_row) {
+  const int64_t channels = g.in_channels;
   const ReachingRows reaching(ih, g.out_h);
   const float* rows[2];
   const float* taps[2];
-  const int count = reaching.count;
-  for (int i = 0; i < count; ++i) {
-    rows[i] = dy + reaching.out_row[i] * out_w * channels;
+  for (int i = 0; i < reaching.count; ++i) {
+    rows[i] = dy + reaching.out_row[i] * g.out_w * channels;
     taps[i] = w + reaching.kernel_row[i] * 3 * channels;
   }
-  const __m256i tail = first_lanes(channels % kLanes);
-  const auto pixel_pair = [&](int64_t n, int64_t c, bool masked, bool next, bool odd)
-                              __attribute__((target("avx2,fma"), always_inline)) {
-    __m256 even = _mm256_setzero_ps(), odd_sum = _mm256_setzero_ps();
-    for (int i = 0; i < count; ++i) {
-      const float* a = rows[i] + n * channels + c;
-      const float* t = taps[i] + c;
-      const __m256 here = load(a, masked, tail);
-      even = _mm256_fmadd_ps(here, load(t + channels, masked, tail), even);
-      odd_sum = _mm256_fmadd_ps(here, load(t + 2 * channels, masked, tail), odd_sum);
-      if (next) odd_sum = _mm256_fmadd_ps(load(a + channels, masked, tail), load(t, masked, tail), odd_sum);
-    }
-    float* out = out_row + 2 * n * channels + c;
-    if (masked) {
-      _mm256_maskstore_ps(out, tail, even);
-      if (odd) _mm256_maskstore_ps(out + channels, tail, odd_sum);
-    } else {
-      _mm256_storeu_ps(out, even);
-      if (odd) _mm256_storeu_ps(out + channels, odd_sum);
-    }
-  };
-  const int64_t whole = channels / kLanes * kLanes;
-  for (int64_t n = 0; n < out_w; ++n) {
-    const bool next = n + 1 < out_w, odd = 2 * n + 1 < g.in_w;
-    for (int64_t c = 0; c < whole; c += kLanes) pixel_pair(n, c, false, next, odd);
-    if (whole < channels) pixel_pair(n, whole, true, next, odd);
-  }
+  depthwise_microkernels().stride_two_grad_input_row(rows, taps, reaching.count, channels, g.out_w, g.in_w,
+                                                     out_row);
 }
 
 // One plane of an NCHW depthwise grad_input for is_3x3_stride2 (multiplier 1): pairs of

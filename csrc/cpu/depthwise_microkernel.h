@@ -49,6 +49,15 @@ struct TapGradientRows {
 // channels: the first `lanes` of them read (the block's sums are whole vectors).
 using TapGradients = void (*)(const TapGradientRows& at, const ConvGeometry& g, int64_t s0, int lanes);
 
+// A row of a grad_input for MobileNet's downsampling windows (3x3, stride 2, padding 1, no
+// dilation) by pairs of pixels (2m, 2m + 1), all channels: 2m takes tap 1 of output m,
+// 2m + 1 taps 2 and 0 of outputs m and m + 1 (where there is one), from each of the `count`
+// (1 or 2) grad_output rows that reach the row, dy_rows[i] through the kernel row whose
+// taps start at w_rows[i] (taps and pixels `channels` floats apart). The row has in_w
+// pixels, the grad_output rows out_w.
+using StrideTwoGradInputRow = void (*)(const float* const* dy_rows, const float* const* w_rows, int count,
+                                       int64_t channels, int64_t out_w, int64_t in_w, float* out_row);
+
 // MobileNet's windows (3x3, stride 1 or 2 along the row, no dilation along it) for one
 // whole block of channels along outputs [begin, end) of an output row, from the window's
 // rows inside the input (the sweep's own count of them): `x_rows` those rows at input
@@ -62,7 +71,7 @@ using ThreeWideSweep = void (*)(const float* const* x_rows, const float* w, cons
 
 // One instruction set's microkernels: sweep(stride, rows) for stride 1 or 2 and 1-3 rows
 // inside the input; pixels(g, P, partial) for P <= kMostPixels pixels of g's window, a
-// partial block or not; tap_gradients(rows, taps, block_lanes) for rows <= tile_rows, taps
+// partial block or not; stride_two_grad_input_row; tap_gradients(rows, taps, block_lanes) for rows <= tile_rows, taps
 // <= tile_taps and block_lanes <= lanes.
 struct DepthwiseMicrokernelSet {
   static constexpr int kMostRows = 3, kMostTaps = 7, kMostPixels = 8;
@@ -70,6 +79,7 @@ struct DepthwiseMicrokernelSet {
   ThreeWideSweep sweeps[2][3];                           // [stride - 1][rows - 1]
   PixelsKernel window_pixels[2][kMostPixels];            // [a partial block][P - 1]
   PixelsKernel sliding_pixels[2][2][2][kMostPixels];     // [a partial block][7 taps][stride - 1][P - 1]
+  StrideTwoGradInputRow stride_two_grad_input_row;
   TapGradients gradient_tiles[2][kMostRows][kMostTaps];  // [a partial block][rows - 1][taps - 1]
   ThreeWideSweep sweep(int64_t stride, int64_t rows) const { return sweeps[stride - 1][rows - 1]; }
   // Rows of 5 or 7 taps at stride 1 or 2 with no dilation along them slide (each input
