@@ -1,5 +1,5 @@
-// Small AVX2 helpers the kernels share: copies of short float rows, lane masks and lane
-// sums (the kernels copy plane rows into padded scratch, and a late layer's rows are a few
+// Small AVX2 helpers the kernels share: copies of short float rows, lane masks and adds to
+// the first lanes (the kernels copy plane rows into padded scratch, and a late layer's rows are a few
 // dozen bytes, where a call to memcpy costs more than the copy: it showed as a fifth of a
 // 14x14 depthwise layer's time); and Avx2Vectors, the vector type the microkernel bodies
 // are written over (avx512_vectors.h has the AVX-512 one).
@@ -34,17 +34,12 @@ __attribute__((target("avx2"))) inline void add_to_first_lanes(float* out, int n
   _mm_maskstore_ps(out, lanes, _mm_add_ps(_mm_maskload_ps(out, lanes), v));
 }
 
-// The sum of the eight lanes.
-__attribute__((target("avx2"))) inline float sum_lanes(__m256 v) {
-  const __m128 quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
-  return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
-}
-
 // 8 lanes a ymm register. The microkernel bodies take a vector type V: V::Vec, V::Mask,
 // V::kLanes and load, broadcast, fma, store, mask(n) (the first n lanes), load_masked,
-// store_masked and add_lane_sums(out, n, a, b, c, d) (out[j] += the sum of the lanes of
-// the j-th of a, b, c, d, for j < n), inline under the type's target.
+// store_masked, load_zeroing(p, m) (the lanes of m, the others zero, where a whole vector
+// at p may be read: cheaper than load_masked on AVX2, which is slow on AMD) and
+// add_lane_sums(out, n, a, b, c, d) (out[j] += the sum of the lanes of the j-th of a, b,
+// c, d, for j < n), inline under the type's target.
 #define AVX2_VECTOR_TARGET __attribute__((target("avx2,fma")))
 struct Avx2Vectors {
   using Vec = __m256;
@@ -57,6 +52,9 @@ struct Avx2Vectors {
   AVX2_VECTOR_TARGET static Mask mask(int n) { return first_lanes(n); }
   AVX2_VECTOR_TARGET static Vec load_masked(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
   AVX2_VECTOR_TARGET static void store_masked(float* p, Mask m, Vec v) { _mm256_maskstore_ps(p, m, v); }
+  AVX2_VECTOR_TARGET static Vec load_zeroing(const float* p, Mask m) {
+    return _mm256_and_ps(_mm256_loadu_ps(p), _mm256_castsi256_ps(m));
+  }
   AVX2_VECTOR_TARGET static void add_lane_sums(float* out, int n, Vec a, Vec b, Vec c, Vec d) {
     // Pairwise sums: [a01 a23 b01 b23 | a45 a67 b45 b67], then [a0123 b0123 c0123 d0123 | a4567 ...].
     const __m256 quads = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));

@@ -20,6 +20,7 @@ struct Avx512Vectors {
   AVX512_VECTOR_TARGET static Mask mask(int n) { return static_cast<Mask>((1u << n) - 1); }
   AVX512_VECTOR_TARGET static Vec load_masked(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
   AVX512_VECTOR_TARGET static void store_masked(float* p, Mask m, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
+  AVX512_VECTOR_TARGET static Vec load_zeroing(const float* p, Mask m) { return load_masked(p, m); }
   // The zero-masking forms of the shuffles and extracts: GCC 12's plain ones warn of an
   // uninitialized variable in its own header.
   template <int kOrder>

@@ -17,7 +17,9 @@
 // padded column x * stride_w + q), so every tap of eight neighbouring outputs is one
 // contiguous load whatever the stride and dilation, and the inner loop has no bounds
 // checks. 3x3 windows hold their weights in registers; others go four output rows per
-// pass, each input vector loaded once for all the rows that read it.
+// pass, each input vector loaded once for all the rows that read it. grad_weight sweeps the
+// same scratch for nine taps at a time, sixteen columns a vector on AVX-512 where the rows
+// fill them as well as eight.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -607,56 +609,6 @@ __attribute__((target("avx2,fma"))) void nchw_plane(const float* scratch, const 
   }
 }
 
-// sums[i] += the sum over the output plane of grad_output * the input under tap i, for
-// kTaps taps at once, whose scratch positions for output (0, 0) are x + offsets[i];
-// `x_row_step`: the scratch step between output rows. One sweep for all the taps, each with
-// its own sum: one tap at a time, every FMA waited on the one before (4 cycles each).
-template <int kTaps>
-__attribute__((target("avx2,fma"))) void window_gradients(const float* grad_output, const float* x,
-                                                          const int64_t* offsets, int64_t x_row_step,
-                                                          int64_t out_h, int64_t out_w, float* sums) {
-  int64_t offset[kTaps];
-  __m256 acc[kTaps];
-  for (int i = 0; i < kTaps; ++i) {
-    offset[i] = offsets[i];
-    acc[i] = _mm256_setzero_ps();
-  }
-  const int64_t full = out_w / kLanes * kLanes;
-  const __m256i tail = first_lanes(out_w - full);
-  const __m256 tail_bits = _mm256_castsi256_ps(tail);
-  for (int64_t oh = 0; oh < out_h; ++oh, grad_output += out_w, x += x_row_step) {
-    for (int64_t ow = 0; ow < full; ow += kLanes) {
-      const __m256 gv = _mm256_loadu_ps(grad_output + ow);
-#pragma GCC unroll 9
-      for (int i = 0; i < kTaps; ++i) acc[i] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(x + offset[i] + ow), acc[i]);
-    }
-    if (full == out_w) continue;
-    // Both operands masked (an infinite input past the row must not meet a 0). Scratch rows
-    // hold whole vectors; grad_output is read whole where the plane continues (masked loads
-    // are slow on AMD).
-    const __m256 gv = (out_h - oh) * out_w - full >= kLanes
-                          ? _mm256_and_ps(_mm256_loadu_ps(grad_output + full), tail_bits)
-                          : _mm256_maskload_ps(grad_output + full, tail);
-#pragma GCC unroll 9
-    for (int i = 0; i < kTaps; ++i) {
-      acc[i] = _mm256_fmadd_ps(gv, _mm256_and_ps(_mm256_loadu_ps(x + offset[i] + full), tail_bits), acc[i]);
-    }
-  }
-  for (int i = 0; i < kTaps; ++i) sums[i] += sum_lanes(acc[i]);
-}
-
-constexpr int kTapGroup = 9;  // taps per sweep: a 3x3 window in one; 9 sums + 2 operands
-using WindowGradients = void (*)(const float*, const float*, const int64_t*, int64_t, int64_t,
-                                 int64_t, float*);
-
-template <int... T>
-constexpr std::array<WindowGradients, sizeof...(T)> window_gradients_for(std::integer_sequence<int, T...>) {
-  return {window_gradients<T + 1>...};
-}
-
-// kWindowGradients[t - 1]: t taps per sweep.
-const std::array<WindowGradients, kTapGroup> kWindowGradients =
-    window_gradients_for(std::make_integer_sequence<int, kTapGroup>{});
 
 // out[c] = (kAdd ? out[c] : 0) + a[c] * b[c] for the `channels` channels of a pixel.
 template <bool kAdd>
@@ -901,6 +853,19 @@ void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const
   const std::vector<int64_t> column_of_tap = columns_of_taps(g, p);
   const PhaseSplitter splitter(g, p);
   const int64_t width = p.row_floats();
+  // The widest vectors unless they leave a larger share of each row's lanes empty: the
+  // grad_weight sweeps are bound by loads, whose bytes per cycle AVX-512 does not raise on
+  // every CPU (Zen 5), and at 7 or 56 columns (7 of 16 lanes, or 56 of 64) AVX-512 ran at
+  // 0.8-1.0x of AVX2's speed; at 14, 28 and 112 1.1-1.35x.
+  const auto filled = [&](const DepthwiseMicrokernelSet& s) {
+    const int64_t lanes = (g.out_w + s.lanes - 1) / s.lanes * s.lanes;
+    return static_cast<double>(g.out_w) / lanes;
+  };
+  const DepthwiseMicrokernelSet& widest = depthwise_microkernels();
+  const DepthwiseMicrokernelSet& set = filled(widest) >= filled(kAvx2DepthwiseMicrokernels)
+                                           ? widest
+                                           : kAvx2DepthwiseMicrokernels;
+  constexpr int64_t kTapsPerSweep = DepthwiseMicrokernelSet::kMostPlaneTaps;
   // Scratch position of tap (r, s) for output (0, 0), taps row-major like the weight.
   std::vector<int64_t> tap_offsets;
   for (int64_t r = 0; r < g.kernel_h; ++r) {
@@ -915,10 +880,10 @@ void depthwise_conv2d_grad_weight_nchw_avx2(const at::Tensor& grad_output, const
         splitter.fill(in + (n * g.in_channels + c) * in_plane, {0, p.rows}, scratch);
         for (int64_t k = c * multiplier; k < (c + 1) * multiplier; ++k) {
           const float* gy_k = gy + (n * g.out_channels + k) * out_plane;
-          for (int64_t t0 = 0; t0 < taps; t0 += kTapGroup) {
-            const int64_t count = std::min<int64_t>(kTapGroup, taps - t0);
-            kWindowGradients[count - 1](gy_k, scratch, tap_offsets.data() + t0,
-                                        g.stride_h * width, g.out_h, g.out_w, gw + k * taps + t0);
+          for (int64_t t0 = 0; t0 < taps; t0 += kTapsPerSweep) {
+            const int64_t count = std::min<int64_t>(kTapsPerSweep, taps - t0);
+            set.plane_tap_gradients[count - 1](gy_k, scratch, tap_offsets.data() + t0, g.stride_h * width,
+                                               g.out_h, g.out_w, gw + k * taps + t0);
           }
         }
       }

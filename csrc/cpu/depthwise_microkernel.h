@@ -58,6 +58,13 @@ using TapGradients = void (*)(const TapGradientRows& at, const ConvGeometry& g, 
 using StrideTwoGradInputRow = void (*)(const float* const* dy_rows, const float* const* w_rows, int count,
                                        int64_t channels, int64_t out_w, int64_t in_w, float* out_row);
 
+// The NCHW grad_weight's sums for kTaps taps of one plane: sums[i] += the sum over the
+// output plane (out_h x out_w, rows contiguous) of grad_output times the input under tap
+// i, whose scratch position for output (0, 0) is x + offsets[i]; `x_row_step`: the
+// scratch step between output rows, whose rows hold whole vectors past the outputs.
+using PlaneTapGradients = void (*)(const float* grad_output, const float* x, const int64_t* offsets,
+                                   int64_t x_row_step, int64_t out_h, int64_t out_w, float* sums);
+
 // MobileNet's windows (3x3, stride 1 or 2 along the row, no dilation along it) for one
 // whole block of channels along outputs [begin, end) of an output row, from the window's
 // rows inside the input (the sweep's own count of them): `x_rows` those rows at input
@@ -71,15 +78,19 @@ using ThreeWideSweep = void (*)(const float* const* x_rows, const float* w, cons
 
 // One instruction set's microkernels: sweep(stride, rows) for stride 1 or 2 and 1-3 rows
 // inside the input; pixels(g, P, partial) for P <= kMostPixels pixels of g's window, a
-// partial block or not; stride_two_grad_input_row; tap_gradients(rows, taps, block_lanes) for rows <= tile_rows, taps
+// partial block or not; stride_two_grad_input_row; plane_tap_gradients[taps - 1] for up to
+// kMostPlaneTaps taps; tap_gradients(rows, taps, block_lanes) for rows <= tile_rows, taps
 // <= tile_taps and block_lanes <= lanes.
 struct DepthwiseMicrokernelSet {
   static constexpr int kMostRows = 3, kMostTaps = 7, kMostPixels = 8;
+  // A 3x3 window in one sweep: 9 sums and 2 operands in AVX2's 16 registers.
+  static constexpr int kMostPlaneTaps = 9;
   int lanes, tile_rows, tile_taps;
   ThreeWideSweep sweeps[2][3];                           // [stride - 1][rows - 1]
   PixelsKernel window_pixels[2][kMostPixels];            // [a partial block][P - 1]
   PixelsKernel sliding_pixels[2][2][2][kMostPixels];     // [a partial block][7 taps][stride - 1][P - 1]
   StrideTwoGradInputRow stride_two_grad_input_row;
+  PlaneTapGradients plane_tap_gradients[kMostPlaneTaps];
   TapGradients gradient_tiles[2][kMostRows][kMostTaps];  // [a partial block][rows - 1][taps - 1]
   ThreeWideSweep sweep(int64_t stride, int64_t rows) const { return sweeps[stride - 1][rows - 1]; }
   // Rows of 5 or 7 taps at stride 1 or 2 with no dilation along them slide (each input

@@ -221,6 +221,43 @@ MICROKERNEL_TARGET void stride_two_grad_input_row(const float* const* dy_rows, c
   }
 }
 
+// depthwise_microkernel.h's PlaneTapGradients: one sweep for all the taps, each with its
+// own sum (one tap at a time, every FMA waited on the one before, 4 cycles each).
+template <typename V, int kTaps>
+MICROKERNEL_TARGET void plane_tap_gradients(const float* grad_output, const float* x, const int64_t* offsets,
+                                            int64_t x_row_step, int64_t out_h, int64_t out_w, float* sums) {
+  int64_t offset[kTaps];
+  typename V::Vec acc[kTaps];
+  const float zero = 0.0f;
+  for (int i = 0; i < kTaps; ++i) {
+    offset[i] = offsets[i];
+    acc[i] = V::broadcast(&zero);
+  }
+  const int64_t full = out_w / V::kLanes * V::kLanes;
+  const typename V::Mask tail = V::mask(static_cast<int>(out_w - full));
+  for (int64_t oh = 0; oh < out_h; ++oh, grad_output += out_w, x += x_row_step) {
+    for (int64_t ow = 0; ow < full; ow += V::kLanes) {
+      const typename V::Vec gv = V::load(grad_output + ow);
+#pragma GCC unroll 9
+      for (int i = 0; i < kTaps; ++i) acc[i] = V::fma(gv, V::load(x + offset[i] + ow), acc[i]);
+    }
+    if (full == out_w) continue;
+    // Both operands zeroed past the row (an infinite input there must not meet a 0);
+    // grad_output is read whole where the plane continues.
+    const typename V::Vec gv = (out_h - oh) * out_w - full >= V::kLanes ? V::load_zeroing(grad_output + full, tail)
+                                                                       : V::load_masked(grad_output + full, tail);
+#pragma GCC unroll 9
+    for (int i = 0; i < kTaps; ++i) acc[i] = V::fma(gv, V::load_zeroing(x + offset[i] + full, tail), acc[i]);
+  }
+  // Four taps' lane sums at a time; past kTaps, the last repeats (add_lane_sums writes only
+  // the first `count`).
+  for (int i = 0; i < kTaps; i += 4) {
+    const int count = std::min(4, kTaps - i);
+    V::add_lane_sums(sums + i, count, acc[i], acc[std::min(i + 1, kTaps - 1)], acc[std::min(i + 2, kTaps - 1)],
+                     acc[std::min(i + 3, kTaps - 1)]);
+  }
+}
+
 // acc[i][t] += grad_output `d` times the input under tap (i, t) of the taps from input
 // column iw0 on (dilation_w apart) in the rows of `x`; with kChecked, only the taps inside
 // the rows' in_w columns.
@@ -284,6 +321,11 @@ void fill_pixels(DepthwiseMicrokernelSet& set, std::integer_sequence<int, I...>)
   ((set.sliding_pixels[kMasked][1][1][I] = sliding_pixels<V, I + 1, 7, 2, kMasked>), ...);
 }
 
+template <typename V, int... I>
+void fill_plane_tap_gradients(DepthwiseMicrokernelSet& set, std::integer_sequence<int, I...>) {
+  ((set.plane_tap_gradients[I] = plane_tap_gradients<V, I + 1>), ...);
+}
+
 template <typename V, int kRows, int kTaps, int... I>
 void fill_tap_gradients(DepthwiseMicrokernelSet& set, std::integer_sequence<int, I...>) {
   ((set.gradient_tiles[I / (kRows * kTaps)][I / kTaps % kRows][I % kTaps] =
@@ -302,6 +344,7 @@ DepthwiseMicrokernelSet depthwise_microkernel_set() {
   constexpr auto pixel_counts = std::make_integer_sequence<int, DepthwiseMicrokernelSet::kMostPixels>{};
   fill_pixels<V, false>(set, pixel_counts);
   fill_pixels<V, true>(set, pixel_counts);
+  fill_plane_tap_gradients<V>(set, std::make_integer_sequence<int, DepthwiseMicrokernelSet::kMostPlaneTaps>{});
   fill_tap_gradients<V, kRows, kTaps>(set, std::make_integer_sequence<int, 2 * kRows * kTaps>{});
   return set;
 }
