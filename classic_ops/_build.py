@@ -26,5 +26,5 @@ def cpu_vectors() -> str:
     if not _C.cpu_has_avx2_fma():
         return "none (portable reference kernels)"
     if _C.cpu_has_avx512():
-        return "AVX2/FMA, AVX-512 in the dense convolution"
+        return "AVX2/FMA, AVX-512 in the dense and depthwise microkernels"
     return "AVX2/FMA"

@@ -1,6 +1,6 @@
 // Which CPU code path runs: the AVX2/FMA kernels where the CPU has them, the portable
-// reference kernels otherwise; and within the dense convolution and the channels_last
-// depthwise grad_weight, AVX-512 microkernels where the CPU has AVX-512F. Tests switch the wider paths off to check each of them.
+// reference kernels otherwise; and within the dense and depthwise convolutions, AVX-512
+// microkernels where the CPU has AVX-512F. Tests switch the wider paths off to check each of them.
 #pragma once
 
 namespace classic_ops::cpu {
