@@ -1,7 +1,8 @@
-// The channels_last depthwise microkernels, as depthwise_conv2d_avx2.cpp sees them, each
-// for one block of channels (a vector's lanes) along one output row: the forward sweep of
-// MobileNet's 3x3 windows, the forward of other windows a few pixels at a time, and
-// grad_weight's sums of a tile of kernel taps. One table of
+// The depthwise microkernels, as depthwise_conv2d_avx2.cpp sees them. Over channels_last,
+// each for one block of channels (a vector's lanes) along one output row: the forward sweep
+// of MobileNet's 3x3 windows, the forward of other windows a few pixels at a time, the
+// grad_input of its 3x3 stride-2 windows and grad_weight's sums of a tile of kernel taps.
+// Over NCHW, grad_weight's sums over a plane, a vector of columns at a time. One table of
 // instantiations per instruction set; the body is depthwise_microkernel_body.h, compiled
 // once per set in a file of its own (depthwise_microkernels_avx2.cpp,
 // depthwise_microkernels_avx512.cpp), each under its own target, as the dense
