@@ -419,7 +419,7 @@ def test_depthwise_windows_beyond_3x3_match_native(window, stride, dilation, siz
     # Windows other than 3x3 run, over NCHW, two to four output rows at a time where the
     # rows allow it (each input vector loaded once for the output rows that read it) and one
     # row at a time otherwise; over channels_last, from zero-padded copies of the input
-    # rows, eight pixels at a time (rows of 5 or 7 taps at stride 1 or 2 sliding, their
+    # rows, 8 or 16 pixels at a time (rows of 5 or 7 taps at stride 1 or 2 sliding, their
     # weights in registers), a row's last pixels in one call, channels past whole blocks
     # masked. The sizes give rows of every length modulo eight.
     torch.manual_seed(window[0] * 100 + window[1] + stride)

@@ -6,7 +6,7 @@
 // stride 1 or 2 along the row (MobileNet's) sweep one block of channels along a segment of
 // an output row with its nine weights in registers, each input column loaded once for all
 // the outputs it serves. Other windows read copies of the input rows padded with zeros,
-// so that every pixel takes every tap, eight output pixels per call, all channels of
+// so that every pixel takes every tap, 8 (AVX2) or 16 (AVX-512) output pixels per call, all channels of
 // those pixels before moving on; rows of 5 or 7 taps at stride 1 or 2 slide like the 3x3
 // sweeps, a kernel row's weights in registers. grad_weight passes a tile of taps' sums
 // along each output row.
@@ -135,11 +135,6 @@ bool sweeps(const ConvGeometry& g) {
   return g.kernel_h == 3 && g.kernel_w == 3 && g.dilation_w == 1 && g.stride_w <= 2;
 }
 
-// Output pixels at a time of the pixels kernels: eight sums in flight hide the FMAs'
-// latency (four pixels at a time, with the borders read in place one pixel at a time, ran a
-// 7x7 window at 0.2-0.6x of native).
-constexpr int kWindowPixels = DepthwiseMicrokernelSet::kMostPixels;
-
 // `x`: image n's rows as the sweeps read them, and for other windows as the pixels kernels
 // do (which a row whose window holds no input row, all bias, does not read).
 void run_row(const float* in, const InputRows& x, const float* w, const float* bias, float* out,
@@ -169,7 +164,7 @@ void run_row(const float* in, const InputRows& x, const float* w, const float* b
     }
   };
   int64_t ow = 0;
-  for (; ow + kWindowPixels <= g.out_w; ow += kWindowPixels) pixels(kWindowPixels, ow);
+  for (; ow + set.most_pixels <= g.out_w; ow += set.most_pixels) pixels(set.most_pixels, ow);
   // The rest of the row in one call, so that its sums are all in flight (MobileNet's 7-wide
   // rows are nothing else).
   if (ow < g.out_w) pixels(g.out_w - ow, ow);

@@ -44,14 +44,14 @@ template <typename V, int P, bool kMasked>
 MICROKERNEL_TARGET __attribute__((always_inline)) inline void start_sums(typename V::Vec (&acc)[P],
                                                                         const float* bias, typename V::Mask mask) {
   const typename V::Vec init = bias_or_zero<V, kMasked>(bias, mask);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int p = 0; p < P; ++p) acc[p] = init;
 }
 
 template <typename V, int P, bool kMasked>
 MICROKERNEL_TARGET __attribute__((always_inline)) inline void store_pixels(const typename V::Vec (&acc)[P], float* out,
                                                                           int64_t channels, typename V::Mask mask) {
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int p = 0; p < P; ++p) store_lanes<V, kMasked>(out + p * channels, mask, acc[p]);
 }
 
@@ -148,7 +148,7 @@ MICROKERNEL_TARGET void window_pixels(const InputRows& x, const float* w, const 
     const float* w_row = w + r * kernel_w * channels + c;
     for (int64_t s = 0; s < kernel_w; ++s, x_row += tap_step) {
       const typename V::Vec wv = load_lanes<V, kMasked>(w_row + s * channels, mask);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int p = 0; p < P; ++p) acc[p] = V::fma(load_lanes<V, kMasked>(x_row + p * pixel_step, mask), wv, acc[p]);
     }
   }
@@ -174,10 +174,10 @@ MICROKERNEL_TARGET void sliding_pixels(const InputRows& x, const float* w, const
     typename V::Vec taps[kTaps];
 #pragma GCC unroll 8
     for (int s = 0; s < kTaps; ++s) taps[s] = load_lanes<V, kMasked>(w + (r * kTaps + s) * channels + c, mask);
-#pragma GCC unroll 32
+#pragma GCC unroll 40
     for (int j = 0; j < (P - 1) * kStride + kTaps; ++j) {
       const typename V::Vec column = load_lanes<V, kMasked>(x_row + j * step, mask);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int p = 0; p < P; ++p) {
         const int s = j - p * kStride;
         if (s >= 0 && s < kTaps) acc[p] = V::fma(column, taps[s], acc[p]);
@@ -334,14 +334,14 @@ void fill_tap_gradients(DepthwiseMicrokernelSet& set, std::integer_sequence<int,
 }
 
 // The microkernels of vector type V, gradient tiles up to kRows x kTaps taps.
-template <typename V, int kRows, int kTaps>
+template <typename V, int kRows, int kTaps, int kPixels>
 DepthwiseMicrokernelSet depthwise_microkernel_set() {
   static_assert(kRows <= DepthwiseMicrokernelSet::kMostRows && kTaps <= DepthwiseMicrokernelSet::kMostTaps);
-  DepthwiseMicrokernelSet set{V::kLanes, kRows, kTaps,
+  DepthwiseMicrokernelSet set{V::kLanes, kRows, kTaps, kPixels,
                               {{sweep_three_wide<V, 1, 1>, sweep_three_wide<V, 1, 2>, sweep_three_wide<V, 1, 3>},
                                {sweep_three_wide<V, 2, 1>, sweep_three_wide<V, 2, 2>, sweep_three_wide<V, 2, 3>}},
                               {}, {}, stride_two_grad_input_row<V>, {}};
-  constexpr auto pixel_counts = std::make_integer_sequence<int, DepthwiseMicrokernelSet::kMostPixels>{};
+  constexpr auto pixel_counts = std::make_integer_sequence<int, kPixels>{};
   fill_pixels<V, false>(set, pixel_counts);
   fill_pixels<V, true>(set, pixel_counts);
   fill_plane_tap_gradients<V>(set, std::make_integer_sequence<int, DepthwiseMicrokernelSet::kMostPlaneTaps>{});

@@ -8,6 +8,6 @@
 
 namespace classic_ops::cpu {
 
-const DepthwiseMicrokernelSet kAvx2DepthwiseMicrokernels = depthwise_microkernel_set<Avx2Vectors, 3, 4>();
+const DepthwiseMicrokernelSet kAvx2DepthwiseMicrokernels = depthwise_microkernel_set<Avx2Vectors, 3, 4, 8>();
 
 }  // namespace classic_ops::cpu

@@ -8,6 +8,6 @@
 
 namespace classic_ops::cpu {
 
-const DepthwiseMicrokernelSet kAvx512DepthwiseMicrokernels = depthwise_microkernel_set<Avx512Vectors, 3, 7>();
+const DepthwiseMicrokernelSet kAvx512DepthwiseMicrokernels = depthwise_microkernel_set<Avx512Vectors, 3, 7, 16>();
 
 }  // namespace classic_ops::cpu
