@@ -117,11 +117,12 @@ void sweep_row(const InputRows& x, const float* w, const float* bias, float* out
   const DepthwiseMicrokernelSet& wide = depthwise_microkernels();
   const int64_t wide_channels = full_channels / wide.lanes * wide.lanes;
   const ThreeWideSweep wide_sweep = wide.sweep(stride, row_count);
-  const ThreeWideSweep narrow_sweep = kAvx2DepthwiseMicrokernels.sweep(stride, row_count);
+  const DepthwiseMicrokernelSet& narrow = kAvx2DepthwiseMicrokernels;
+  const ThreeWideSweep narrow_sweep = narrow.sweep(stride, row_count);
   const int64_t segment = kSweepColumns / stride;
   for (int64_t begin = 0; begin < g.out_w; begin += segment) {
     const int64_t end = std::min(begin + segment, g.out_w);
-    for (int64_t c = 0; c < full_channels; c += c < wide_channels ? wide.lanes : kLanes) {
+    for (int64_t c = 0; c < full_channels; c += c < wide_channels ? wide.lanes : narrow.lanes) {
       const float* x_block[3];
       for (int64_t r = 0; r < row_count; ++r) x_block[r] = x_rows[r] + c;
       (c < wide_channels ? wide_sweep : narrow_sweep)(x_block, w_first + c, bias ? bias + c : nullptr,

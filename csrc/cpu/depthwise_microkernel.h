@@ -78,10 +78,11 @@ using ThreeWideSweep = void (*)(const float* const* x_rows, const float* w, cons
                                 int64_t begin, int64_t end, Span unchecked, float* out);
 
 // One instruction set's microkernels: sweep(stride, rows) for stride 1 or 2 and 1-3 rows
-// inside the input; pixels(g, P, partial) for P <= kMostPixels pixels of g's window, a
-// partial block or not; stride_two_grad_input_row; plane_tap_gradients[taps - 1] for up to
-// kMostPlaneTaps taps; tap_gradients(rows, taps, block_lanes) for rows <= tile_rows, taps
-// <= tile_taps and block_lanes <= lanes.
+// inside the input; pixels(g, P, partial) for P <= most_pixels pixels of g's window, a
+// partial block or not (the tables' entries past most_pixels are empty);
+// stride_two_grad_input_row; plane_tap_gradients[taps - 1] for up to kMostPlaneTaps taps;
+// tap_gradients(rows, taps, block_lanes) for rows <= tile_rows, taps <= tile_taps and
+// block_lanes <= lanes.
 struct DepthwiseMicrokernelSet {
   static constexpr int kMostRows = 3, kMostTaps = 7, kMostPixels = 16;
   // most_pixels: output pixels a call of the pixels kernels, as many sums in flight as the

@@ -30,12 +30,17 @@ MICROKERNEL_TARGET __attribute__((always_inline)) inline void store_lanes(float*
   }
 }
 
+template <typename V>
+MICROKERNEL_TARGET __attribute__((always_inline)) inline typename V::Vec zeros() {
+  const float zero = 0.0f;
+  return V::broadcast(&zero);
+}
+
 // The block's bias, or zeros without one.
 template <typename V, bool kMasked>
 MICROKERNEL_TARGET __attribute__((always_inline)) inline typename V::Vec bias_or_zero(const float* bias,
                                                                                     typename V::Mask mask) {
-  const float zero = 0.0f;
-  return bias ? load_lanes<V, kMasked>(bias, mask) : V::broadcast(&zero);
+  return bias ? load_lanes<V, kMasked>(bias, mask) : zeros<V>();
 }
 
 // A pixels kernel's P sums, started at the bias, and stored at the end, pixels `channels`
@@ -193,14 +198,14 @@ MICROKERNEL_TARGET void sliding_pixels(const InputRows& x, const float* w, const
 template <typename V>
 MICROKERNEL_TARGET void stride_two_grad_input_row(const float* const* dy_rows, const float* const* w_rows, int count,
                                                   int64_t channels, int64_t out_w, int64_t in_w, float* out_row) {
+  // In locals: the stores may alias anything.
   const float* rows[2] = {dy_rows[0], count > 1 ? dy_rows[1] : nullptr};
   const float* taps[2] = {w_rows[0], count > 1 ? w_rows[1] : nullptr};
   const typename V::Mask tail = V::mask(static_cast<int>(channels % V::kLanes));
   const auto pixel_pair = [&](auto masked, int64_t m, int64_t c, bool next, bool odd)
                               MICROKERNEL_TARGET __attribute__((always_inline)) {
     constexpr bool kMasked = decltype(masked)::value;
-    const float zero = 0.0f;
-    typename V::Vec even = V::broadcast(&zero), odd_sum = even;
+    typename V::Vec even = zeros<V>(), odd_sum = even;
     for (int i = 0; i < count; ++i) {
       const float* a = rows[i] + m * channels + c;
       const float* t = taps[i] + c;
@@ -228,10 +233,9 @@ MICROKERNEL_TARGET void plane_tap_gradients(const float* grad_output, const floa
                                             int64_t x_row_step, int64_t out_h, int64_t out_w, float* sums) {
   int64_t offset[kTaps];
   typename V::Vec acc[kTaps];
-  const float zero = 0.0f;
   for (int i = 0; i < kTaps; ++i) {
     offset[i] = offsets[i];
-    acc[i] = V::broadcast(&zero);
+    acc[i] = zeros<V>();
   }
   const int64_t full = out_w / V::kLanes * V::kLanes;
   const typename V::Mask tail = V::mask(static_cast<int>(out_w - full));
