@@ -186,6 +186,12 @@ __attribute__((target("avx2"))) void transpose(const float* src, int64_t src_row
                                                float* dst, int64_t dst_row) {
   const int64_t block_rows = std::min(rows, kLanes);
   const __m256i row_lanes = first_lanes(block_rows);
+  // Fewer than 8 rows into a destination without gaps (dst_row == rows): a block's 8 columns
+  // are 8 * rows consecutive floats, put together in `packed` by overlapping stores and
+  // written out by whole vectors. Eight masked stores a block took twice as long as the
+  // 3-channel first layer's grad_weight microkernels (vmaskmovps stores are slow on AMD).
+  const bool dense_rows = rows < kLanes && dst_row == rows;
+  float packed[kLanes * kLanes + kLanes];
   for (int64_t i = 0; i < rows; i += kLanes) {
     const int64_t i0 = std::max<int64_t>(0, std::min(i, rows - kLanes));
     for (int64_t j = 0; j < cols; j += kLanes) {
@@ -195,6 +201,13 @@ __attribute__((target("avx2"))) void transpose(const float* src, int64_t src_row
         m[r] = r < block_rows ? _mm256_loadu_ps(src + (i0 + r) * src_row + j0) : _mm256_setzero_ps();
       }
       transpose8x8(m);
+      if (dense_rows) {
+        for (int q = 0; q < kLanes; ++q) _mm256_storeu_ps(packed + q * rows, m[q]);
+        for (int64_t v = 0; v < rows; ++v) {
+          _mm256_storeu_ps(dst + j0 * rows + v * kLanes, _mm256_loadu_ps(packed + v * kLanes));
+        }
+        continue;
+      }
       for (int q = 0; q < kLanes; ++q) {
         float* out = dst + (j0 + q) * dst_row + i0;
         if (block_rows == kLanes) {
