@@ -52,6 +52,18 @@ struct PlanarWeight {
   int64_t out, in, row, col;
 };
 
+// `count` items in as few tiles as tiles of `most` allow, of sizes that differ by one at
+// most (the wider first), not full tiles and a remainder: a tile of 2 pixels x 2 blocks has
+// 4 chains of dependent FMAs, too few to cover their latency (a row of 14 pixels as
+// 6 + 6 + 2: the 2 took a third as long as the 6s).
+struct EvenTiles {
+  int64_t tiles, base, wider;
+  EvenTiles(int64_t count, int64_t most)
+      : tiles((count + most - 1) / most), base(count / tiles), wider(count % tiles) {}
+  int64_t start(int64_t tile) const { return tile * base + std::min(tile, wider); }
+  int size(int64_t tile) const { return static_cast<int>(base + (tile < wider)); }
+};
+
 // The weight (K, C, R, S) of a dense convolution, contiguous NCHW or channels_last, read
 // where it lies with taps (r0 + r * row_step, s0 + s * col_step).
 PlanarWeight weight_taps(const at::Tensor& weight, int64_t r0, int64_t s0, int64_t row_step, int64_t col_step) {
@@ -345,12 +357,7 @@ void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tens
   const int last_lanes = static_cast<int>(g.out_channels - (blocks - 1) * lanes);
   const int64_t block_groups = (blocks + most_blocks - 1) / most_blocks;
   const int64_t rows = g.batch * g.out_h;
-  // A row in as few tiles as the widest tile allows, of sizes that differ by one at most,
-  // not full tiles and a remainder: a tile of 2 pixels x 2 blocks has 4 chains of dependent
-  // FMAs, too few to cover their latency (14 pixels as 6 + 6 + 2: the 2 took a third as
-  // long as the 6s).
-  const int64_t row_tiles = (g.out_w + most_pixels - 1) / most_pixels;
-  const int64_t tile_pixels = g.out_w / row_tiles, wider_tiles = g.out_w % row_tiles;
+  const EvenTiles row_tiles(g.out_w, most_pixels);
 
   const float* xp = x.const_data_ptr<float>();
   const float* wp = packed.const_data_ptr<float>() + (taps.row0 * pack_w + taps.col0) * c * lanes;
@@ -395,12 +402,10 @@ void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tens
           const int64_t n = task % rows / g.out_h, oh = task % rows % g.out_h;
           const float* x_row = xp + n * x.stride(0) + oh * g.stride_h * x_row_step + c0;
           float* y = y_row(task);
-          int64_t ow = 0;
-          for (int64_t tile = 0; tile < row_tiles; ++tile) {
-            const int pixels = static_cast<int>(tile_pixels + (tile < wider_tiles));
-            set.at(nblocks, pixels)(x_row + ow * st.pixel, w_chunk, init, y + ow * st.out_pixel, chunk_st,
-                                    tile_last_lanes);
-            ow += pixels;
+          for (int64_t tile = 0; tile < row_tiles.tiles; ++tile) {
+            const int64_t ow = row_tiles.start(tile);
+            set.at(nblocks, row_tiles.size(tile))(x_row + ow * st.pixel, w_chunk, init, y + ow * st.out_pixel,
+                                                  chunk_st, tile_last_lanes);
           }
         }
       }
@@ -820,14 +825,14 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
   // Per tap group (a tap, or a kernel row): pixel tiles x lane block pairs.
   const int64_t tap_groups = taps_as_pixels ? g.kernel_h : g.kernel_h * g.kernel_w;
   const int64_t pixels = taps_as_pixels ? g.kernel_w * c : k, lanes = taps_as_pixels ? k : c;
-  const int64_t pixel_tiles = (pixels + most_pixels - 1) / most_pixels;
+  const EvenTiles pixel_tiles(pixels, most_pixels);
   const int64_t blocks = (lanes + vector_lanes - 1) / vector_lanes;
   const int64_t block_groups = (blocks + most_blocks - 1) / most_blocks;
   const int last_lanes = static_cast<int>(lanes - (blocks - 1) * vector_lanes);
   const float* xp = x.const_data_ptr<float>();
   const float* gp = go.const_data_ptr<float>();
   float* sp = sums.mutable_data_ptr<float>();
-  const int64_t tasks = tap_groups * pixel_tiles * block_groups;
+  const int64_t tasks = tap_groups * pixel_tiles.tiles * block_groups;
   // Each thread owns a range of output tiles and sweeps the rows once for all of them
   // (row chunks outside, tiles inside): a sweep per tile would stream the whole input and
   // grad_output once per tile.
@@ -847,10 +852,10 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
                                  /*w_tap_row=*/go_row_floats, /*w_tap_col=*/0, /*w_step=*/k,
                                  /*out_pixel=*/k, /*kernel_h=*/rows, /*kernel_w=*/1, /*depth=*/g.out_w};
         for (int64_t task = begin; task < end; ++task) {
-          const int64_t block_group = task % block_groups, tile = task / block_groups % pixel_tiles;
-          const int64_t group = task / (block_groups * pixel_tiles);
-          const int64_t p0 = tile * most_pixels, lane0 = block_group * most_blocks * vector_lanes;
-          const int tile_pixels = static_cast<int>(std::min<int64_t>(most_pixels, pixels - p0));
+          const int64_t block_group = task % block_groups, tile = task / block_groups % pixel_tiles.tiles;
+          const int64_t group = task / (block_groups * pixel_tiles.tiles);
+          const int64_t p0 = pixel_tiles.start(tile), lane0 = block_group * most_blocks * vector_lanes;
+          const int tile_pixels = pixel_tiles.size(tile);
           const int nblocks = static_cast<int>(std::min<int64_t>(most_blocks, blocks - block_group * most_blocks));
           const int tile_last_lanes = block_group == block_groups - 1 ? last_lanes : static_cast<int>(vector_lanes);
           const Microkernel kernel = set.at(nblocks, tile_pixels);
