@@ -707,6 +707,36 @@ def test_conv2d_edge_geometry_matches_native(case, device):
                          lambda x, w, b, kw: cf.conv2d(x, w, b, groups=case.groups, **kw))
 
 
+# The CPU grad_weight splits the output rows over the threads where a thread's own sums
+# are smaller than the input and grad_output (first layers, 1x1 over large planes), else
+# the tiles of the sums: three threads split 2 images of 8 output rows mid-image.
+WEIGHT_GRADIENT_SPLITS = [  # (channels, out_channels, kernel, stride, padding, size, channels_last)
+    (3, 20, 3, 2, 1, (15, 17), False), (3, 20, 3, 2, 1, (15, 17), True), (3, 40, 7, 2, 3, (16, 30), True),
+    (16, 24, 1, 1, 0, (8, 10), True), (24, 40, 3, 1, 1, (8, 6), True), (64, 64, 3, 1, 1, (8, 5), True),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", WEIGHT_GRADIENT_SPLITS, ids=str)
+def test_grad_weight_split_over_threads_matches_native(case, threads, cpu_path):
+    channels, out_channels, kernel, stride, padding, size, channels_last = case
+    torch.manual_seed(channels * out_channels + kernel)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, channels, *size).contiguous(memory_format=memory_format)
+    w = torch.randn(out_channels, channels, kernel, kernel).contiguous(memory_format=memory_format)
+    params = ([stride] * 2, [padding] * 2, [1, 1], 1)
+    grad_out = torch.randn(F.conv2d(x, w, None, *params).shape).contiguous(memory_format=memory_format)
+    want = torch.ops.aten.convolution_backward(grad_out.double(), x.double(), w.double(), None, *params[:3], False,
+                                               [0, 0], 1, [False, True, False])[1]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = torch.ops.classic_ops.conv2d_grad_weight(grad_out, x, w, *params)
+    finally:
+        torch.set_num_threads(previous)
+    torch.testing.assert_close(got, want.float(), rtol=1e-4, atol=1e-3)
+
+
 def test_threads_calling_at_once_get_their_own_results():
     # The CPU kernels keep their large temporaries per calling thread between calls
     # (csrc/cpu/scratch.h): threads running different layers at once must not share them.

@@ -833,45 +833,73 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
   const float* gp = go.const_data_ptr<float>();
   float* sp = sums.mutable_data_ptr<float>();
   const int64_t tasks = tap_groups * pixel_tiles.tiles * block_groups;
-  // Each thread owns a range of output tiles and sweeps the rows once for all of them
-  // (row chunks outside, tiles inside): a sweep per tile would stream the whole input and
-  // grad_output once per tile.
-  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t n = 0; n < g.batch; ++n) {
-      for (int64_t oh0 = 0; oh0 < g.out_h; oh0 += chunk_rows) {
-        const int64_t rows = std::min(chunk_rows, g.out_h - oh0);
-        const float* init = n == 0 && oh0 == 0 ? kZeros : nullptr;
-        const float* go_rows = gp + (n * g.out_h + oh0) * go_row_floats;
-        const float* x_rows = xp + (n * padded_h + oh0 * g.stride_h) * padded_w * c;
-        const TileSteps go_pixels{/*pixel=*/1, /*tap_row=*/go_row_floats, /*tap_col=*/0, /*x_step=*/k,
-                                  /*block=*/vector_lanes, /*w_tap_row=*/x_row_floats, /*w_tap_col=*/0,
-                                  /*w_step=*/g.stride_w * c, /*out_pixel=*/taps * c, /*kernel_h=*/rows,
-                                  /*kernel_w=*/1, /*depth=*/g.out_w};
-        const TileSteps x_pixels{/*pixel=*/1, /*tap_row=*/x_row_floats, /*tap_col=*/0,
-                                 /*x_step=*/g.stride_w * c, /*block=*/vector_lanes,
-                                 /*w_tap_row=*/go_row_floats, /*w_tap_col=*/0, /*w_step=*/k,
-                                 /*out_pixel=*/k, /*kernel_h=*/rows, /*kernel_w=*/1, /*depth=*/g.out_w};
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t block_group = task % block_groups, tile = task / block_groups % pixel_tiles.tiles;
-          const int64_t group = task / (block_groups * pixel_tiles.tiles);
-          const int64_t p0 = pixel_tiles.start(tile), lane0 = block_group * most_blocks * vector_lanes;
-          const int tile_pixels = pixel_tiles.size(tile);
-          const int nblocks = static_cast<int>(std::min<int64_t>(most_blocks, blocks - block_group * most_blocks));
-          const int tile_last_lanes = block_group == block_groups - 1 ? last_lanes : static_cast<int>(vector_lanes);
-          const Microkernel kernel = set.at(nblocks, tile_pixels);
-          if (taps_as_pixels) {
-            // Kernel row `group`; pixel j = s * c + i is tap (group, s), input channel i.
-            kernel(x_rows + group * g.dilation_h * padded_w * c + p0, go_rows + lane0, init,
-                   sp + (group * pixels + p0) * k + lane0, x_pixels, tile_last_lanes);
-          } else {
-            const int64_t r = group / g.kernel_w, s = group % g.kernel_w;
-            kernel(go_rows + p0, x_rows + (r * g.dilation_h * padded_w + s * g.dilation_w) * c + lane0,
-                   init, sp + (p0 * taps + group) * c + lane0, go_pixels, tile_last_lanes);
-          }
+  // Sums tiles `tasks` over output rows [row_begin, row_end) (image-major) into `part`,
+  // starting it from zero, in chunks of rows (outside) that every tile (inside) sweeps: a
+  // sweep per tile would stream the whole input and grad_output once per tile.
+  const auto sum_rows = [&](int64_t row_begin, int64_t row_end, int64_t task_begin, int64_t task_end, float* part) {
+    for (int64_t row = row_begin; row < row_end;) {
+      const int64_t n = row / g.out_h, oh0 = row % g.out_h;
+      const int64_t rows = std::min({chunk_rows, g.out_h - oh0, row_end - row});
+      const float* init = row == row_begin ? kZeros : nullptr;
+      const float* go_rows = gp + row * go_row_floats;
+      const float* x_rows = xp + (n * padded_h + oh0 * g.stride_h) * padded_w * c;
+      const TileSteps go_pixels{/*pixel=*/1, /*tap_row=*/go_row_floats, /*tap_col=*/0, /*x_step=*/k,
+                                /*block=*/vector_lanes, /*w_tap_row=*/x_row_floats, /*w_tap_col=*/0,
+                                /*w_step=*/g.stride_w * c, /*out_pixel=*/taps * c, /*kernel_h=*/rows,
+                                /*kernel_w=*/1, /*depth=*/g.out_w};
+      const TileSteps x_pixels{/*pixel=*/1, /*tap_row=*/x_row_floats, /*tap_col=*/0,
+                               /*x_step=*/g.stride_w * c, /*block=*/vector_lanes,
+                               /*w_tap_row=*/go_row_floats, /*w_tap_col=*/0, /*w_step=*/k,
+                               /*out_pixel=*/k, /*kernel_h=*/rows, /*kernel_w=*/1, /*depth=*/g.out_w};
+      for (int64_t task = task_begin; task < task_end; ++task) {
+        const int64_t block_group = task % block_groups, tile = task / block_groups % pixel_tiles.tiles;
+        const int64_t group = task / (block_groups * pixel_tiles.tiles);
+        const int64_t p0 = pixel_tiles.start(tile), lane0 = block_group * most_blocks * vector_lanes;
+        const int tile_pixels = pixel_tiles.size(tile);
+        const int nblocks = static_cast<int>(std::min<int64_t>(most_blocks, blocks - block_group * most_blocks));
+        const int tile_last_lanes = block_group == block_groups - 1 ? last_lanes : static_cast<int>(vector_lanes);
+        const Microkernel kernel = set.at(nblocks, tile_pixels);
+        if (taps_as_pixels) {
+          // Kernel row `group`; pixel j = s * c + i is tap (group, s), input channel i.
+          kernel(x_rows + group * g.dilation_h * padded_w * c + p0, go_rows + lane0, init,
+                 part + (group * pixels + p0) * k + lane0, x_pixels, tile_last_lanes);
+        } else {
+          const int64_t r = group / g.kernel_w, s = group % g.kernel_w;
+          kernel(go_rows + p0, x_rows + (r * g.dilation_h * padded_w + s * g.dilation_w) * c + lane0, init,
+                 part + (p0 * taps + group) * c + lane0, go_pixels, tile_last_lanes);
         }
       }
+      row += rows;
     }
-  });
+  };
+  // Threads split the tiles and each sweeps all rows, or, where a thread's own copy of the
+  // sums (written, then read to be added) moves less than the input and grad_output that it
+  // would otherwise read whole, split the rows and add their sums at the end. Reading rows
+  // another core wrote costs a transfer between caches: MobileNet's 3x224x224 -> 32 3x3/2
+  // layer took as long on two threads as on one (its input padded by both, then read whole
+  // by each).
+  const int64_t sums_floats = taps * c * k, out_rows = g.batch * g.out_h;
+  const int64_t parts =
+      2 * sums_floats < x.numel() + go.numel() ? std::min<int64_t>(at::get_num_threads(), out_rows) : 1;
+  if (parts == 1) {
+    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) { sum_rows(0, out_rows, begin, end, sp); });
+  } else {
+    // Part 0 sums in place, the others into a buffer, added to it at the end.
+    const at::Tensor partial = scratch(Scratch::kPartialSums, {parts - 1, sums_floats});
+    float* pp = partial.mutable_data_ptr<float>();
+    at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t part = begin; part < end; ++part) {
+        sum_rows(part * out_rows / parts, (part + 1) * out_rows / parts, 0, tasks,
+                 part == 0 ? sp : pp + (part - 1) * sums_floats);
+      }
+    });
+    at::parallel_for(0, sums_floats, 4096, [&](int64_t begin, int64_t end) {
+      for (int64_t part = 1; part < parts; ++part) {
+        const float* from = pp + (part - 1) * sums_floats;
+        for (int64_t i = begin; i < end; ++i) sp[i] += from[i];
+      }
+    });
+  }
   if (!one_tap) unpack_tap_sums(sums, taps_as_pixels, grad_weight);
 }
 

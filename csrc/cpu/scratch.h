@@ -19,6 +19,7 @@ enum class Scratch {
   kPhase,         // stride phases of an input or grad_output
   kPackedFilter,  // a weight packed for the kernel that reads it
   kSums,          // partial sums, or an output with columns still to drop
+  kPartialSums,   // sums of a share of the work, to be added to kSums
   kCount
 };
 
