@@ -74,6 +74,10 @@ PlanarWeight weight_taps(const at::Tensor& weight, int64_t r0, int64_t s0, int64
 // out[lane] = src[lane * stride] for the first `lanes` of 8 lanes, zero in the others.
 __attribute__((target("avx2"))) void gather_lanes(const float* src, int32_t stride, int64_t lanes,
                                                   float* out) {
+  if (stride == 1) {  // one load, which a gather is not
+    _mm256_storeu_ps(out, _mm256_maskload_ps(src, first_lanes(lanes)));
+    return;
+  }
   const __m256i index =
       _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
   const __m256 mask = _mm256_castsi256_ps(first_lanes(lanes));
@@ -146,13 +150,36 @@ void pack_weight(const PlanarWeight& w, int64_t out_ch, const at::Tensor& packed
   TORCH_CHECK(w.out <= std::numeric_limits<int32_t>::max() / kLanes, "weight too large to pack: ", w.out,
               " floats per output channel");
   float* dst = packed.mutable_data_ptr<float>();
+  const int64_t taps = kernel_h * kernel_w;
+  const int64_t i_chunks = (in_ch + kLanes - 1) / kLanes;
+  if (w.out == 1) {
+    // Lanes one float apart (the grad_input filter of a 1x1 or a channels_last weight):
+    // plain loads, by chunks of 8 input channels whose weight lines are read in order,
+    // each block's lines for them written in a run. (Gathered a lane strip at a time down
+    // the weight, a 1024x1024x1x1 filter's pack took as long as its grad_input over 7x7
+    // planes; so, under half as long.)
+    at::parallel_for(0, i_chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t chunk = begin; chunk < end; ++chunk) {
+        const int64_t i0 = chunk * kLanes, i1 = std::min(in_ch, i0 + kLanes);
+        for (int64_t o0 = 0; o0 < blocks * lanes; o0 += kLanes) {
+          const int64_t valid = std::clamp<int64_t>(out_ch - o0, 0, kLanes);
+          float* block = dst + o0 / lanes * taps * in_ch * lanes + o0 % lanes;
+          for (int64_t tap = 0; tap < taps; ++tap) {
+            const float* line = w.base + tap / kernel_w * w.row + tap % kernel_w * w.col + o0;
+            for (int64_t i = i0; i < i1; ++i) {
+              gather_lanes(line + i * w.in, 1, valid, block + (tap * in_ch + i) * lanes);
+            }
+          }
+        }
+      }
+    });
+    return;
+  }
   // Where a lane's taps lie together in memory (a whole filter, flipped or not), whole
   // groups of 8 lanes go by transposes, else by a gather per tap. Tasks of 8 input channels
   // x 1 lane block, in the order of the packed layout, write each tap's lines whole and in
   // turn. (A 256x256x3x3 grad_input filter: 125 us with gathers in weight order, 82 us so.)
-  const int64_t taps = kernel_h * kernel_w;
   const bool contiguous_taps = (w.col == 1 || w.col == -1) && w.row == w.col * kernel_w && taps >= kLanes;
-  const int64_t i_chunks = (in_ch + kLanes - 1) / kLanes;
   at::parallel_for(0, blocks * i_chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t block = task / i_chunks, i0 = task % i_chunks * kLanes, i1 = std::min(in_ch, i0 + kLanes);
