@@ -13,16 +13,13 @@ const ConvKernels& conv_kernels(ConvRoute route, const ConvGeometry& g, const at
   return kernels_for(input).conv(route, g, input.scalar_type(), input.suggest_memory_format());
 }
 
-at::Tensor weight_for(const ConvKernels& kernels, const at::Tensor& weight) {
-  return kernels_for(weight).contiguous_weight(weight, kernels.weight_layout);
-}
-
-at::Tensor forward_weight(const ConvKernels& kernels, const at::Tensor& weight) {
-  if (kernels.forward_weight_in_either_layout &&
-      (weight.is_contiguous() || weight.is_contiguous(at::MemoryFormat::ChannelsLast))) {
+// The weight as a kernel reads it: as it is where the kernel takes `either_layout` and it
+// is contiguous in one, else contiguous in the kernels' weight_layout.
+at::Tensor weight_as_read(const ConvKernels& kernels, bool either_layout, const at::Tensor& weight) {
+  if (either_layout && (weight.is_contiguous() || weight.is_contiguous(at::MemoryFormat::ChannelsLast))) {
     return weight;
   }
-  return weight_for(kernels, weight);
+  return kernels_for(weight).contiguous_weight(weight, kernels.weight_layout);
 }
 
 at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor& input,
@@ -36,7 +33,7 @@ at::Tensor run_forward(ConvRoute route, const ConvGeometry& g, const at::Tensor&
     const at::Tensor bias_contiguous =
         bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
     const at::Tensor x = input.contiguous(kernels.forward_layout);
-    const at::Tensor w = forward_weight(kernels, weight);
+    const at::Tensor w = weight_as_read(kernels, kernels.forward_weight_in_either_layout, weight);
     if (relu && kernels.forward_relu != nullptr) {
       kernels.forward_relu(x, w, bias_contiguous, output, g);
     } else {
@@ -87,8 +84,8 @@ at::Tensor conv2d_grad_input(const at::Tensor& grad_output, const at::Tensor& in
   const ConvKernels& kernels = conv_kernels(route_conv2d(g), g, input);
   at::Tensor grad_input = kernels_for(input).empty(input.sizes(), input.options(), kernels.backward_layout);
   if (grad_input.numel() > 0) {
-    kernels.grad_input(grad_output.contiguous(kernels.backward_layout), weight_for(kernels, weight),
-                       grad_input, g);
+    kernels.grad_input(grad_output.contiguous(kernels.backward_layout),
+                       weight_as_read(kernels, kernels.grad_input_weight_in_either_layout, weight), grad_input, g);
   }
   return grad_input.contiguous(conv2d_output_format(input, weight));
 }

@@ -4,7 +4,8 @@
 //
 // Convolution kernels see the forward pass's input and output contiguous in their
 // forward_layout, the weight contiguous in weight_layout (the forward pass's, where
-// forward_weight_in_either_layout, in whichever of the two formats it is, if either), and
+// forward_weight_in_either_layout, grad_input's where grad_input_weight_in_either_layout,
+// in whichever of the two formats it is, if either), and
 // grad_output, input and the gradients of the backward passes contiguous in
 // backward_layout, but grad_weight in weight_layout or, where grad_weight_in_either_layout,
 // the format returned (each NCHW or channels_last; a channels_last weight is the
@@ -41,6 +42,8 @@ struct ConvKernels {
   // where it is contiguous in either format, rather than a copy in weight_layout (which the
   // CPU backend keeps in its weight cache and compares with the weight on every call).
   bool forward_weight_in_either_layout = false;
+  // The same for grad_input.
+  bool grad_input_weight_in_either_layout = false;
 };
 
 struct MaxPoolKernels {

@@ -474,17 +474,21 @@ CHANNELS_LAST_BACKWARD = [
     (12, 20, 1, (3, 3), 2, 1, 1), (16, 8, 1, (3, 3), 1, 1, 2), (3, 16, 1, (3, 3), 2, 1, 1),
     (9, 9, 1, (5, 5), 1, 2, 1), (8, 12, 1, (3, 3), 1, 5, 2), (16, 24, 1, (1, 1), 1, 0, 1),
     (17, 9, 1, (1, 1), 3, 0, 1), (384, 384, 1, (3, 3), 1, 1, 1),
+    (32, 48, 1, (3, 3), 2, 1, 1), (48, 16, 1, (3, 5), (2, 1), (1, 2), 1),
 ]
 
 
+# A channels_last weight: the CPU dense grad_input reads it in place where its input
+# channels fill whole vectors (16, 384), else packs it.
+@pytest.mark.parametrize("weight_format", [torch.contiguous_format, torch.channels_last], ids=["w_nchw", "w_cl"])
 @pytest.mark.parametrize("size", [(11, 10), (33, 40)], ids=["small", "1320_pixels"])
 @pytest.mark.parametrize("case", CHANNELS_LAST_BACKWARD, ids=str)
-def test_channels_last_backward_matches_native_and_stays_channels_last(case, size, cpu_path):
+def test_channels_last_backward_matches_native_and_stays_channels_last(case, size, weight_format, cpu_path):
     channels, out_channels, groups, kernel, stride, padding, dilation = case
     torch.manual_seed(channels * out_channels + size[0])
     cl = torch.channels_last
     x = torch.randn(2, channels, *size).contiguous(memory_format=cl)
-    w = torch.randn(out_channels, channels // groups, *kernel)
+    w = torch.randn(out_channels, channels // groups, *kernel).contiguous(memory_format=weight_format)
     kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     grad_out = torch.randn(F.conv2d(x, w, **kwargs).shape).contiguous(memory_format=cl)
     # A float64 reference: the 384-channel case sums 3456 products per grad_input element.

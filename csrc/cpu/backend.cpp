@@ -20,11 +20,11 @@ void grad_input_avx2_or(const at::Tensor& grad_output, const at::Tensor& weight,
                         const at::Tensor& grad_input, const ConvGeometry& g) {
   if (avx2(grad_output, weight, grad_input, g)) return;
   if (grad_input.is_contiguous()) {
-    reference(grad_output.contiguous(), weight, grad_input, g);
+    reference(grad_output.contiguous(), cpu::cached_contiguous(weight), grad_input, g);
     return;
   }
   const at::Tensor nchw = at::empty(grad_input.sizes(), grad_input.options());
-  reference(grad_output.contiguous(), weight, nchw, g);
+  reference(grad_output.contiguous(), cpu::cached_contiguous(weight), nchw, g);
   grad_input.copy_(nchw);
 }
 
@@ -45,7 +45,8 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   // The channels_last sets run their backward passes over channels_last tensors too (the
   // AVX2 grad_input and grad_weight kernels take either layout), so a channels_last model
   // converts nothing: through NCHW, ATen's transposing copies of grad_output, input and
-  // grad_input took most of a MobileNet layer's backward time.
+  // grad_input took most of a MobileNet layer's backward time. The dense grad_input reads
+  // a channels_last weight in place (cpu::dense_conv2d_grad_input_avx2).
   static const ConvKernels dense_avx2 = {
       kChannelsLast,
       cpu::dense_conv2d_forward_avx2,
@@ -54,7 +55,9 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
       /*forward_relu=*/nullptr,
       /*weight_layout=*/kNCHW,
       /*backward_layout=*/kChannelsLast,
-      /*grad_weight_in_either_layout=*/true};
+      /*grad_weight_in_either_layout=*/true,
+      /*forward_weight_in_either_layout=*/false,
+      /*grad_input_weight_in_either_layout=*/true};
   constexpr auto depthwise_grad_input =
       grad_input_avx2_or<cpu::depthwise_conv2d_grad_input_avx2, cpu::grouped_conv2d_grad_input>;
   static const ConvKernels depthwise_avx2 = {kChannelsLast,
@@ -79,9 +82,8 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
   static const ConvKernels pointwise_nchw_avx2 = {kNCHW, cpu::dense_conv2d_forward_planar_avx2,
                                                   pointwise_avx2.grad_input,
                                                   pointwise_avx2.grad_weight};
-  // The planar forward kernel reads the weight where it lies, either format. (grad_input
-  // takes an NCHW one: gathered from a channels_last weight, a step's 6 coefficients of a tap
-  // come a line each, and ResNet-18's 512x7x7 -> 512 took 3.6 against 3.0 ms, 2 threads.)
+  // The planar forward kernel reads the weight where it lies, either format, and so does
+  // grad_input (whose planar phases read an NCHW copy, kept in the weight cache).
   static const ConvKernels dense_planar_avx2 = {kNCHW,
                                                 cpu::dense_conv2d_forward_planar_avx2,
                                                 dense_avx2.grad_input,
@@ -90,7 +92,8 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                                 /*weight_layout=*/kNCHW,
                                                 /*backward_layout=*/kNCHW,
                                                 /*grad_weight_in_either_layout=*/true,
-                                                /*forward_weight_in_either_layout=*/true};
+                                                /*forward_weight_in_either_layout=*/true,
+                                                /*grad_input_weight_in_either_layout=*/true};
   // The planar set for channels_last tensors: forward through NCHW copies (small: it serves
   // short rows), backward over channels_last tensors as the channels_last set (whose
   // grad_input takes the planar kernel for these geometries too). ResNet-18's 512x7x7 -> 512
@@ -109,7 +112,9 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
                                               /*forward_relu=*/nullptr,
                                               /*weight_layout=*/kNCHW,
                                               /*backward_layout=*/kNCHW,
-                                              /*grad_weight_in_either_layout=*/true};
+                                              /*grad_weight_in_either_layout=*/true,
+                                              /*forward_weight_in_either_layout=*/false,
+                                              /*grad_input_weight_in_either_layout=*/true};
   const bool avx2 = dtype == at::kFloat && cpu::use_avx2();
   const bool nchw = input_format == at::MemoryFormat::Contiguous;
   switch (route) {
@@ -141,8 +146,7 @@ const ConvKernels& select_conv(ConvRoute route, const ConvGeometry& g, at::Scala
 // layer took 3.6 instead of 1.7 ms so).
 at::Tensor contiguous_weight(const at::Tensor& weight, at::MemoryFormat format) {
   TORCH_INTERNAL_ASSERT(format == kNCHW, "the CPU kernels take NCHW weights");
-  if (weight.is_contiguous()) return weight;
-  return cpu::cached_pack(weight, cpu::PackedLayout::kContiguous, [](const at::Tensor& w) { return w.contiguous(); });
+  return cpu::cached_contiguous(weight);
 }
 
 // Results above 32 MB go on transparent huge pages. glibc maps blocks that large afresh on

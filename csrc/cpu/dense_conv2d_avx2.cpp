@@ -368,40 +368,58 @@ at::Tensor padded_nhwc(const at::Tensor& input, const ConvGeometry& g, Scratch u
   return buffer.narrow(0, 0, count).view({g.batch, h, w, c});
 }
 
-// Which taps of a packed weight a convolution uses: tap (r, s) of the convolution is
-// (row0 + r * row_step, col0 + s * col_step) of the pack. All of them by default; a stride
+// Which taps of a filter a convolution uses: tap (r, s) of the convolution is
+// (row0 + r * row_step, col0 + s * col_step) of the filter. All of them by default; a stride
 // phase of grad_input uses every stride-th of the flipped filter.
-struct PackedTaps {
+struct FilterTaps {
   int64_t row0 = 0, col0 = 0, row_step = 1, col_step = 1;
 };
 
+// Where forward_dense reads its weight: the vector of `lanes` output channels of block b,
+// for tap (r, s) and input channel i, at base + b * block + r * tap_row + s * tap_col +
+// i * step, `blocks` vectors across the output channels.
+struct WeightPanel {
+  const float* base;
+  int64_t blocks, lanes, block, tap_row, tap_col, step;
+};
+
+// A weight packed by pack_weight (packed_sizes' layout), at `taps`.
+WeightPanel packed_panel(const at::Tensor& packed, const FilterTaps& taps = {}) {
+  const int64_t lanes = packed.size(4), pack_w = packed.size(2), c = packed.size(3);
+  return {packed.const_data_ptr<float>() + (taps.row0 * pack_w + taps.col0) * c * lanes,
+          packed.size(0),
+          lanes,
+          packed.size(1) * pack_w * c * lanes,
+          taps.row_step * pack_w * c * lanes,
+          taps.col_step * c * lanes,
+          lanes};
+}
+
 // The convolution g of `x`, its input as NHWC (N, H, W, C) with the padding in place
 // (padded_nhwc; pixels and channels contiguous, rows and images at any strides), into
-// `output` (N, K, H, W) at any strides; `packed` holds its weight as pack_weight lays it
-// out, at `taps`, in vectors of as many lanes as one of the microkernel sets. Where
+// `output` (N, K, H, W) at any strides; `w` is where its weight lies, in vectors of as many
+// lanes as one of the microkernel sets. Where
 // output's channels are not contiguous (NCHW, or a stride phase of it), each task's row
 // tile goes through a buffer of one row that stays in L1 and is written out from there: a
 // whole channels_last result written and then converted cost another pass over memory
 // (VGG-16's 64x224x224 layer: 12.8 MB written, read, written).
-void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& bias,
-                   const at::Tensor& output, const ConvGeometry& g, const PackedTaps& taps = {}) {
+void forward_dense(const at::Tensor& x, const WeightPanel& w, const at::Tensor& bias, const at::Tensor& output,
+                   const ConvGeometry& g) {
   TORCH_INTERNAL_ASSERT(x.stride(3) == 1 && x.stride(2) == g.in_channels);
-  const int64_t blocks = packed.size(0), lanes = packed.size(4);
+  const int64_t blocks = w.blocks, lanes = w.lanes;
   const MicrokernelSet& set = lanes == kAvx512Tile.lanes ? kAvx512Microkernels : kAvx2Microkernels;
   TORCH_INTERNAL_ASSERT(set.tile.lanes == lanes);
   const int most_pixels = set.tile.pixels, most_blocks = set.tile.blocks;
-  at::Tensor bias_padded = at::zeros({blocks * lanes}, packed.options());
+  at::Tensor bias_padded = at::zeros({blocks * lanes}, output.options());
   if (bias.defined()) bias_padded.narrow(0, 0, g.out_channels).copy_(bias);
 
   const bool lanes_contiguous = output.stride(1) == 1;
   const int64_t row_channels = most_blocks * lanes;  // a buffered row's floats per pixel
-  const int64_t c = g.in_channels, pack_w = packed.size(2), x_row_step = x.stride(1);
+  const int64_t c = g.in_channels, x_row_step = x.stride(1);
   const TileSteps st{/*pixel=*/g.stride_w * c, /*tap_row=*/g.dilation_h * x_row_step,
-                     /*tap_col=*/g.dilation_w * c, /*x_step=*/1,
-                     /*block=*/packed.size(1) * pack_w * c * lanes,
-                     /*w_tap_row=*/taps.row_step * pack_w * c * lanes,
-                     /*w_tap_col=*/taps.col_step * c * lanes,
-                     /*w_step=*/lanes, /*out_pixel=*/lanes_contiguous ? output.stride(3) : row_channels,
+                     /*tap_col=*/g.dilation_w * c, /*x_step=*/1, /*block=*/w.block, /*w_tap_row=*/w.tap_row,
+                     /*w_tap_col=*/w.tap_col, /*w_step=*/w.step,
+                     /*out_pixel=*/lanes_contiguous ? output.stride(3) : row_channels,
                      g.kernel_h, g.kernel_w, /*depth=*/c};
   const int last_lanes = static_cast<int>(g.out_channels - (blocks - 1) * lanes);
   const int64_t block_groups = (blocks + most_blocks - 1) / most_blocks;
@@ -409,7 +427,7 @@ void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tens
   const EvenTiles row_tiles(g.out_w, most_pixels);
 
   const float* xp = x.const_data_ptr<float>();
-  const float* wp = packed.const_data_ptr<float>() + (taps.row0 * pack_w + taps.col0) * c * lanes;
+  const float* wp = w.base;
   const float* bp = bias_padded.const_data_ptr<float>();
   float* yp = output.mutable_data_ptr<float>();
 
@@ -446,7 +464,7 @@ void forward_dense(const at::Tensor& x, const at::Tensor& packed, const at::Tens
         chunk_st.depth = std::min(chunk_channels, c - c0);
         // The first chunk starts from the bias, the others from the sums so far.
         const float* init = c0 == 0 ? bp + block0 * lanes : nullptr;
-        const float* w_chunk = wp + block0 * st.block + c0 * lanes;
+        const float* w_chunk = wp + block0 * st.block + c0 * st.w_step;
         for (int64_t task = first; task < last; ++task) {
           const int64_t n = task % rows / g.out_h, oh = task % rows % g.out_h;
           const float* x_row = xp + n * x.stride(0) + oh * g.stride_h * x_row_step + c0;
@@ -654,6 +672,31 @@ at::Tensor pack_flipped(const at::Tensor& weight, const ConvGeometry& g) {
   return packed;
 }
 
+// The filter of grad_input at `taps` (of the flipped filter), for the channels_last
+// kernel: read in place from a weight whose input channels are contiguous (channels_last;
+// the flipped filter's lanes) in whole vectors, else packed (once per call, into
+// `packed`). In place, a channels_last model's grad_input neither copies its weight to NCHW
+// (and compares the copy with the weight on every call) nor packs it: 9 MB each for a
+// 512x512x3x3 weight. 1x1 weights are packed all the same: rows of 1024 channels lie 4 KB
+// apart, and a tile's vectors of them would share a few cache sets.
+WeightPanel flipped_panel(const at::Tensor& weight, const ConvGeometry& g, const FilterTaps& taps,
+                          at::Tensor& packed) {
+  const int64_t lanes = widest_microkernels().tile.lanes;
+  const bool one_tap = g.kernel_h == 1 && g.kernel_w == 1;
+  if (weight.stride(1) == 1 && g.in_channels % lanes == 0 && !one_tap) {
+    const int64_t row = weight.stride(2), col = weight.stride(3);
+    return {weight.const_data_ptr<float>() + (g.kernel_h - 1 - taps.row0) * row + (g.kernel_w - 1 - taps.col0) * col,
+            g.in_channels / lanes,
+            lanes,
+            lanes,
+            -taps.row_step * row,
+            -taps.col_step * col,
+            weight.stride(0)};
+  }
+  if (!packed.defined()) packed = pack_flipped(weight, g);
+  return packed_panel(packed, taps);
+}
+
 // grad_input of a dense convolution with unit dilation, phase by phase of the stride (one
 // phase for stride 1; grad_input_as_forward.h). Phases of convolutions with 8 input
 // channels or more (a lane block) go through the channels_last kernel where the convolution
@@ -677,7 +720,7 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
   const at::Tensor zeros = planar_bias(at::Tensor(), g.in_channels, grad_input.options());
   // For the channels_last phases: the filter, and grad_output as NHWC padded so that each
   // phase's input is a window of it, made once for all of them.
-  at::Tensor flipped, padded;
+  at::Tensor flipped, padded, nchw_weight;
   ConvGeometry padding = g;
   padding.in_channels = g.out_channels, padding.in_h = g.out_h, padding.in_w = g.out_w;
   padding.pad_h = phase_window_padding(g.in_h, g.out_h, g.kernel_h, g.stride_h, g.pad_h);
@@ -688,16 +731,13 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
     const bool planar =
         !pointwise && t.out_channels >= kLanes ? !strided && prefers_planar(t) : !channels_last;
     if (!planar) {
-      if (!flipped.defined()) {
-        flipped = pack_flipped(weight, g);
-        padded = padded_nhwc(grad_output, padding, Scratch::kGradOutput);
-      }
+      if (!padded.defined()) padded = padded_nhwc(grad_output, padding, Scratch::kGradOutput);
       // The phase's tap j is flipped tap (last phase tap's) + j * stride.
-      const PackedTaps taps{g.kernel_h - 1 - ph.tap0 - (ph.taps - 1) * g.stride_h,
+      const FilterTaps taps{g.kernel_h - 1 - ph.tap0 - (ph.taps - 1) * g.stride_h,
                             g.kernel_w - 1 - pw.tap0 - (pw.taps - 1) * g.stride_w, g.stride_h, g.stride_w};
       const at::Tensor window =
           padded.narrow(1, padding.pad_h + ph.shift, t.in_h).narrow(2, padding.pad_w + pw.shift, t.in_w);
-      forward_dense(window, flipped, at::Tensor(), phase_input, t, taps);
+      forward_dense(window, flipped_panel(weight, g, taps, flipped), at::Tensor(), phase_input, t);
       return;
     }
     // A 1x1 phase with as many rows and columns as grad_output is all of it, and reads it
@@ -710,7 +750,11 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
         whole ? grad_output
               : phase_grad_output(grad_output, g, ph, pw, slack,
                                   scratch(Scratch::kPhase, {t.batch * t.in_channels * t.in_h * t.in_w + slack}));
-    planar_conv(planes, phase_weight(weight, g, ph, pw), zeros.const_data_ptr<float>(), phase_input, t);
+    // The planar kernel broadcasts the coefficients of a step one by one, which from a
+    // channels_last weight come a cache line each (ResNet-18's 512x7x7 -> 512: 3.6 against
+    // 3.0 ms, 2 threads): it reads an NCHW copy.
+    if (!nchw_weight.defined()) nchw_weight = cached_contiguous(weight);
+    planar_conv(planes, phase_weight(nchw_weight, g, ph, pw), zeros.const_data_ptr<float>(), phase_input, t);
   });
 }
 
@@ -828,7 +872,7 @@ bool dense_conv2d_grad_input_avx2(const at::Tensor& grad_output, const at::Tenso
   if (!grad_input_as_forward_applies(g)) return false;
   const ConvGeometry t = stride1_grad_input_as_forward(with_unit_stride(g));
   forward_dense(padded_nhwc(spread_by_stride(grad_output, g, at::MemoryFormat::ChannelsLast), t, Scratch::kGradOutput),
-                pack_flipped(weight, g), at::Tensor(), grad_input, t);
+                packed_panel(pack_flipped(weight, g)), at::Tensor(), grad_input, t);
   return true;
 }
 
@@ -966,7 +1010,7 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
   });
   // NCHW input (the NCHW route) is transposed here, row by row, and NCHW output written by
   // forward_dense from rows in L1, rather than both converted by the op layer's copies.
-  forward_dense(padded_nhwc(input, g, Scratch::kInput), packed, bias, output, g);
+  forward_dense(padded_nhwc(input, g, Scratch::kInput), packed_panel(packed), bias, output, g);
 }
 
 }  // namespace classic_ops::cpu

@@ -75,4 +75,9 @@ at::Tensor cached_pack(const at::Tensor& weight, PackedLayout layout,
   return packed;
 }
 
+at::Tensor cached_contiguous(const at::Tensor& weight) {
+  if (weight.is_contiguous()) return weight;
+  return cached_pack(weight, PackedLayout::kContiguous, [](const at::Tensor& w) { return w.contiguous(); });
+}
+
 }  // namespace classic_ops::cpu

@@ -25,4 +25,8 @@ enum class PackedLayout {
 at::Tensor cached_pack(const at::Tensor& weight, PackedLayout layout,
                        const std::function<at::Tensor(const at::Tensor&)>& pack);
 
+// The weight as a contiguous NCHW tensor: itself, or its copy kept in the cache (layout
+// kContiguous), which the CPU kernels' own packs of it are keyed by in turn.
+at::Tensor cached_contiguous(const at::Tensor& weight);
+
 }  // namespace classic_ops::cpu
