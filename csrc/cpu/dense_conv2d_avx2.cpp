@@ -189,9 +189,9 @@ void pack_weight(const PlanarWeight& w, int64_t out_ch, const at::Tensor& packed
   // Where a lane's taps lie together in memory (a whole filter, flipped or not), or its
   // input channels (a 1x1 or channels_last one: gathered, a 1024x1024x1x1 pack took 80% as
   // long as its forward over 7x7 planes), whole groups of 8 lanes go by transposes, else by
-  // a gather per tap. Tasks of 8 input channels
-  // x 1 lane block, in the order of the packed layout, write each tap's lines whole and in
-  // turn. (A 256x256x3x3 grad_input filter: 125 us with gathers in weight order, 82 us so.)
+  // a gather per tap. Tasks of 8 input channels x 1 lane block, in the order of the packed
+  // layout, write each tap's lines whole and in turn. (A 256x256x3x3 grad_input filter:
+  // 125 us with gathers in weight order, 82 us so.)
   const bool contiguous_taps = (w.col == 1 || w.col == -1) && w.row == w.col * kernel_w && taps >= kLanes;
   at::parallel_for(0, blocks * i_chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -398,11 +398,11 @@ WeightPanel packed_panel(const at::Tensor& packed, const FilterTaps& taps = {}) 
 // The convolution g of `x`, its input as NHWC (N, H, W, C) with the padding in place
 // (padded_nhwc; pixels and channels contiguous, rows and images at any strides), into
 // `output` (N, K, H, W) at any strides; `w` is where its weight lies, in vectors of as many
-// lanes as one of the microkernel sets. Where
-// output's channels are not contiguous (NCHW, or a stride phase of it), each task's row
-// tile goes through a buffer of one row that stays in L1 and is written out from there: a
-// whole channels_last result written and then converted cost another pass over memory
-// (VGG-16's 64x224x224 layer: 12.8 MB written, read, written).
+// lanes as one of the microkernel sets. Where output's channels are not contiguous (NCHW,
+// or a stride phase of it), each task's row tile goes through a buffer of one row that
+// stays in L1 and is written out from there: a whole channels_last result written and then
+// converted cost another pass over memory (VGG-16's 64x224x224 layer: 12.8 MB written,
+// read, written).
 void forward_dense(const at::Tensor& x, const WeightPanel& w, const at::Tensor& bias, const at::Tensor& output,
                    const ConvGeometry& g) {
   TORCH_INTERNAL_ASSERT(x.stride(3) == 1 && x.stride(2) == g.in_channels);
