@@ -139,15 +139,47 @@ __attribute__((target("avx2"))) void transpose_taps(const float* first, int64_t 
   }
 }
 
-// out[q * out_step + lane] = src[lane * lane_stride + q] for 8 lanes and q < 8: one 8x8
-// transpose, for weights whose lanes' input channels lie together (a 1x1 or a
-// channels_last weight, packed for the forward kernel).
-__attribute__((target("avx2"))) void transpose_channels(const float* src, int64_t lane_stride, float* out,
-                                                        int64_t out_step) {
-  __m256 m[kLanes];
-  for (int lane = 0; lane < kLanes; ++lane) m[lane] = _mm256_loadu_ps(src + lane * lane_stride);
-  transpose8x8(m);
-  for (int q = 0; q < kLanes; ++q) _mm256_storeu_ps(out + q * out_step, m[q]);
+// dst[j * dst_row + i] = src[i * src_row + j] for i < rows and j < cols, cols at least 8:
+// 8x8 transposes, the last block along each overlapping the one before; fewer than 8 rows
+// (a first layer's 3 channels) fill the rest of their block with zeros and store `rows`
+// lanes (element by element, NCHW -> NHWC of MobileNet's 3x224x224 input took a quarter as
+// long as the convolution after it).
+__attribute__((target("avx2"))) void transpose(const float* src, int64_t src_row, int64_t rows, int64_t cols,
+                                               float* dst, int64_t dst_row) {
+  const int64_t block_rows = std::min(rows, kLanes);
+  const __m256i row_lanes = first_lanes(block_rows);
+  // Fewer than 8 rows into a destination without gaps (dst_row == rows): a block's 8 columns
+  // are 8 * rows consecutive floats, put together in `packed` by overlapping stores and
+  // written out by whole vectors. Eight masked stores a block took twice as long as the
+  // 3-channel first layer's grad_weight microkernels (vmaskmovps stores are slow on AMD).
+  const bool dense_rows = rows < kLanes && dst_row == rows;
+  float packed[kLanes * kLanes + kLanes];
+  for (int64_t i = 0; i < rows; i += kLanes) {
+    const int64_t i0 = std::max<int64_t>(0, std::min(i, rows - kLanes));
+    for (int64_t j = 0; j < cols; j += kLanes) {
+      const int64_t j0 = std::min(j, cols - kLanes);
+      __m256 m[kLanes];
+      for (int r = 0; r < kLanes; ++r) {
+        m[r] = r < block_rows ? _mm256_loadu_ps(src + (i0 + r) * src_row + j0) : _mm256_setzero_ps();
+      }
+      transpose8x8(m);
+      if (dense_rows) {
+        for (int q = 0; q < kLanes; ++q) _mm256_storeu_ps(packed + q * rows, m[q]);
+        for (int64_t v = 0; v < rows; ++v) {
+          _mm256_storeu_ps(dst + j0 * rows + v * kLanes, _mm256_loadu_ps(packed + v * kLanes));
+        }
+        continue;
+      }
+      for (int q = 0; q < kLanes; ++q) {
+        float* out = dst + (j0 + q) * dst_row + i0;
+        if (block_rows == kLanes) {
+          _mm256_storeu_ps(out, m[q]);
+        } else {
+          _mm256_maskstore_ps(out, row_lanes, m[q]);
+        }
+      }
+    }
+  }
 }
 
 // The weight as the channels_last microkernel reads it, (ceil(O / L), R, S, I, L) for
@@ -204,8 +236,8 @@ void pack_weight(const PlanarWeight& w, int64_t out_ch, const at::Tensor& packed
         if (w.in == 1 && group_lanes == kLanes && i1 - i0 == kLanes) {
           for (int64_t r = 0; r < kernel_h; ++r) {
             for (int64_t s = 0; s < kernel_w; ++s) {
-              transpose_channels(src + i0 + r * w.row + s * w.col, w.out,
-                                 out + ((r * kernel_w + s) * in_ch + i0) * lanes, lanes);
+              transpose(src + i0 + r * w.row + s * w.col, w.out, kLanes, kLanes,
+                        out + ((r * kernel_w + s) * in_ch + i0) * lanes, lanes);
             }
           }
           continue;
@@ -236,49 +268,6 @@ std::vector<int64_t> packed_sizes(int64_t out_ch, int64_t in_ch, int64_t kernel_
 // The microkernels the kernels run: the widest set the CPU has.
 const MicrokernelSet& widest_microkernels() {
   return use_avx512() ? kAvx512Microkernels : kAvx2Microkernels;
-}
-
-// dst[j * dst_row + i] = src[i * src_row + j] for i < rows and j < cols, cols at least 8:
-// 8x8 transposes, the last block along each overlapping the one before; fewer than 8 rows
-// (a first layer's 3 channels) fill the rest of their block with zeros and store `rows`
-// lanes (element by element, NCHW -> NHWC of MobileNet's 3x224x224 input took a quarter as
-// long as the convolution after it).
-__attribute__((target("avx2"))) void transpose(const float* src, int64_t src_row, int64_t rows, int64_t cols,
-                                               float* dst, int64_t dst_row) {
-  const int64_t block_rows = std::min(rows, kLanes);
-  const __m256i row_lanes = first_lanes(block_rows);
-  // Fewer than 8 rows into a destination without gaps (dst_row == rows): a block's 8 columns
-  // are 8 * rows consecutive floats, put together in `packed` by overlapping stores and
-  // written out by whole vectors. Eight masked stores a block took twice as long as the
-  // 3-channel first layer's grad_weight microkernels (vmaskmovps stores are slow on AMD).
-  const bool dense_rows = rows < kLanes && dst_row == rows;
-  float packed[kLanes * kLanes + kLanes];
-  for (int64_t i = 0; i < rows; i += kLanes) {
-    const int64_t i0 = std::max<int64_t>(0, std::min(i, rows - kLanes));
-    for (int64_t j = 0; j < cols; j += kLanes) {
-      const int64_t j0 = std::min(j, cols - kLanes);
-      __m256 m[kLanes];
-      for (int r = 0; r < kLanes; ++r) {
-        m[r] = r < block_rows ? _mm256_loadu_ps(src + (i0 + r) * src_row + j0) : _mm256_setzero_ps();
-      }
-      transpose8x8(m);
-      if (dense_rows) {
-        for (int q = 0; q < kLanes; ++q) _mm256_storeu_ps(packed + q * rows, m[q]);
-        for (int64_t v = 0; v < rows; ++v) {
-          _mm256_storeu_ps(dst + j0 * rows + v * kLanes, _mm256_loadu_ps(packed + v * kLanes));
-        }
-        continue;
-      }
-      for (int q = 0; q < kLanes; ++q) {
-        float* out = dst + (j0 + q) * dst_row + i0;
-        if (block_rows == kLanes) {
-          _mm256_storeu_ps(out, m[q]);
-        } else {
-          _mm256_maskstore_ps(out, row_lanes, m[q]);
-        }
-      }
-    }
-  }
 }
 
 // dst[a * dst_a + b * dst_b] = src[a * src_a + b * src_b] for a < rows, b < cols: the
