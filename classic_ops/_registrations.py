@@ -6,6 +6,8 @@ import torch
 from torch._prims_common import suggest_memory_format
 from torch.utils.flop_counter import conv_flop_count, register_flop_formula
 
+from ._dispatch import call
+
 ops = torch.ops.classic_ops
 
 
@@ -130,9 +132,9 @@ def _register_conv_autograd(op_name):
             grad = grad * (relu_output > 0)
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_input = ops.conv2d_grad_input(grad, input, weight, *ctx.params)
+            grad_input = call(ops.conv2d_grad_input.default, grad, input, weight, *ctx.params)
         if ctx.needs_input_grad[1]:
-            grad_weight = ops.conv2d_grad_weight(grad, input, weight, *ctx.params)
+            grad_weight = call(ops.conv2d_grad_weight.default, grad, input, weight, *ctx.params)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum((0, 2, 3))
         return (grad_input, grad_weight, grad_bias) + (None,) * (ctx.num_inputs - 3)
@@ -156,9 +158,9 @@ def _grad_input_backward(ctx, grad_grad_input):
     grad_output, _, weight = ctx.saved_tensors
     d_grad_output = d_weight = None
     if ctx.needs_input_grad[0]:
-        d_grad_output = ops.conv2d(grad_grad_input, weight, None, *ctx.params)
+        d_grad_output = call(ops.conv2d.default, grad_grad_input, weight, None, *ctx.params)
     if ctx.needs_input_grad[2]:
-        d_weight = ops.conv2d_grad_weight(grad_output, grad_grad_input, weight, *ctx.params)
+        d_weight = call(ops.conv2d_grad_weight.default, grad_output, grad_grad_input, weight, *ctx.params)
     return d_grad_output, None, d_weight, None, None, None, None
 
 
@@ -167,9 +169,9 @@ def _grad_weight_backward(ctx, grad_grad_weight):
     grad_output, input, _ = ctx.saved_tensors
     d_grad_output = d_input = None
     if ctx.needs_input_grad[0]:
-        d_grad_output = ops.conv2d(input, grad_grad_weight, None, *ctx.params)
+        d_grad_output = call(ops.conv2d.default, input, grad_grad_weight, None, *ctx.params)
     if ctx.needs_input_grad[1]:
-        d_input = ops.conv2d_grad_input(grad_output, input, grad_grad_weight, *ctx.params)
+        d_input = call(ops.conv2d_grad_input.default, grad_output, input, grad_grad_weight, *ctx.params)
     return d_grad_output, d_input, None, None, None, None, None
 
 
@@ -190,8 +192,8 @@ def _max_pool_backward(ctx, grad):
     # Reached only when the indices-free op is differentiated directly; the functional
     # API calls max_pool2d_with_indices whenever a gradient is needed.
     (input,) = ctx.saved_tensors
-    _, indices = ops.max_pool2d_with_indices(input, *ctx.params)
-    return (ops.max_pool2d_grad_input(grad, input, indices, *ctx.params),) + (None,) * 5
+    _, indices = call(ops.max_pool2d_with_indices.default, input, *ctx.params)
+    return (call(ops.max_pool2d_grad_input.default, grad, input, indices, *ctx.params),) + (None,) * 5
 
 
 def _pool_with_indices_setup(ctx, inputs, output):
@@ -202,7 +204,7 @@ def _pool_with_indices_setup(ctx, inputs, output):
 
 def _max_pool_with_indices_backward(ctx, grad, _grad_indices):
     input, indices = ctx.saved_tensors
-    return (ops.max_pool2d_grad_input(grad, input, indices, *ctx.params),) + (None,) * 5
+    return (call(ops.max_pool2d_grad_input.default, grad, input, indices, *ctx.params),) + (None,) * 5
 
 
 def _pool_grad_setup(ctx, inputs, output):

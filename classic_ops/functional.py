@@ -4,24 +4,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair as _torch_pair
 
-from . import _C
+from ._dispatch import call as _call
 
 ops = torch.ops.classic_ops
 
 __all__ = ["conv2d", "depthwise_conv2d", "pointwise_conv2d", "max_pool2d"]
-
-
-def _call(op, *args):
-    """op(*args). Where no gradient can be asked for, the call skips the ops' autograd
-    kernel, which is Python (torch.library.register_autograd) and cost about 5 us a call,
-    and goes to the dispatcher from C++ (_C.call_below_autograd): torch.ops' own call cost
-    another 5 us, and checking requires_grad from Python 0.8. Tensor subclasses, torch
-    function modes and torch.compile's tracing take the usual call."""
-    if not torch.compiler.is_compiling() and not torch._C._is_torch_function_mode_enabled():
-        result = _C.call_below_autograd(op, *args)
-        if result is not NotImplemented:
-            return result
-    return op(*args)
 
 
 def _pair(value):
