@@ -950,12 +950,12 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
   const int64_t pixels = taps_as_pixels ? g.kernel_w * c : k, lanes = taps_as_pixels ? k : c;
   const EvenTiles pixel_tiles(pixels, most_pixels);
   const int64_t blocks = (lanes + vector_lanes - 1) / vector_lanes;
-  const int64_t block_groups = (blocks + most_blocks - 1) / most_blocks;
+  const EvenTiles block_groups(blocks, most_blocks);
   const int last_lanes = static_cast<int>(lanes - (blocks - 1) * vector_lanes);
   const float* xp = x.const_data_ptr<float>();
   const float* gp = go.const_data_ptr<float>();
   float* sp = sums.mutable_data_ptr<float>();
-  const int64_t tasks = tap_groups * pixel_tiles.tiles * block_groups;
+  const int64_t tasks = tap_groups * pixel_tiles.tiles * block_groups.tiles;
   // Sums tiles `tasks` over output rows [row_begin, row_end) (image-major) into `part`,
   // starting it from zero, in chunks of rows (outside) that every tile (inside) sweeps: a
   // sweep per tile would stream the whole input and grad_output once per tile.
@@ -975,12 +975,13 @@ void dense_conv2d_grad_weight_avx2(const at::Tensor& grad_output, const at::Tens
                                /*w_tap_row=*/go_row_floats, /*w_tap_col=*/0, /*w_step=*/k,
                                /*out_pixel=*/k, /*kernel_h=*/rows, /*kernel_w=*/1, /*depth=*/g.out_w};
       for (int64_t task = task_begin; task < task_end; ++task) {
-        const int64_t block_group = task % block_groups, tile = task / block_groups % pixel_tiles.tiles;
-        const int64_t group = task / (block_groups * pixel_tiles.tiles);
-        const int64_t p0 = pixel_tiles.start(tile), lane0 = block_group * most_blocks * vector_lanes;
+        const int64_t block_group = task % block_groups.tiles, tile = task / block_groups.tiles % pixel_tiles.tiles;
+        const int64_t group = task / (block_groups.tiles * pixel_tiles.tiles);
+        const int64_t p0 = pixel_tiles.start(tile), lane0 = block_groups.start(block_group) * vector_lanes;
         const int tile_pixels = pixel_tiles.size(tile);
-        const int nblocks = static_cast<int>(std::min<int64_t>(most_blocks, blocks - block_group * most_blocks));
-        const int tile_last_lanes = block_group == block_groups - 1 ? last_lanes : static_cast<int>(vector_lanes);
+        const int nblocks = block_groups.size(block_group);
+        const int tile_last_lanes =
+            block_group == block_groups.tiles - 1 ? last_lanes : static_cast<int>(vector_lanes);
         const Microkernel kernel = set.at(nblocks, tile_pixels);
         if (taps_as_pixels) {
           // Kernel row `group`; pixel j = s * c + i is tap (group, s), input channel i.
