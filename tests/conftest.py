@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import torch
 
@@ -46,6 +48,17 @@ def forward_and_grads(fn, tensors, grad_out):
         grad_out = torch.randn(out.shape, dtype=out.dtype, device=out.device, generator=gen)
     out.backward(grad_out)
     return out, [t.grad for t in leaves if t is not None]
+
+
+@contextlib.contextmanager
+def num_threads(threads):
+    """torch's intra-op thread count set to `threads` inside, restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def memory_format_of(t):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from classic_ops import bench
-from conftest import HAS_CUDA
+from conftest import HAS_CUDA, num_threads
 
 
 def test_network_layers_are_the_real_ones():
@@ -88,12 +88,8 @@ def test_plot(tmp_path):
 def test_timing_runs_with_the_threads_set():
     # torch.utils.benchmark.Timer defaults to one thread; --threads must reach the kernels.
     seen = []
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with num_threads(2):
         bench._median_seconds(lambda: seen.append(torch.get_num_threads()), 0.01, "cpu")
-    finally:
-        torch.set_num_threads(previous)
     assert seen and set(seen) == {2}
 
 

@@ -13,7 +13,7 @@ from torch.nn.modules.utils import _pair
 import classic_ops.functional as cf
 from classic_ops import _C
 from classic_ops import nn as cnn
-from conftest import DEVICES, forward_and_grads, memory_format_of, tolerances
+from conftest import DEVICES, forward_and_grads, memory_format_of, num_threads, tolerances
 
 KERNELS = [(1, 1), (2, 2), (3, 3), (5, 5), (7, 7), (11, 11), (1, 3), (3, 1), (2, 5), (5, 3)]
 PADDINGS = [0, 1, 2, 3, (1, 2), "same", "valid"]
@@ -732,12 +732,8 @@ def test_grad_weight_split_over_threads_matches_native(case, threads, cpu_path):
     grad_out = torch.randn(F.conv2d(x, w, None, *params).shape).contiguous(memory_format=memory_format)
     want = torch.ops.aten.convolution_backward(grad_out.double(), x.double(), w.double(), None, *params[:3], False,
                                                [0, 0], 1, [False, True, False])[1]
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with num_threads(threads):
         got = torch.ops.classic_ops.conv2d_grad_weight(grad_out, x, w, *params)
-    finally:
-        torch.set_num_threads(previous)
     torch.testing.assert_close(got, want.float(), rtol=1e-4, atol=1e-3)
 
 
