@@ -53,15 +53,16 @@ struct PlanarWeight {
 };
 
 // `count` items in as few tiles as tiles of `most` allow, of sizes that differ by one at
-// most (the wider first), not full tiles and a remainder: a tile of 2 pixels x 2 blocks has
-// 4 chains of dependent FMAs, too few to cover their latency (a row of 14 pixels as
-// 6 + 6 + 2: the 2 took a third as long as the 6s).
+// most, not full tiles and a remainder: a tile of 2 pixels x 2 blocks has 4 chains of
+// dependent FMAs, too few to cover their latency (a row of 14 pixels as 6 + 6 + 2: the 2
+// took a third as long as the 6s). The wider tiles are spread evenly among the narrower, so
+// that a run of consecutive tiles, a thread's share, holds its share of the items (16 lane
+// blocks in groups of 3 as 2, 3, 3, 2, 3, 3; as 3, 3, 3, 3, 2, 2 one of two threads had 9).
 struct EvenTiles {
-  int64_t tiles, base, wider;
-  EvenTiles(int64_t count, int64_t most)
-      : tiles((count + most - 1) / most), base(count / tiles), wider(count % tiles) {}
-  int64_t start(int64_t tile) const { return tile * base + std::min(tile, wider); }
-  int size(int64_t tile) const { return static_cast<int>(base + (tile < wider)); }
+  int64_t count, tiles;
+  EvenTiles(int64_t count, int64_t most) : count(count), tiles((count + most - 1) / most) {}
+  int64_t start(int64_t tile) const { return tile * count / tiles; }
+  int size(int64_t tile) const { return static_cast<int>(start(tile + 1) - start(tile)); }
 };
 
 // The weight (K, C, R, S) of a dense convolution, contiguous NCHW or channels_last, read
