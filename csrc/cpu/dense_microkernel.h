@@ -44,27 +44,32 @@ using DotTile = void (*)(const float* a, int64_t a_row, const float* b, int64_t 
                          int64_t out_row);
 
 // The largest tiles of an instruction set: `pixels` x `blocks` vectors of `lanes` floats,
-// and dot-product tiles of `dot_rows` x MicrokernelSet::kDotCols.
+// and dot-product tiles of `dot_rows` x MicrokernelSet::kDotCols. `long_pixels` x
+// `long_blocks` is a second shape, one pixel longer and a vector narrower, for rows that
+// tiles of `pixels` split badly (7 pixels as 4 + 3); forward_dense picks one per layer.
 struct TileShape {
-  int lanes, pixels, blocks, dot_rows;
+  int lanes, pixels, blocks, dot_rows, long_pixels, long_blocks;
 };
 
 // AVX2/FMA: 6 pixels x 2 vectors of 8 lanes (12 of the 16 ymm registers accumulate); dot
 // products 3 x 4 (12 accumulators, 3 + 1 operand vectors).
-constexpr TileShape kAvx2Tile{8, 6, 2, 3};
+// No long tile: 7 x 2 accumulators and 2 + 1 operands would not fit in 16 registers.
+constexpr TileShape kAvx2Tile{8, 6, 2, 3, 6, 2};
 // AVX-512: 6 pixels x 4 vectors of 16 lanes (24 of the 32 zmm registers accumulate); dot
 // products 6 x 4 (24 accumulators, 6 + 1 operands: 10 loads for 24 FMAs where 3 x 4 takes
 // 7 for 12). On CPUs whose FMA units are 512 bits wide (AMD Zen 5, Intel's server cores)
-// twice the arithmetic of AVX2 per instruction and per cycle.
-constexpr TileShape kAvx512Tile{16, 6, 4, 6};
+// twice the arithmetic of AVX2 per instruction and per cycle. Long tiles 7 x 3 (21
+// accumulators).
+constexpr TileShape kAvx512Tile{16, 6, 4, 6, 7, 3};
 
 // One instruction set's microkernels: at(b, p) is the tile of p <= tile.pixels pixels by
-// b <= tile.blocks vectors of tile.lanes floats, dot(i, j) the dot-product tile of
+// b <= tile.blocks vectors of tile.lanes floats, or of p <= tile.long_pixels by
+// b <= tile.long_blocks, dot(i, j) the dot-product tile of
 // i <= tile.dot_rows rows by j <= kDotCols. fma_chains is the loop that measures the set's peak
 // (calibration.cpp): `iterations` steps of as many independent FMA chains as a whole tile
 // has accumulators, flops_per_iteration() floating-point operations a step.
 struct MicrokernelSet {
-  static constexpr int kMostBlocks = 4, kMostPixels = 6, kMostDotRows = 6;
+  static constexpr int kMostBlocks = 4, kMostPixels = 7, kMostDotRows = 6;
   // Four columns: a dot-product tile's row sums the lanes of its four accumulators together,
   // the shuffles shared, and adds the four sums to its output row in one vector.
   static constexpr int kDotCols = 4;

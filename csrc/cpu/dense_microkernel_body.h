@@ -7,7 +7,9 @@
 // reduction step B vector loads and P broadcasts feed P x B independent FMA chains.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <type_traits>
 #include <utility>
 
 #include "dense_microkernel.h"
@@ -22,7 +24,7 @@ MICROKERNEL_TARGET __attribute__((always_inline)) inline void multiply_step(
   typename V::Vec wv[B];
 #pragma GCC unroll 4
   for (int b = 0; b < B; ++b) wv[b] = V::load(w + b * block);
-#pragma GCC unroll 6
+#pragma GCC unroll 7
   for (int p = 0; p < P; ++p) {
     const typename V::Vec xv = V::broadcast(x + p * pixel);
 #pragma GCC unroll 4
@@ -40,7 +42,7 @@ MICROKERNEL_TARGET void microkernel(const float* x, const float* w, const float*
 #pragma GCC unroll 4
   for (int b = 0; b < B; ++b) {
     const bool masked = b == B - 1 && last_block_lanes != V::kLanes;
-#pragma GCC unroll 6
+#pragma GCC unroll 7
     for (int p = 0; p < P; ++p) {
       if (bias && st.bias_per_pixel) {
         acc[p][b] = V::broadcast(bias + p);
@@ -76,7 +78,7 @@ MICROKERNEL_TARGET void microkernel(const float* x, const float* w, const float*
       }
     }
   }
-#pragma GCC unroll 6
+#pragma GCC unroll 7
   for (int p = 0; p < P; ++p) {
 #pragma GCC unroll 4
     for (int b = 0; b < B; ++b) {
@@ -154,9 +156,16 @@ MICROKERNEL_TARGET float fma_chains(int64_t iterations) {
   return lanes[0];
 }
 
-template <typename V, int B, int... P>
+// Tiles of B vectors, P + 1 pixels for each P: those within `shape` or its long tile.
+template <typename V, TileShape shape, int B, int... P>
 void fill_tiles_of_blocks(MicrokernelSet& set, std::integer_sequence<int, P...>) {
-  ((set.kernels[B - 1][P] = microkernel<V, P + 1, B>), ...);
+  const auto fill = [&](auto pixels) {
+    constexpr int kPixels = decltype(pixels)::value;
+    if constexpr (kPixels <= shape.pixels || B <= shape.long_blocks) {
+      set.kernels[B - 1][kPixels - 1] = microkernel<V, kPixels, B>;
+    }
+  };
+  (fill(std::integral_constant<int, P + 1>{}), ...);
 }
 
 template <typename V, int I, int... J>
@@ -169,12 +178,12 @@ void fill_dot_tiles(MicrokernelSet& set, std::integer_sequence<int, I...>) {
   (fill_dot_tiles_of_rows<V, I + 1>(set, std::make_integer_sequence<int, MicrokernelSet::kDotCols>{}), ...);
 }
 
-template <typename V, int kPixels, int kDotRows, int... B>
+template <typename V, TileShape shape, int... B>
 MicrokernelSet microkernel_set(std::integer_sequence<int, B...>) {
-  MicrokernelSet set{{V::kLanes, kPixels, static_cast<int>(sizeof...(B)), kDotRows}, {}, {},
-                     fma_chains<V, kPixels * static_cast<int>(sizeof...(B))>};
-  (fill_tiles_of_blocks<V, B + 1>(set, std::make_integer_sequence<int, kPixels>{}), ...);
-  fill_dot_tiles<V>(set, std::make_integer_sequence<int, kDotRows>{});
+  MicrokernelSet set{shape, {}, {}, fma_chains<V, shape.pixels * shape.blocks>};
+  constexpr int kLongestRow = std::max(shape.pixels, shape.long_pixels);
+  (fill_tiles_of_blocks<V, shape, B + 1>(set, std::make_integer_sequence<int, kLongestRow>{}), ...);
+  fill_dot_tiles<V>(set, std::make_integer_sequence<int, shape.dot_rows>{});
   return set;
 }
 
@@ -184,7 +193,9 @@ MicrokernelSet microkernel_set() {
   static_assert(shape.lanes == V::kLanes);
   static_assert(shape.pixels <= MicrokernelSet::kMostPixels && shape.blocks <= MicrokernelSet::kMostBlocks &&
                 shape.dot_rows <= MicrokernelSet::kMostDotRows);
-  return microkernel_set<V, shape.pixels, shape.dot_rows>(std::make_integer_sequence<int, shape.blocks>{});
+  static_assert(shape.long_pixels <= MicrokernelSet::kMostPixels && shape.long_blocks <= shape.blocks &&
+                shape.long_pixels * shape.long_blocks <= shape.pixels * shape.blocks);
+  return microkernel_set<V, shape>(std::make_integer_sequence<int, shape.blocks>{});
 }
 
 }  // namespace
