@@ -748,23 +748,21 @@ WeightPanel flipped_panel(const at::Tensor& weight, const ConvGeometry& g, const
 
 // grad_input of a dense convolution with unit dilation, phase by phase of the stride (one
 // phase for stride 1; grad_input_as_forward.h). Phases of convolutions with 8 input
-// channels or more (a lane block) go through the channels_last kernel where the convolution
-// is strided (its phases have few taps, and each reduction step of the planar kernel starts
-// a cache line of another plane: 3x3/2 from 14x14, 256 -> 512 channels 1.33 -> 1.00 ms,
-// 128 -> 128 0.20 -> 0.17 ms, though 512 -> 512 2.40 -> 2.57 ms, packing its 9 MB filter
-// outweighing) or the planar kernel does not run it faster (prefers_planar: 7x7 planes,
-// 160 -> 320 0.38 -> 0.35 ms, 16x10x10 -> 32 0.050 -> 0.042 ms; 512 -> 512 stays planar,
-// 1.61-1.80 against 1.83-2.00 ms). grad_output goes to NHWC once, each phase a window of it,
-// and the filter is packed once for all phases. The others run the planar kernel, into a
-// channels_last grad_input too (through NCHW copies of the small planes it prefers: 512 ->
-// 512 over 7x7 1.53 against 2.1-2.5 ms on the channels_last kernel, 2 threads). 1x1
-// convolutions and narrow phases run the planar kernel into NCHW (it reads NCHW planes as
-// they are) and the channels_last kernel into channels_last (it reads grad_output as it
-// lies, where the planar kernel would transpose both).
+// channels or more (a lane block) go through the channels_last kernel, into either layout:
+// grad_output goes to NHWC once, each phase a window of it, and the filter is packed once
+// for all phases. Strided phases have few taps, and each reduction step of the planar
+// kernel starts a cache line of another plane (3x3/2 from 14x14, 256 -> 512 channels 1.33
+// -> 1.00 ms); on the short rows where the planar kernel runs the forward pass faster
+// (prefers_planar) its grad_input, whose broadcast coefficients lie an output channel
+// apart, ran 2.1-2.9x slower into channels_last and 1.07-1.56x into NCHW (7x7 planes,
+// 256 -> 512, 384 -> 384, 512 -> 512 and 1024 -> 512, 2 threads; ResNet-18's 512 -> 512
+// 3.24 against 1.24 ms channels_last). 1x1 convolutions and narrow phases run the planar
+// kernel into NCHW (it reads NCHW planes as they are) and the channels_last kernel into
+// channels_last (it reads grad_output as it lies, where the planar kernel would transpose
+// both).
 void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight,
                          const at::Tensor& grad_input, const ConvGeometry& g) {
   const bool pointwise = g.kernel_h == 1 && g.kernel_w == 1;
-  const bool strided = g.stride_h != 1 || g.stride_w != 1;
   const bool channels_last = !grad_input.is_contiguous();
   const at::Tensor zeros = planar_bias(at::Tensor(), g.in_channels, grad_input.options());
   // For the channels_last phases: the filter, and grad_output as NHWC padded so that each
@@ -777,8 +775,7 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
   for_each_stride_phase(g, grad_input, [&](const StridePhase& ph, const StridePhase& pw,
                                            const at::Tensor& phase_input) {
     const ConvGeometry t = phase_as_forward(g, ph, pw);
-    const bool planar =
-        !pointwise && t.out_channels >= kLanes ? !strided && prefers_planar(t) : !channels_last;
+    const bool planar = (pointwise || t.out_channels < kLanes) && !channels_last;
     if (!planar) {
       if (!padded.defined()) padded = padded_nhwc(grad_output, padding, Scratch::kGradOutput);
       // The phase's tap j is flipped tap (last phase tap's) + j * stride.
@@ -800,8 +797,7 @@ void grad_input_by_phase(const at::Tensor& grad_output, const at::Tensor& weight
               : phase_grad_output(grad_output, g, ph, pw, slack,
                                   scratch(Scratch::kPhase, {t.batch * t.in_channels * t.in_h * t.in_w + slack}));
     // The planar kernel broadcasts the coefficients of a step one by one, which from a
-    // channels_last weight come a cache line each (ResNet-18's 512x7x7 -> 512: 3.6 against
-    // 3.0 ms, 2 threads): it reads an NCHW copy.
+    // channels_last weight come a cache line each: it reads an NCHW copy.
     if (!nchw_weight.defined()) nchw_weight = cached_contiguous(weight);
     planar_conv(planes, phase_weight(nchw_weight, g, ph, pw), zeros.const_data_ptr<float>(), phase_input, t);
   });

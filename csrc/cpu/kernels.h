@@ -22,15 +22,17 @@ void dense_conv2d_forward_avx2(const at::Tensor& input, const at::Tensor& weight
                                const ConvGeometry& g);
 
 // Rows shorter than this (in pixels) leave much of the channels_last kernel's 6-pixel row
-// tiles empty (7 pixels: two tiles).
+// tiles empty (7 pixels: two tiles; AVX-512's 7-pixel tiles take them whole).
 constexpr int64_t kShortRow = 12;
 
-// Whether a stride-1 convolution over NCHW runs faster on the planar kernel (pixels of a
-// plane as lanes) than on the channels_last one: where its rows are short and its filter
-// 4 MB or more. Measured on 7x7 planes, forward (grad_input alike): 512 -> 512 channels
-// 1.53 against 2.07 ms, 256 -> 512 0.80 against 0.87 ms; smaller filters ran as fast or
-// faster on the channels_last kernel (192 -> 384 0.43 against 0.43 ms, 16 -> 64 0.027
-// against 0.021 ms; LeNet-5's 6x14x14 -> 16 0.023 against 0.016 ms).
+// Whether a stride-1 convolution's forward pass runs faster on the planar kernel (pixels of
+// a plane as lanes) than on the channels_last one: where its rows are short and its filter
+// 4 MB or more. Measured on 7x7 planes, 2 threads, against the 7-pixel tiles: 512 -> 512
+// channels 1.44 against 1.67 ms, 1024 -> 512 2.85 against 3.59 ms, 256 -> 512 0.74-0.84
+// against 0.76-0.83 ms; smaller filters ran as fast or faster on the channels_last kernel
+// (192 -> 384 0.43 against 0.43 ms, 16 -> 64 0.027 against 0.021 ms; LeNet-5's
+// 6x14x14 -> 16 0.023 against 0.016 ms). Their grad_input runs on the channels_last kernel
+// (dense_conv2d_grad_input_avx2).
 inline bool prefers_planar(const ConvGeometry& g) {
   const int64_t filter_floats = g.out_channels * g.in_channels / g.groups * g.kernel_h * g.kernel_w;
   return g.stride_h == 1 && g.stride_w == 1 && g.out_w < kShortRow && filter_floats >= (int64_t{1} << 20);
